@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The contract between the BPF programs and the Python loader.
+ *
+ * Knobs live in one `const volatile struct mb_config` (.rodata, set between open and
+ * load, so the verifier prunes the branches of other ops); results of the last run live
+ * in one `struct mb_result` (.bss, read by the loader through libbpf's mmap). The
+ * per-run arguments (loop count, first key index) come in through the raw_tp test-run
+ * context so that nothing changes after load.
+ */
+#ifndef MAPBENCH_H
+#define MAPBENCH_H
+
+/* Storage strategies: a pair is one source compiled with -DMB_STORAGE=<one of these>. */
+#define MB_CONTROL 0
+#define MB_HASH 1
+#define MB_BLOOM 2
+#define MB_PID_HASH 3
+#define MB_TASK_STORAGE 4
+
+/* Operations, chosen in .rodata. */
+#define MB_OP_LOOKUP 0
+#define MB_OP_UPDATE 1
+#define MB_OP_GET 2
+
+/* hit_thresh is a fraction of this: a lookup hits when the low bits of the draw fall below it. */
+#define MB_HIT_SCALE (1u << 20)
+
+struct mb_config {
+	__u64 seed;        /* key stream seed */
+	__u32 map_size;    /* number of keys present in the map */
+	__u32 hit_thresh;  /* hit ratio * MB_HIT_SCALE */
+	__u32 key_mult;    /* odd: key(i) = i * key_mult ^ key_salt is a bijection on u32 */
+	__u32 key_salt;
+	__u32 op;
+	__u32 base_pid;    /* per-task family: the pid population is base_pid .. base_pid + map_size - 1 */
+	__u32 sequential;  /* 1: draw i asks for entry i % map_size (always a hit), as the kernel's
+			    * hashmap lookup bench does; 0: uniform random entries */
+};
+
+/* Test-run context: raw_tp test_run hands ctx_in to the program as its u64 args. */
+struct mb_run_args {
+	__u64 nr_loops;
+	__u64 start;       /* index of the first draw in the key stream */
+};
+
+struct mb_result {
+	__u64 elapsed_ns;       /* bpf_ktime_get_ns() around the whole bpf_loop */
+	__u64 ops;
+	__u64 hits;             /* lookups that found the key / updates and gets that succeeded */
+	__u64 filter_positives; /* bloom: draws the filter said may be present */
+	__u64 checksum;         /* xor of every key, so no build can drop the key generation */
+};
+
+/* splitmix64's finaliser: cheap, and the same arithmetic in numpy predicts every draw. */
+static inline __u64 mb_mix(__u64 x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+#endif /* MAPBENCH_H */

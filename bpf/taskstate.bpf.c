@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Per-task state family: find (or create) a small record for a task.
+ *   MB_PID_HASH      a hash keyed by pid, holding map_size tasks; each draw asks for one
+ *                    of them, as a tracer does for whichever task an event is about
+ *   MB_TASK_STORAGE  task local storage of the current task (create on first use)
+ *   MB_CONTROL       the same loop and draws with the map operation compiled out
+ * Only the map definitions and the accessor sit under #if.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "mapbench.h"
+
+#ifndef MB_STORAGE
+#error "compile with -DMB_STORAGE=MB_CONTROL, MB_PID_HASH or MB_TASK_STORAGE"
+#endif
+
+char LICENSE[] SEC("license") = "GPL";
+
+const volatile struct mb_config cfg = {};
+struct mb_result res = {};
+
+struct task_state {
+	__u64 last_seen;
+	__u64 count;
+};
+
+#if MB_STORAGE == MB_PID_HASH
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct task_state);
+	__uint(max_entries, 1); /* sized by the loader before load */
+} states SEC(".maps");
+#elif MB_STORAGE == MB_TASK_STORAGE
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* the kernel requires it for task storage */
+	__type(key, int);
+	__type(value, struct task_state);
+} states SEC(".maps");
+#endif
+
+struct loop_state {
+	__u64 start;
+	__u64 hits;
+	__u64 checksum;
+};
+
+static __always_inline struct task_state *get_state(__u32 pid)
+{
+#if MB_STORAGE == MB_PID_HASH
+	struct task_state *s = bpf_map_lookup_elem(&states, &pid);
+	struct task_state zero = {};
+
+	if (s)
+		return s;
+	bpf_map_update_elem(&states, &pid, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&states, &pid);
+#elif MB_STORAGE == MB_TASK_STORAGE
+	return bpf_task_storage_get(&states, bpf_get_current_task_btf(), NULL,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
+#else
+	return NULL;
+#endif
+}
+
+static long one_op(__u64 i, void *ctx)
+{
+	struct loop_state *st = ctx;
+	__u64 r = mb_mix(cfg.seed + st->start + i);
+	__u64 idx = cfg.sequential ? (st->start + i) % cfg.map_size : (r >> 32) % cfg.map_size;
+	__u32 pid = cfg.base_pid + (__u32)idx;
+	struct task_state *s;
+
+	st->checksum ^= pid;
+	s = get_state(pid);
+	if (s) {
+		s->last_seen = i;
+		s->count++;
+		st->hits++;
+	}
+	return 0;
+}
+
+SEC("raw_tp")
+int run(struct mb_run_args *args)
+{
+	struct loop_state st = { .start = args->start };
+	__u64 nr_loops = args->nr_loops;
+	__u64 t0, t1;
+
+	t0 = bpf_ktime_get_ns();
+	bpf_loop(nr_loops, one_op, &st, 0);
+	t1 = bpf_ktime_get_ns();
+
+	res.elapsed_ns = t1 - t0;
+	res.ops = nr_loops;
+	res.hits = st.hits;
+	res.filter_positives = 0;
+	res.checksum = st.checksum;
+	return 0;
+}

@@ -1,0 +1,255 @@
+"""cffi (API mode) build of the thin libbpf binding, compiled at `pip install`.
+
+Only what mapbench calls is declared. Structs are declared with `...;` so that cffi takes
+their layout from the system headers (libbpf 1.1.2), not from a copy here. The few native
+helpers below exist because Python cannot do them well: capture libbpf's printf-style log
+(a va_list callback), and run element-wise syscall loops without the interpreter in the
+timing.
+"""
+
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+BPF_DIR = HERE.parent / "bpf"
+
+ffibuilder = FFI()
+
+ffibuilder.cdef(
+    r"""
+typedef uint8_t __u8;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+typedef int32_t __s32;
+
+struct bpf_object;
+struct bpf_map;
+struct bpf_program;
+struct bpf_link;
+
+struct bpf_test_run_opts {
+    size_t sz;
+    const void *ctx_in;
+    __u32 ctx_size_in;
+    __u32 retval;
+    int repeat;
+    __u32 duration;
+    __u32 flags;
+    __u32 cpu;
+    ...;
+};
+
+struct bpf_map_batch_opts {
+    size_t sz;
+    __u64 elem_flags;
+    __u64 flags;
+};
+
+struct bpf_prog_info {
+    __u32 type;
+    __u32 id;
+    __u32 jited_prog_len;
+    __u32 xlated_prog_len;
+    __u64 run_time_ns;
+    __u64 run_cnt;
+    __u64 recursion_misses;
+    __u32 verified_insns;
+    ...;
+};
+
+struct bpf_map_info {
+    __u32 type;
+    __u32 id;
+    __u32 key_size;
+    __u32 value_size;
+    __u32 max_entries;
+    __u32 map_flags;
+    __u64 map_extra;
+    ...;
+};
+
+struct mb_config {
+    __u64 seed;
+    __u32 map_size;
+    __u32 hit_thresh;
+    __u32 key_mult;
+    __u32 key_salt;
+    __u32 op;
+    __u32 base_pid;
+    __u32 sequential;
+};
+
+struct mb_run_args {
+    __u64 nr_loops;
+    __u64 start;
+};
+
+struct mb_result {
+    __u64 elapsed_ns;
+    __u64 ops;
+    __u64 hits;
+    __u64 filter_positives;
+    __u64 checksum;
+};
+
+#define MB_HIT_SCALE ...
+#define BPF_ANY ...
+#define BPF_NOEXIST ...
+#define BPF_EXIST ...
+#define BPF_F_LOCK ...
+#define BPF_F_TEST_RUN_ON_CPU ...
+
+enum bpf_stats_type { BPF_STATS_RUN_TIME, ... };
+
+__u32 libbpf_major_version(void);
+__u32 libbpf_minor_version(void);
+long libbpf_get_error(const void *ptr);
+int libbpf_probe_bpf_map_type(int map_type, const void *opts);
+int libbpf_probe_bpf_prog_type(int prog_type, const void *opts);
+int libbpf_num_possible_cpus(void);
+
+struct bpf_object *bpf_object__open_file(const char *path, const void *opts);
+int bpf_object__load(struct bpf_object *obj);
+void bpf_object__close(struct bpf_object *obj);
+const char *bpf_object__name(const struct bpf_object *obj);
+struct bpf_map *bpf_object__find_map_by_name(const struct bpf_object *obj, const char *name);
+struct bpf_program *bpf_object__find_program_by_name(const struct bpf_object *obj,
+                                                     const char *name);
+struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map);
+struct bpf_program *bpf_object__next_program(const struct bpf_object *obj,
+                                             struct bpf_program *prog);
+
+const char *bpf_map__name(const struct bpf_map *map);
+int bpf_map__fd(const struct bpf_map *map);
+int bpf_map__type(const struct bpf_map *map);
+__u32 bpf_map__max_entries(const struct bpf_map *map);
+int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
+__u32 bpf_map__key_size(const struct bpf_map *map);
+__u32 bpf_map__value_size(const struct bpf_map *map);
+int bpf_map__set_value_size(struct bpf_map *map, __u32 size);
+__u64 bpf_map__map_extra(const struct bpf_map *map);
+int bpf_map__set_map_extra(struct bpf_map *map, __u64 map_extra);
+int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
+void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
+
+const char *bpf_program__name(const struct bpf_program *prog);
+int bpf_program__fd(const struct bpf_program *prog);
+int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
+bool bpf_program__autoload(const struct bpf_program *prog);
+struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
+int bpf_link__destroy(struct bpf_link *link);
+
+int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
+int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+int bpf_map_delete_elem(int fd, const void *key);
+int bpf_map_get_next_key(int fd, const void *key, void *next_key);
+int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values,
+                         __u32 *count, const struct bpf_map_batch_opts *opts);
+int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys,
+                                    void *values, __u32 *count,
+                                    const struct bpf_map_batch_opts *opts);
+int bpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count,
+                         const struct bpf_map_batch_opts *opts);
+int bpf_map_delete_batch(int fd, const void *keys, __u32 *count,
+                         const struct bpf_map_batch_opts *opts);
+int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
+int bpf_enable_stats(enum bpf_stats_type type);
+
+/* native helpers (below) */
+void mb_log_capture(void);
+size_t mb_log_take(char *buf, size_t size);
+int mb_pidfd_open(int pid);
+int mb_update_each(int fd, const void *keys, const void *values, size_t n,
+                   size_t key_size, size_t value_size, __u64 flags, __u64 *elapsed_ns);
+"""
+)
+
+ffibuilder.set_source(
+    "mapbench._libbpf",
+    r"""
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/types.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "mapbench.h"
+
+/* libbpf's log (verifier messages included) goes to a buffer the loader can show. */
+static char mb_log[1 << 16];
+static size_t mb_log_len;
+
+static int mb_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    int n;
+
+    if (level == LIBBPF_DEBUG || mb_log_len >= sizeof(mb_log) - 1)
+        return 0;
+    n = vsnprintf(mb_log + mb_log_len, sizeof(mb_log) - mb_log_len, fmt, ap);
+    if (n > 0)
+        mb_log_len += (size_t)n < sizeof(mb_log) - mb_log_len ? (size_t)n
+                                                              : sizeof(mb_log) - 1 - mb_log_len;
+    return 0;
+}
+
+void mb_log_capture(void)
+{
+    libbpf_set_print(mb_print);
+}
+
+size_t mb_log_take(char *buf, size_t size)
+{
+    size_t n = mb_log_len < size ? mb_log_len : size;
+
+    memcpy(buf, mb_log, n);
+    mb_log_len = 0;
+    return n;
+}
+
+int mb_pidfd_open(int pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static __u64 mb_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Element-wise update loop in native code: returns 0 or the first failing -errno. */
+int mb_update_each(int fd, const void *keys, const void *values, size_t n,
+                   size_t key_size, size_t value_size, __u64 flags, __u64 *elapsed_ns)
+{
+    const char *k = keys, *v = values;
+    __u64 t0 = mb_now_ns();
+    size_t i;
+    int err = 0;
+
+    for (i = 0; i < n; i++) {
+        if (bpf_map_update_elem(fd, key_size ? k + i * key_size : NULL, v + i * value_size,
+                                flags)) {
+            err = -errno;
+            break;
+        }
+    }
+    *elapsed_ns = mb_now_ns() - t0;
+    return err;
+}
+""",
+    libraries=["bpf"],
+    include_dirs=[str(BPF_DIR)],
+    extra_compile_args=["-O2"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,129 @@
+"""Compile the BPF sources: clang -target bpf -g -O2 -mcpu=<isa> -DMB_STORAGE=<strategy>.
+
+vmlinux.h is generated once per kernel from /sys/kernel/btf/vmlinux with bpftool. Objects
+are cached under $MAPBENCH_CACHE (default ~/.cache/mapbench) by a hash of everything that
+goes into them: source, shared header, vmlinux.h, flags and the clang version.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput, EnvironmentProblem
+
+ISAS = ("v1", "v2", "v3")
+DEFAULT_ISA = "v3"
+# The kernel's BTF; MAPBENCH_KERNEL_BTF points elsewhere (another kernel's BTF, or tests).
+KERNEL_BTF = Path(os.environ.get("MAPBENCH_KERNEL_BTF", "/sys/kernel/btf/vmlinux"))
+
+
+class BuildFailed(EnvironmentProblem):
+    """clang or bpftool failed; `log` holds the tool's own message."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class BuiltObject:
+    path: Path
+    sha256: str
+    isa: str
+    storage: str
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("MAPBENCH_CACHE", Path.home() / ".cache" / "mapbench"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def source_dir() -> Path:
+    return Path(str(importlib.resources.files("mapbench.bpf")))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tool(name: str, *fallbacks: str) -> str:
+    for candidate in (os.environ.get(f"MAPBENCH_{name.upper()}"), name, *fallbacks):
+        if candidate and shutil.which(candidate):
+            return candidate
+    raise EnvironmentProblem(
+        f"{name} not found on PATH; install it (Debian: apt-get install {name}) or run via nox"
+    )
+
+
+@functools.cache
+def clang_version() -> str:
+    out = subprocess.run([_tool("clang", "clang-14"), "--version"], capture_output=True, text=True)
+    return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+@functools.cache
+def vmlinux_header() -> Path:
+    """vmlinux.h of the running kernel, generated from its BTF (cached per BTF content)."""
+    if not KERNEL_BTF.exists():
+        raise EnvironmentProblem(
+            f"no kernel BTF at {KERNEL_BTF}: mapbench needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+        )
+    btf_hash = _sha256(KERNEL_BTF.read_bytes())[:16]
+    header = cache_dir() / f"vmlinux-{btf_hash}" / "vmlinux.h"
+    if not header.exists():
+        header.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [_tool("bpftool"), "btf", "dump", "file", str(KERNEL_BTF), "format", "c"]
+        out = subprocess.run(cmd, capture_output=True)
+        if out.returncode != 0:
+            raise BuildFailed("bpftool could not dump the kernel BTF", out.stderr.decode())
+        _atomic_write(header, out.stdout)
+    return header
+
+
+def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltObject:
+    """Compile bpf/<source> with -DMB_STORAGE=<storage> for BPF ISA <isa> (cached)."""
+    if isa not in ISAS:
+        raise BadInput(f"--isa {isa!r} is not a BPF ISA: use one of {', '.join(ISAS)}")
+    src_dir = source_dir()
+    src = src_dir / source
+    header = vmlinux_header()
+    flags = ["-target", "bpf", "-g", "-O2", f"-mcpu={isa}", f"-DMB_STORAGE={storage}"]
+    key = _sha256(
+        b"\0".join(
+            [
+                src.read_bytes(),
+                (src_dir / "mapbench.h").read_bytes(),
+                header.parent.name.encode(),
+                " ".join(flags).encode(),
+                clang_version().encode(),
+            ]
+        )
+    )[:16]
+    out = cache_dir() / "objects" / f"{src.name.removesuffix('.bpf.c')}-{storage}-{isa}-{key}.o"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            tmp_obj = Path(tmp) / out.name
+            cmd = [_tool("clang", "clang-14"), *flags, f"-I{header.parent}", f"-I{src_dir}",
+                   "-c", str(src), "-o", str(tmp_obj)]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise BuildFailed(f"clang failed to compile {src.name} ({storage}, {isa})", res.stderr)
+            os.replace(tmp_obj, out)
+    return BuiltObject(path=out, sha256=_sha256(out.read_bytes()), isa=isa, storage=storage)

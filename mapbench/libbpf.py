@@ -1,0 +1,302 @@
+"""Thin object layer over the cffi libbpf binding.
+
+Every fd-owning thing is a context manager: `BpfObject` owns its maps and programs (libbpf
+closes them with the object), `BpfLink` owns an attachment, `run_stats()` owns the
+BPF_ENABLE_STATS fd. Failures raise `KernelRefused` with the kernel's errno and libbpf's
+log (verifier output included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._libbpf import ffi, lib
+from .errors import KernelRefused, MissingPrivilege
+
+lib.mb_log_capture()
+
+BPF_MAP_TYPE = {
+    "hash": 1,
+    "array": 2,
+    "percpu_hash": 5,
+    "lru_hash": 9,
+    "task_storage": 29,
+    "bloom_filter": 30,
+}
+BPF_PROG_TYPE_RAW_TRACEPOINT = 17
+BPF_PROG_TYPE_TRACING = 26
+
+
+def take_log() -> str:
+    """libbpf's warnings and the verifier log captured since the last call."""
+    buf = ffi.new("char[]", 1 << 16)
+    n = lib.mb_log_take(buf, len(buf))
+    return ffi.string(buf, n).decode(errors="replace")
+
+
+def raise_for(rc: int, what: str) -> None:
+    """libbpf 1.x returns -errno on failure; turn it into a typed error naming the step."""
+    if rc >= 0:
+        return
+    err = -rc
+    log = take_log().strip()
+    message = f"{what}: {os.strerror(err)} (errno {err})"
+    if err == 1 and os.geteuid() != 0:  # EPERM
+        raise MissingPrivilege(f"{message}; run as root (BPF needs CAP_BPF and CAP_PERFMON)")
+    raise KernelRefused(message, errno=err, log=log)
+
+
+def libbpf_version() -> str:
+    return f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
+
+
+def possible_cpus() -> int:
+    n = lib.libbpf_num_possible_cpus()
+    raise_for(n, "counting possible CPUs")
+    return n
+
+
+def probe_map_type(name: str) -> bool:
+    return lib.libbpf_probe_bpf_map_type(BPF_MAP_TYPE[name], ffi.NULL) == 1
+
+
+def fdinfo(fd: int) -> dict[str, str]:
+    """The kernel's /proc fdinfo fields for a BPF fd (memlock, map_type, ...)."""
+    fields = {}
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+class BpfMap:
+    """A map of an open object; the object owns its fd."""
+
+    def __init__(self, ptr, owner: BpfObject):
+        self._ptr = ptr
+        self._owner = owner  # keeps the object (and so the fd) alive
+
+    @property
+    def name(self) -> str:
+        return ffi.string(lib.bpf_map__name(self._ptr)).decode()
+
+    @property
+    def fd(self) -> int:
+        return lib.bpf_map__fd(self._ptr)
+
+    @property
+    def max_entries(self) -> int:
+        return lib.bpf_map__max_entries(self._ptr)
+
+    @property
+    def key_size(self) -> int:
+        return lib.bpf_map__key_size(self._ptr)
+
+    @property
+    def value_size(self) -> int:
+        return lib.bpf_map__value_size(self._ptr)
+
+    def set_max_entries(self, n: int) -> None:
+        raise_for(lib.bpf_map__set_max_entries(self._ptr, n), f"sizing map {self.name} to {n}")
+
+    def set_map_extra(self, extra: int) -> None:
+        raise_for(lib.bpf_map__set_map_extra(self._ptr, extra), f"setting map_extra of {self.name}")
+
+    def data(self, ctype: str):
+        """The editable image of a global-data map (.rodata, .bss) as `ctype *`, before
+        load. libbpf 1.1 re-maps it onto the kernel map only for skeletons, so after load
+        read the kernel's copy with `read(ctype)`."""
+        size = ffi.new("size_t *")
+        ptr = lib.bpf_map__initial_value(self._ptr, size)
+        if ptr == ffi.NULL or size[0] < ffi.sizeof(ctype):
+            raise KernelRefused(f"map {self.name} has no data image of {ctype}")
+        return ffi.cast(f"{ctype} *", ptr)
+
+    def read(self, ctype: str):
+        """A global-data map's current kernel value (key 0) as a fresh `ctype` struct."""
+        out = ffi.new(f"{ctype} *")
+        key = ffi.new("__u32 *", 0)
+        raise_for(lib.bpf_map_lookup_elem(self.fd, key, out), f"reading map {self.name}")
+        return out
+
+    def memlock_bytes(self) -> int | None:
+        """Memory the kernel charges for the map (fdinfo memlock)."""
+        value = fdinfo(self.fd).get("memlock")
+        return int(value) if value is not None else None
+
+    def lookup(self, key: bytes | None, value_size: int | None = None) -> bytes | None:
+        out = ffi.new("char[]", value_size or self.value_size)
+        rc = lib.bpf_map_lookup_elem(self.fd, _ptr_or_null(key), out)
+        if rc == -2:  # ENOENT
+            return None
+        raise_for(rc, f"looking up in map {self.name}")
+        return ffi.buffer(out)[:]
+
+    def update(self, key: bytes | None, value: bytes, flags: int = 0) -> None:
+        raise_for(
+            lib.bpf_map_update_elem(self.fd, _ptr_or_null(key), value, flags),
+            f"updating map {self.name}",
+        )
+
+    def delete(self, key: bytes) -> None:
+        raise_for(lib.bpf_map_delete_elem(self.fd, key), f"deleting from map {self.name}")
+
+    def update_batch(self, keys, values, flags: int = 0) -> None:
+        """BPF_MAP_UPDATE_BATCH of contiguous arrays (numpy arrays pass without a copy)."""
+        count = ffi.new("__u32 *", len(keys))
+        opts = ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts"), "elem_flags": flags})
+        rc = lib.bpf_map_update_batch(self.fd, ffi.from_buffer(keys), ffi.from_buffer(values), count, opts)
+        raise_for(rc, f"batch update of map {self.name} ({count[0]} of {len(keys)} done)")
+
+    def update_each(self, keys, values, flags: int = 0) -> int:
+        """One update syscall per element, looped in native code; returns elapsed ns.
+        `keys` may be None for maps without keys (bloom filter: the value is the element)."""
+        elapsed = ffi.new("__u64 *")
+        key_size = self.key_size
+        key_ptr = ffi.from_buffer(keys) if key_size else ffi.NULL
+        rc = lib.mb_update_each(self.fd, key_ptr, ffi.from_buffer(values), len(values), key_size, self.value_size, flags, elapsed)
+        raise_for(rc, f"updating map {self.name} element by element")
+        return elapsed[0]
+
+
+def _ptr_or_null(data):
+    return ffi.NULL if data is None else ffi.from_buffer(data)
+
+
+class BpfProgram:
+    """A program of an open object; the object owns its fd."""
+
+    def __init__(self, ptr, owner: BpfObject):
+        self._ptr = ptr
+        self._owner = owner
+
+    @property
+    def name(self) -> str:
+        return ffi.string(lib.bpf_program__name(self._ptr)).decode()
+
+    @property
+    def fd(self) -> int:
+        return lib.bpf_program__fd(self._ptr)
+
+    def set_autoload(self, autoload: bool) -> None:
+        raise_for(lib.bpf_program__set_autoload(self._ptr, autoload), f"setting autoload of {self.name}")
+
+    def test_run(self, ctx=None) -> int:
+        """BPF_PROG_TEST_RUN once (raw_tp rejects `repeat`); `ctx` is the args buffer."""
+        opts = ffi.new("struct bpf_test_run_opts *")
+        opts.sz = ffi.sizeof("struct bpf_test_run_opts")
+        if ctx is not None:
+            opts.ctx_in = ctx
+            opts.ctx_size_in = ffi.sizeof(ctx[0]) if isinstance(ctx, ffi.CData) else len(ctx)
+        raise_for(lib.bpf_prog_test_run_opts(self.fd, opts), f"test run of {self.name}")
+        return opts.retval
+
+    def info(self) -> dict[str, int]:
+        """Program info: sizes after the verifier and the JIT, and run stats."""
+        info = ffi.new("struct bpf_prog_info *")
+        size = ffi.new("__u32 *", ffi.sizeof("struct bpf_prog_info"))
+        raise_for(lib.bpf_obj_get_info_by_fd(self.fd, info, size), f"reading info of {self.name}")
+        return {
+            "id": info.id,
+            "jited_prog_len": info.jited_prog_len,
+            "xlated_prog_len": info.xlated_prog_len,
+            "verified_insns": info.verified_insns,
+            "run_time_ns": info.run_time_ns,
+            "run_cnt": info.run_cnt,
+        }
+
+    def attach(self) -> BpfLink:
+        ptr = lib.bpf_program__attach(self._ptr)
+        if ptr == ffi.NULL:
+            raise_for(-ffi.errno or -1, f"attaching {self.name}")
+        return BpfLink(ptr)
+
+
+class BpfLink:
+    """An attachment; detached on close."""
+
+    def __init__(self, ptr):
+        self._ptr = ptr
+
+    def close(self) -> None:
+        if self._ptr is not None:
+            lib.bpf_link__destroy(self._ptr)
+            self._ptr = None
+
+    def __enter__(self) -> BpfLink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class BpfObject:
+    """An opened (then loaded) BPF object file. Close it, or use it in a `with` block."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        take_log()
+        ptr = lib.bpf_object__open_file(str(self.path).encode(), ffi.NULL)
+        if ptr == ffi.NULL:
+            raise_for(-ffi.errno or -1, f"opening {self.path}")
+        self._ptr = ptr
+
+    def _live(self):
+        if self._ptr is None:
+            raise KernelRefused(f"BPF object {self.path.name} is closed")
+        return self._ptr
+
+    def map(self, name: str) -> BpfMap:
+        ptr = lib.bpf_object__find_map_by_name(self._live(), name.encode())
+        if ptr == ffi.NULL:
+            raise KeyError(f"no map {name!r} in {self.path.name}")
+        return BpfMap(ptr, self)
+
+    def has_map(self, name: str) -> bool:
+        return lib.bpf_object__find_map_by_name(self._live(), name.encode()) != ffi.NULL
+
+    def program(self, name: str) -> BpfProgram:
+        ptr = lib.bpf_object__find_program_by_name(self._live(), name.encode())
+        if ptr == ffi.NULL:
+            raise KeyError(f"no program {name!r} in {self.path.name}")
+        return BpfProgram(ptr, self)
+
+    def load(self) -> None:
+        take_log()
+        raise_for(lib.bpf_object__load(self._live()), f"loading {self.path.name}")
+
+    def close(self) -> None:
+        if self._ptr is not None:
+            lib.bpf_object__close(self._ptr)
+            self._ptr = None
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # a last resort; `with` or close() is the normal path
+        self.close()
+
+
+@contextlib.contextmanager
+def run_stats() -> Iterator[None]:
+    """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) while the block runs: the kernel counts
+    run_time_ns/run_cnt only while at least one such fd is open."""
+    fd = lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME)
+    raise_for(fd, "enabling BPF run stats")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def pidfd_open(pid: int) -> int:
+    fd = lib.mb_pidfd_open(pid)
+    if fd < 0:
+        raise_for(-ffi.errno, f"pidfd_open({pid})")
+    return fd

@@ -1,0 +1,123 @@
+"""The Markdown report of a result set: environment, tables, and conclusions drawn from the data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .summary import summaries
+
+ENV_COLUMNS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
+               "libbpf_version", "mapbench_version", "git_describe"]
+
+
+def _size(n: int) -> str:
+    return f"{n:.0e}".replace("e+0", "e") if n >= 1000 and str(n).strip("0") == "1" else f"{n:,}"
+
+
+def _ns(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def summary_frame(table) -> pd.DataFrame:
+    return pd.DataFrame(summaries(table))
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    cols = ["strategy", "op", "map_size", "hit_ratio", "median_ns_per_op", "ci_low", "ci_high",
+            "cv", "control_ns_per_op", "samples", "map_memory_bytes", "bloom_fp_rate"]
+    head = ["strategy", "op", "map size", "hit ratio", "median ns/op", "95 % CI", "CV",
+            "control ns/op", "samples", "map memory", "bloom FP rate"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in df[cols].itertuples(index=False):
+        mem = "unknown" if pd.isna(r.map_memory_bytes) else f"{r.map_memory_bytes / 2**20:.1f} MiB"
+        fp = "" if pd.isna(r.bloom_fp_rate) else f"{r.bloom_fp_rate:.4f}"
+        cv = f"{r.cv:.1%}" + (" (wide)" if r.cv > 0.10 else "")
+        lines.append(f"| {r.strategy} | {r.op} | {r.map_size:,} | {r.hit_ratio:g} | "
+                     f"{_ns(r.median_ns_per_op)} | {_ns(r.ci_low)} .. {_ns(r.ci_high)} | {cv} | "
+                     f"{_ns(r.control_ns_per_op)} | {r.samples} | {mem} | {fp} |")
+    return "\n".join(lines)
+
+
+def _compare(a: pd.Series, b: pd.Series) -> str:
+    """'faster'/'slower'/'indistinguishable' for a against b, by non-overlapping 95 % CIs."""
+    if a.ci_high < b.ci_low:
+        return "faster"
+    if a.ci_low > b.ci_high:
+        return "slower"
+    return "indistinguishable"
+
+
+def conclusions(df: pd.DataFrame) -> list[str]:
+    out = []
+    lookups = df[(df.op == "lookup") & (df.key_distribution == "uniform")]
+    for size in sorted(lookups.map_size.unique()):
+        at = lookups[lookups.map_size == size]
+        pays = []
+        for hit in sorted(at.hit_ratio.unique()):
+            h = at[(at.strategy == "hash") & (at.hit_ratio == hit)]
+            b = at[(at.strategy == "bloom") & (at.hit_ratio == hit)]
+            if h.empty or b.empty:
+                continue
+            h, b = h.iloc[0], b.iloc[0]
+            verdict = _compare(b, h)
+            pays.append((hit, verdict))
+            out.append(f"Lookup, {size:,} entries, hit ratio {hit:g}: bloom+hash "
+                       f"{_ns(b.median_ns_per_op)} ns vs hash {_ns(h.median_ns_per_op)} ns "
+                       f"({h.median_ns_per_op / b.median_ns_per_op:.2f}x): the filter is {verdict}"
+                       + (f"; measured false-positive rate {b.bloom_fp_rate:.3f}" if pd.notna(b.bloom_fp_rate) else "")
+                       + ".")
+        paying = [hit for hit, v in pays if v == "faster"]
+        if pays:
+            out.append(f"**At {size:,} entries the bloom filter pays for hit ratios "
+                       + (f"up to {max(paying):g}" if paying else "nowhere in the grid")
+                       + f" (of {', '.join(f'{h:g}' for h, _ in pays)}).**")
+    gets = df[df.op == "get"]
+    for size in sorted(gets.map_size.unique()):
+        p = gets[(gets.strategy == "pid_hash") & (gets.map_size == size)]
+        t = gets[(gets.strategy == "task_storage") & (gets.map_size == size)]
+        if p.empty or t.empty:
+            continue
+        p, t = p.iloc[0], t.iloc[0]
+        out.append(f"Per-task get, {size:,} tasks: task storage {_ns(t.median_ns_per_op)} ns vs pid-keyed "
+                   f"hash {_ns(p.median_ns_per_op)} ns: task storage is "
+                   f"{p.median_ns_per_op / t.median_ns_per_op:.1f}x {'as fast' if _compare(t, p) != 'slower' else 'slower'}"
+                   f" ({_compare(t, p)} by 95 % CIs).")
+    updates = df[df.op == "update"]
+    for size in sorted(updates.map_size.unique()):
+        h = updates[(updates.strategy == "hash") & (updates.map_size == size)]
+        b = updates[(updates.strategy == "bloom") & (updates.map_size == size)]
+        if not h.empty and not b.empty:
+            out.append(f"Update, {size:,} entries: keeping a bloom filter beside the hash costs "
+                       f"{_ns(b.iloc[0].median_ns_per_op - h.iloc[0].median_ns_per_op)} ns more per update "
+                       f"({_ns(b.iloc[0].median_ns_per_op)} vs {_ns(h.iloc[0].median_ns_per_op)} ns).")
+    wide = df[df.cv > 0.10]
+    if not wide.empty:
+        out.append(f"{len(wide)} configuration(s) had a wide spread (CV > 10 %): read those figures with care.")
+    return out
+
+
+def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
+    df_rows = table.to_pandas()
+    df = summary_frame(table)
+    env = df_rows.iloc[0]
+    status = df_rows[df_rows.strategy != "control"].groupby("status").size().to_dict()
+    lines = [f"# {title}", "",
+             "Every figure is nanoseconds per map operation inside the kernel, net of a control build "
+             "that runs the same loop and key stream without the map operation; median over all "
+             "measured samples of several fresh loads, with a 95 % bootstrap confidence interval.", "",
+             "## Environment", ""]
+    lines += [f"- {c}: {env[c]}" for c in ENV_COLUMNS]
+    lines += [f"- rows by status: {status}", "", "## Conclusions", ""]
+    lines += [f"- {c}" for c in conclusions(df)] or ["- (no comparable configurations)"]
+    lines += ["", "## Results", "", markdown_table(df), ""]
+    for plot in plots:
+        lines += [f"![{plot.stem}]({plot.name})", ""]
+    unsupported = df_rows[df_rows.status != "ok"]
+    if not unsupported.empty:
+        lines += ["## Not measured", ""]
+        lines += [f"- {r.strategy} {r.op} {r.map_size:,}: {r.status}: {r.message}"
+                  for r in unsupported.itertuples()]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,131 @@
+"""The Parquet result store: one row per sample, environment in every row, schema version in
+the file metadata. Writes are atomic (temp file + rename), so a reader never sees half a file
+and a crash keeps the previous content; appending rewrites the file with the new rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import BadInput
+
+SCHEMA_VERSION = "1"
+SCHEMA_KEY = b"mapbench.schema_version"
+
+# One source of truth for the columns; rows are dicts with these keys (missing ones are null).
+FIELDS = [
+    ("run_id", pa.string()),
+    ("timestamp", pa.timestamp("us", tz="UTC")),
+    ("mapbench_version", pa.string()),
+    ("git_describe", pa.string()),
+    ("host", pa.string()),
+    ("kernel_release", pa.string()),
+    ("cpu_model", pa.string()),
+    ("nr_cpus", pa.int32()),
+    ("jit_enabled", pa.bool_()),
+    ("clang_version", pa.string()),
+    ("libbpf_version", pa.string()),
+    ("isa", pa.string()),
+    ("object_sha256", pa.string()),
+    ("engine", pa.string()),
+    ("family", pa.string()),
+    ("strategy", pa.string()),
+    ("op", pa.string()),
+    ("map_size", pa.int64()),
+    ("value_size", pa.int32()),
+    ("key_distribution", pa.string()),
+    ("hit_ratio", pa.float64()),
+    ("measured_hit_ratio", pa.float64()),
+    ("batch_size", pa.int64()),
+    ("retries", pa.int64()),
+    ("nr_hash_funcs", pa.int32()),
+    ("instance", pa.int32()),
+    ("sample", pa.int32()),
+    ("warmup", pa.bool_()),
+    ("ops", pa.int64()),
+    ("hits", pa.int64()),
+    ("elapsed_ns", pa.int64()),
+    ("ns_per_op", pa.float64()),
+    ("gross_ns_per_op", pa.float64()),
+    ("control_ns_per_op", pa.float64()),
+    ("map_memory_bytes", pa.int64()),
+    ("bloom_fp_rate", pa.float64()),
+    ("cpu", pa.int32()),
+    ("load_avg_1m", pa.float64()),
+    ("status", pa.string()),
+    ("message", pa.string()),
+]
+SCHEMA = pa.schema(FIELDS, metadata={SCHEMA_KEY: SCHEMA_VERSION.encode()})
+COLUMNS = [name for name, _ in FIELDS]
+
+# The columns that say which configuration a row measures (diff and stats group on them).
+CONFIG_KEYS = ["engine", "family", "strategy", "op", "map_size", "value_size",
+               "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa"]
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+def make_table(rows: Iterable[dict], run_id: str, environment: dict) -> pa.Table:
+    now = dt.datetime.now(dt.timezone.utc)
+    full = [{**{c: None for c in COLUMNS}, "run_id": run_id, "timestamp": now, **environment, **row}
+            for row in rows]
+    return pa.Table.from_pylist(full, schema=SCHEMA)
+
+
+def read(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pa.Table:
+    """A file, a directory (every *.parquet below it) or a list of them, as one table."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.rglob("*.parquet")))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise BadInput(f"result file {str(p)!r} does not exist")
+    if not files:
+        raise BadInput(f"no Parquet files in {', '.join(map(str, paths))}")
+    return pa.concat_tables([read_file(f) for f in files])
+
+
+def read_file(path: Path) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BadInput(f"{path} is not a readable Parquet file ({exc})") from exc
+    version = (table.schema.metadata or {}).get(SCHEMA_KEY)
+    if version is None:
+        raise BadInput(f"{path} is not a mapbench result file (no {SCHEMA_KEY.decode()} in its metadata)")
+    if version.decode() != SCHEMA_VERSION:
+        raise BadInput(f"{path} has result schema version {version.decode()}; this mapbench reads "
+                       f"version {SCHEMA_VERSION}")
+    return table.cast(SCHEMA)
+
+
+def write(path: str | os.PathLike, table: pa.Table, append: bool = True) -> Path:
+    """Write (or append to) a result file atomically."""
+    path = Path(path)
+    if path.suffix != ".parquet":
+        raise BadInput(f"--out {str(path)!r} must end in .parquet")
+    if append and path.exists():
+        table = pa.concat_tables([read_file(path), table])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

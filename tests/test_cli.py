@@ -1,0 +1,96 @@
+"""The command line as a user meets it: exit codes, one-line errors, nothing half-written."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_cli
+from mapbench import results
+
+FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--map", "hash", "--size", "0"], "--size '0' must be at least 1 entry"),
+    (["--map", "hash", "--size", "-5"], "at least 1"),
+    (["--map", "hash", "--size", "2.5"], "whole number"),
+    (["--map", "hash", "--size", "5e9"], "u32 limit of 4294967295"),
+    (["--map", "hash", "--size", "2e9"], "GiB available"),
+    (["--map", "btree"], "--map 'btree' is unknown: choose one of hash, bloom, pid_hash, task_storage"),
+    (["--map", "bloom", "--op", "get"], "--op 'get' is not an op of bloom: it has lookup, update"),
+    (["--map", "hash", "--hit-ratio", "1.5"], "--hit-ratio 1.5 is outside [0, 1]"),
+    (["--map", "hash", "--isa", "v9"], "--isa 'v9' is not a BPF ISA"),
+    (["--map", "hash", "--samples", "0"], "--samples 0 must be at least 1"),
+    (["--map", "hash", "--cpu", "999"], "--cpu 999 is not one this process may run on"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle):
+    out = tmp_path / "r.parquet"
+    res = run_cli("run", *args, "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], res.stderr
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_must_be_parquet(tmp_path):
+    res = run_cli("run", "--map", "hash", "--out", str(tmp_path / "r.csv"))
+    assert res.returncode == 2 and "must end in .parquet" in res.stderr
+
+
+def test_not_root_is_exit_3(tmp_path):
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to another user")
+    res = run_cli("run", "--map", "hash", user=65534)
+    assert res.returncode == 3, res.stderr
+    assert "run as root" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.kernel
+def test_no_btf_is_exit_3(tmp_path):
+    res = run_cli("run", "--map", "hash", *FAST, env={"MAPBENCH_KERNEL_BTF": str(tmp_path / "none"),
+                                                      "MAPBENCH_CACHE": str(tmp_path / "cache")})
+    assert res.returncode == 3, res.stderr
+    assert "no kernel BTF" in res.stderr
+
+
+@pytest.mark.kernel
+def test_run_prints_json_and_writes_one_row_per_sample(tmp_path):
+    out = tmp_path / "r.parquet"
+    res = run_cli("run", "--map", "bloom", "--size", "1_000", "--hit-ratio", "0.25", *FAST,
+                  "--out", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    [record] = [json.loads(line) for line in res.stdout.splitlines()]
+    assert record["strategy"] == "bloom" and record["op"] == "lookup"
+    assert record["map_size"] == 1000 and record["hit_ratio"] == 0.25 and record["samples"] == 3
+    assert record["ci_low"] <= record["median_ns_per_op"] <= record["ci_high"]
+    assert 0 <= record["bloom_fp_rate"] <= 1
+    assert abs(record["measured_hit_ratio"] - 0.25) < 0.05
+    table = results.read(out)
+    # 4 samples (1 warm-up) of the strategy and of the control
+    assert table.num_rows == 8
+    assert pq.read_metadata(out).schema.to_arrow_schema().metadata[results.SCHEMA_KEY] == b"1"
+    env = table.to_pylist()[0]
+    assert env["kernel_release"] and env["host"] and env["libbpf_version"].startswith("1.")
+    assert len(env["object_sha256"]) == 64
+
+
+@pytest.mark.kernel
+def test_run_appends(tmp_path):
+    out = tmp_path / "r.parquet"
+    for strategy in ("pid_hash", "task_storage"):
+        res = run_cli("run", "--map", strategy, "--size", "1e3", *FAST, "--out", str(out))
+        assert res.returncode == 0, res.stderr
+        assert "median" in res.stdout
+    assert set(results.read(out).column("strategy").to_pylist()) == {"pid_hash", "task_storage", "control"}
+
+
+@pytest.mark.kernel
+def test_env_and_list():
+    res = run_cli("env")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "task_storage" in res.stdout and "bloom_filter" in res.stdout
+    res = run_cli("list")
+    assert res.returncode == 0 and "task_storage" in res.stdout

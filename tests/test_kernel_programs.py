@@ -1,0 +1,133 @@
+"""The paired programs against the real kernel: same observable results whatever the storage."""
+
+import os
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mapbench import keys, libbpf
+from mapbench.kernel_engine import KernelPair, LoadedProgram, instance_config
+from mapbench.workloads import KernelSpec
+
+pytestmark = pytest.mark.kernel
+
+hit_ratios = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0, max_value=1))
+
+
+@given(size=st.integers(min_value=1, max_value=5000), hit_ratio=hit_ratios,
+       seed=st.integers(min_value=0, max_value=2**32), nr_loops=st.integers(min_value=1, max_value=20000),
+       start=st.integers(min_value=0, max_value=2**40), hash_funcs=st.integers(min_value=1, max_value=10))
+def test_hash_and_bloom_find_exactly_the_predicted_keys(size, hit_ratio, seed, nr_loops, start,
+                                                        hash_funcs):
+    hash_spec = KernelSpec("hash", map_size=size, hit_ratio=hit_ratio, seed=seed)
+    bloom_spec = KernelSpec("bloom", map_size=size, hit_ratio=hit_ratio, seed=seed,
+                            nr_hash_funcs=hash_funcs)
+    config = instance_config(hash_spec, 0)
+    assert config == instance_config(bloom_spec, 0)  # the pair draws the same keys
+    expected = keys.expected_hits(config["seed"], start, nr_loops, hash_spec.hit_thresh)
+    results = {}
+    for spec, macro in ((hash_spec, "MB_HASH"), (bloom_spec, "MB_BLOOM"), (hash_spec, "MB_CONTROL")):
+        program = LoadedProgram(spec, macro, config)
+        try:
+            results[macro] = program.run(nr_loops, start)
+        finally:
+            program.close()
+    assert results["MB_HASH"].hits == expected
+    assert results["MB_BLOOM"].hits == expected
+    # no false negatives: the filter said "maybe" for every key that was present
+    assert results["MB_BLOOM"].filter_positives >= expected
+    assert results["MB_CONTROL"].hits == 0
+    # all three builds drew the same key stream
+    assert results["MB_HASH"].checksum == results["MB_BLOOM"].checksum == results["MB_CONTROL"].checksum
+    assert results["MB_HASH"].ops == nr_loops
+
+
+@given(size=st.integers(min_value=1, max_value=20000), seed=st.integers(min_value=0, max_value=2**32),
+       hash_funcs=st.integers(min_value=1, max_value=15))
+def test_bloom_filter_has_no_false_negatives(size, seed, hash_funcs):
+    spec = KernelSpec("bloom", map_size=size, seed=seed, nr_hash_funcs=hash_funcs)
+    config = instance_config(spec, 0)
+    members = keys.member_keys(np.arange(size, dtype=np.uint64), config["key_mult"], config["key_salt"])
+    program = LoadedProgram(spec, "MB_BLOOM", config)
+    try:
+        bloom = program.obj.map("filter")
+        for key in members:  # a user-space peek: lookup with a NULL key and the element as value
+            rc = libbpf.lib.bpf_map_lookup_elem(bloom.fd, libbpf.ffi.NULL,
+                                                libbpf.ffi.new("__u32 *", int(key)))
+            assert rc == 0, f"key {key} inserted but the filter says absent ({rc})"
+    finally:
+        program.close()
+
+
+def test_update_touches_only_present_keys():
+    spec = KernelSpec("hash", op="update", map_size=1000)
+    with KernelPair(spec, 0) as pair:
+        r = pair.strategy.run(5000, 0)
+        assert r.hits == r.ops == 5000  # BPF_EXIST succeeded every time
+        assert pair.strategy.obj.map("members").memlock_bytes() > 0
+
+
+def _task_count(program: LoadedProgram) -> int:
+    states = program.obj.map("states")
+    if program.macro == "MB_TASK_STORAGE":
+        pidfd = libbpf.pidfd_open(os.getpid())
+        try:
+            value = states.lookup(struct.pack("i", pidfd))
+        finally:
+            os.close(pidfd)
+    else:
+        value = states.lookup(struct.pack("I", os.getpid()))
+    return struct.unpack("QQ", value)[1]
+
+
+@given(runs=st.lists(st.integers(min_value=1, max_value=50000), min_size=1, max_size=4))
+def test_per_task_pair_counts_the_same_whatever_the_storage(runs):
+    # With a population of one task the pid hash and task storage must hold the same record.
+    counts = {}
+    for strategy in ("pid_hash", "task_storage"):
+        spec = KernelSpec(strategy, map_size=1)
+        program = LoadedProgram(spec, {"pid_hash": "MB_PID_HASH", "task_storage": "MB_TASK_STORAGE"}[strategy],
+                                instance_config(spec, 0))
+        try:
+            start = 0
+            for n in runs:
+                r = program.run(n, start)
+                assert r.hits == r.ops == n
+                start += n
+            counts[strategy] = _task_count(program)
+        finally:
+            program.close()
+    assert counts["pid_hash"] == counts["task_storage"] == sum(runs)
+
+
+def test_pid_hash_spreads_gets_over_its_population():
+    spec = KernelSpec("pid_hash", map_size=1000)
+    with KernelPair(spec, 0) as pair:
+        r = pair.strategy.run(20000, 0)
+        assert r.hits == 20000
+        states = pair.strategy.obj.map("states")
+        total = sum(struct.unpack("QQ", states.lookup(struct.pack("I", os.getpid() + i)))[1]
+                    for i in range(1000))
+        assert total == 20000
+
+
+def test_objects_are_closed_when_a_load_fails(monkeypatch):
+    # A map too large for the kernel fails at load; the pair must not leak the first object.
+    before = set(os.listdir("/proc/self/fd"))
+    spec = KernelSpec("hash", map_size=1000)
+    import mapbench.kernel_engine as ke
+
+    real = ke.LoadedProgram._fill
+
+    def failing_fill(self):
+        if self.macro == ke.CONTROL_MACRO:
+            raise RuntimeError("injected")
+        real(self)
+
+    monkeypatch.setattr(ke.LoadedProgram, "_fill", failing_fill)
+    with pytest.raises(RuntimeError, match="injected"):
+        KernelPair(spec, 0)
+    assert set(os.listdir("/proc/self/fd")) == before

@@ -1,0 +1,57 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mapbench.errors import BadInput
+from mapbench.workloads import MAX_MAP_SIZE, KernelSpec, parse_size
+
+
+@given(st.integers(min_value=1, max_value=MAX_MAP_SIZE))
+def test_plain_and_underscored_sizes(n):
+    assert parse_size(str(n)) == n
+    assert parse_size(f"{n:_}") == n
+
+
+@given(st.integers(min_value=0, max_value=9), st.integers(min_value=1, max_value=9))
+def test_scientific_sizes(exponent, mantissa):
+    n = mantissa * 10**exponent
+    if n <= MAX_MAP_SIZE:
+        assert parse_size(f"{mantissa}e{exponent}") == n
+    else:
+        with pytest.raises(BadInput, match="u32 limit"):
+            parse_size(f"{mantissa}e{exponent}")
+
+
+@pytest.mark.parametrize("text, bound", [
+    ("0", "at least 1"), ("-5", "at least 1"), ("1.5", "whole number"), ("2.5e0", "whole number"),
+    ("4294967296", "u32 limit of 4294967295"), ("1e10", "u32 limit"), ("lots", "not a number"),
+    ("nan", "whole number"), ("inf", "whole number"),
+])
+def test_bad_sizes_name_value_and_bound(text, bound):
+    with pytest.raises(BadInput) as exc:
+        parse_size(text)
+    assert bound in str(exc.value)
+    assert repr(text) in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_size_beyond_memory_is_refused_before_any_map_exists():
+    with pytest.raises(BadInput, match="GiB"):
+        KernelSpec("hash", map_size=2**31)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"strategy": "btree"}, "--map 'btree' is unknown"),
+    ({"strategy": "bloom", "op": "get"}, "--op 'get' is not an op of bloom"),
+    ({"strategy": "task_storage", "op": "lookup"}, "not an op of task_storage"),
+    ({"strategy": "hash", "hit_ratio": 1.5}, "--hit-ratio 1.5 is outside [0, 1]"),
+    ({"strategy": "hash", "hit_ratio": -0.1}, "outside [0, 1]"),
+    ({"strategy": "hash", "op": "update", "hit_ratio": 0.5}, "applies to lookup only"),
+    ({"strategy": "bloom", "nr_hash_funcs": 16}, "1..15"),
+    ({"strategy": "hash", "isa": "v4"}, "--isa 'v4'"),
+    ({"strategy": "hash", "key_distribution": "zipf"}, "--keys 'zipf'"),
+])
+def test_bad_specs(kwargs, message):
+    with pytest.raises(BadInput) as exc:
+        KernelSpec(**kwargs)
+    assert message in str(exc.value)
