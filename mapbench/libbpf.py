@@ -50,6 +50,12 @@ def raise_for(rc: int, what: str) -> None:
 
 
 def libbpf_version() -> str:
+    """The loaded libbpf's full version: its file name in our mappings (libbpf.so.1.1.2) says
+    the patch level, which libbpf's own API (major, minor) does not."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        name = line.rsplit("/", 1)[-1]
+        if name.startswith("libbpf.so."):
+            return name.removeprefix("libbpf.so.")
     return f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
 
 
