@@ -6,6 +6,6 @@ from setuptools import setup
 setup(
     packages=["mapbench", "mapbench.bpf"],
     package_dir={"mapbench.bpf": "bpf"},
-    package_data={"mapbench.bpf": ["*.c", "*.h"]},
+    package_data={"mapbench.bpf": ["*.c", "*.h"], "mapbench": ["*.c"]},
     cffi_modules=["mapbench/_build_libbpf.py:ffibuilder"],
 )

@@ -1,9 +1,9 @@
 """cffi (API mode) build of the thin libbpf binding, compiled at `pip install`.
 
 Only what mapbench calls is declared. Structs are declared with `...;` so that cffi takes
-their layout from the system headers (libbpf 1.1.2), not from a copy here. The few native
-helpers below exist because Python cannot do them well: capture libbpf's printf-style log
-(a va_list callback), and run element-wise syscall loops without the interpreter in the
+their layout from the system headers (libbpf 1.1.2), not from a copy here. The native helpers
+in _native.c exist because Python cannot do them well: capture libbpf's printf-style log (a
+va_list callback), and run element and batch syscall loops without the interpreter in the
 timing.
 """
 
@@ -157,95 +157,37 @@ int bpf_map_delete_batch(int fd, const void *keys, __u32 *count,
 int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
 int bpf_enable_stats(enum bpf_stats_type type);
 
-/* native helpers (below) */
+struct bpf_map_create_opts {
+    size_t sz;
+    __u32 map_flags;
+    __u64 map_extra;
+    ...;
+};
+
+int bpf_map_create(int map_type, const char *map_name, __u32 key_size, __u32 value_size,
+                   __u32 max_entries, const struct bpf_map_create_opts *opts);
+
+/* native helpers: mapbench/_native.c */
+#define MB_LOOKUP ...
+#define MB_UPDATE ...
+#define MB_DELETE ...
 void mb_log_capture(void);
 size_t mb_log_take(char *buf, size_t size);
 int mb_pidfd_open(int pid);
-int mb_update_each(int fd, const void *keys, const void *values, size_t n,
-                   size_t key_size, size_t value_size, __u64 flags, __u64 *elapsed_ns);
+int mb_elem_loop(int fd, int op, const void *keys, void *values, size_t n, size_t key_size,
+                 size_t value_size, __u64 flags, __u64 *elapsed_ns, size_t *missing);
+int mb_lookup_walk(int fd, int and_delete, void *keys, void *values, size_t capacity,
+                   __u32 batch, size_t key_size, size_t value_size, __u64 *elapsed_ns,
+                   size_t *found, __u64 *retries, __u64 *calls);
+int mb_batch_loop(int fd, int op, const void *keys, const void *values, size_t n, __u32 batch,
+                  size_t key_size, size_t value_size, __u64 elem_flags, __u64 *elapsed_ns,
+                  size_t *done, __u64 *calls);
 """
 )
 
 ffibuilder.set_source(
     "mapbench._libbpf",
-    r"""
-#include <errno.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-#include <sys/syscall.h>
-#include <linux/types.h>
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
-#include "mapbench.h"
-
-/* libbpf's log (verifier messages included) goes to a buffer the loader can show. */
-static char mb_log[1 << 16];
-static size_t mb_log_len;
-
-static int mb_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-    int n;
-
-    if (level == LIBBPF_DEBUG || mb_log_len >= sizeof(mb_log) - 1)
-        return 0;
-    n = vsnprintf(mb_log + mb_log_len, sizeof(mb_log) - mb_log_len, fmt, ap);
-    if (n > 0)
-        mb_log_len += (size_t)n < sizeof(mb_log) - mb_log_len ? (size_t)n
-                                                              : sizeof(mb_log) - 1 - mb_log_len;
-    return 0;
-}
-
-void mb_log_capture(void)
-{
-    libbpf_set_print(mb_print);
-}
-
-size_t mb_log_take(char *buf, size_t size)
-{
-    size_t n = mb_log_len < size ? mb_log_len : size;
-
-    memcpy(buf, mb_log, n);
-    mb_log_len = 0;
-    return n;
-}
-
-int mb_pidfd_open(int pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-static __u64 mb_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-/* Element-wise update loop in native code: returns 0 or the first failing -errno. */
-int mb_update_each(int fd, const void *keys, const void *values, size_t n,
-                   size_t key_size, size_t value_size, __u64 flags, __u64 *elapsed_ns)
-{
-    const char *k = keys, *v = values;
-    __u64 t0 = mb_now_ns();
-    size_t i;
-    int err = 0;
-
-    for (i = 0; i < n; i++) {
-        if (bpf_map_update_elem(fd, key_size ? k + i * key_size : NULL, v + i * value_size,
-                                flags)) {
-            err = -errno;
-            break;
-        }
-    }
-    *elapsed_ns = mb_now_ns() - t0;
-    return err;
-}
-""",
+    (HERE / "_native.c").read_text(),
     libraries=["bpf"],
     include_dirs=[str(BPF_DIR)],
     extra_compile_args=["-O2"],

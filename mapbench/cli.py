@@ -31,16 +31,22 @@ def _fmt_bytes(n) -> str:
     return str(n)
 
 
+def _driver(r: dict) -> str:
+    if r.get("driver") == "batch":
+        return f"batch {r['batch_size']:,}"
+    return r.get("driver") or "bpf prog"
+
+
 def print_summaries(rows: list[dict], title: str) -> None:
     table = Table(title=title)
-    for name, justify in [("strategy", "left"), ("op", "left"), ("map size", "right"),
+    for name, justify in [("strategy", "left"), ("op", "left"), ("driver", "left"), ("map size", "right"),
                           ("hit ratio", "right"), ("median ns/op", "right"), ("95% CI", "right"),
                           ("ops/s", "right"), ("control ns/op", "right"), ("samples", "right"),
                           ("map memory", "right"), ("bloom FP rate", "right")]:
         table.add_column(name, justify=justify)
     for r in rows:
         table.add_row(
-            r["strategy"], r["op"], f"{r['map_size']:,}", f"{r['hit_ratio']:g}",
+            r["strategy"], r["op"], _driver(r), f"{r['map_size']:,}", f"{r['hit_ratio']:g}",
             f"{r['median_ns_per_op']:.1f}" + (" [yellow](CV>10%)[/]" if r["wide_spread"] else ""),
             f"{r['ci_low']:.1f} .. {r['ci_high']:.1f}",
             f"{r['ops_per_s'] / 1e6:.1f} M" if r["ops_per_s"] else "-",
@@ -50,8 +56,12 @@ def print_summaries(rows: list[dict], title: str) -> None:
             f"{r['bloom_fp_rate']:.4f}" if r["bloom_fp_rate"] is not None else "-",
         )
     out.print(table)
-    out.print("ns/op is net of the control build (same loop and keys, no map operation); "
-              "the CI is a 95 % bootstrap interval of the median.")
+    if any(r["engine"] == "kernel" for r in rows):
+        out.print("kernel engine: ns/op is net of the control build (same loop and keys, no map "
+                  "operation).")
+    if any(r["engine"] == "syscall" for r in rows):
+        out.print("syscall engine: ns per element, timed in native code around the syscalls.")
+    out.print("The CI is a 95 % bootstrap interval of the median.")
 
 
 def progress_bar() -> Progress:
@@ -106,15 +116,22 @@ def list_cmd():
 
 
 @cli.command("run")
-@click.option("--map", "strategy", required=True, help="Strategy: hash, bloom, pid_hash, task_storage.")
+@click.option("--map", "strategy", required=True,
+              help="kernel engine: hash, bloom, pid_hash, task_storage; syscall engine: hash, "
+                   "lru_hash, percpu_hash, array, bloom_filter, task_storage.")
 @click.option("--size", default="1e3", show_default=True, help="Entries in the map: 1e6, 1000000, 1_000_000.")
 @click.option("--op", default=None, help="Operation (default: the strategy's first; see `mapbench list`).")
+@click.option("--engine", type=click.Choice(["kernel", "syscall"]), default=None,
+              help="kernel: inside a BPF program; syscall: from user space (default with --driver).")
+@click.option("--driver", type=click.Choice(["elem", "batch"]), default=None,
+              help="Syscall engine: one syscall per element, or BPF_MAP_*_BATCH.")
+@click.option("--batch-size", default=None, help="Entries per batch call; a list runs each: 1,10,100.")
 @click.option("--hit-ratio", type=float, default=1.0, show_default=True, help="Share of lookups whose key is present.")
 @click.option("--keys", "key_distribution", default="uniform", show_default=True,
               help="uniform: random entries; sequential: entry i %% size (always a hit).")
 @click.option("--hash-funcs", type=int, default=3, show_default=True, help="Bloom filter hash functions (1..15).")
-@click.option("--samples", type=int, default=20, show_default=True, help="Measured samples per load.")
-@click.option("--instances", type=int, default=3, show_default=True, help="Fresh loads of the programs and maps.")
+@click.option("--samples", type=int, default=12, show_default=True, help="Measured samples per load.")
+@click.option("--instances", type=int, default=5, show_default=True, help="Fresh loads of the programs and maps.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Samples per load flagged as warm-up.")
 @click.option("--sample-ms", type=float, default=5.0, show_default=True, help="Target duration of one sample.")
 @click.option("--isa", default="v3", show_default=True, help="BPF ISA: v1, v2 or v3 (clang -mcpu).")
@@ -123,15 +140,32 @@ def list_cmd():
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write (or append) one row per sample to this Parquet file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per configuration.")
-def run_cmd(strategy, size, op, hit_ratio, key_distribution, hash_funcs, samples, instances, warmup,
-            sample_ms, isa, cpu, seed, out_path, as_json):
-    """Measure one configuration with the kernel engine."""
-    from . import kernel_engine, results
+def run_cmd(strategy, size, op, engine, driver, batch_size, hit_ratio, key_distribution, hash_funcs,
+            samples, instances, warmup, sample_ms, isa, cpu, seed, out_path, as_json):
+    """Measure one configuration (or one per --batch-size)."""
+    from . import kernel_engine, results, syscall_engine
     from .environment import run_environment
+    from .summary import summaries
     from .workloads import KernelSpec, parse_size
 
-    spec = KernelSpec(strategy, op=op, map_size=parse_size(size), hit_ratio=hit_ratio,
-                      nr_hash_funcs=hash_funcs, isa=isa, key_distribution=key_distribution, seed=seed)
+    engine = engine or ("syscall" if driver or batch_size else "kernel")
+    map_size = parse_size(size)
+    if engine == "kernel":
+        if driver or batch_size:
+            raise BadInput("--driver and --batch-size belong to the syscall engine; drop --engine kernel")
+        specs = [KernelSpec(strategy, op=op, map_size=map_size, hit_ratio=hit_ratio,
+                            nr_hash_funcs=hash_funcs, isa=isa, key_distribution=key_distribution,
+                            seed=seed)]
+        measure = kernel_engine.measure
+    else:
+        driver = driver or ("batch" if batch_size else "elem")
+        sizes = syscall_engine.parse_batch_sizes(batch_size) if driver == "batch" else [None]
+        if driver == "batch" and batch_size is None:
+            raise BadInput("--driver batch needs --batch-size (1..4294967295, or a list: 1,10,100)")
+        if driver == "elem" and batch_size is not None:
+            raise BadInput(f"--batch-size {batch_size} applies to --driver batch only")
+        specs = [syscall_engine.SyscallSpec(strategy, driver, op or "lookup", map_size, b) for b in sizes]
+        measure = syscall_engine.measure
     opts = kernel_engine.MeasureOptions(samples=samples, instances=instances, warmup=warmup,
                                         target_ms=sample_ms, cpu=cpu)
     validate_measure_options(opts)
@@ -139,24 +173,34 @@ def run_cmd(strategy, size, op, hit_ratio, key_distribution, hash_funcs, samples
         check_output(Path(out_path))
     kernel_engine.require_root()
 
-    with progress_bar() as bar:
-        task = bar.add_task(f"{spec.strategy} {spec.op} size={spec.map_size:,}",
-                            total=instances * (warmup + samples))
-        rows = kernel_engine.measure(spec, opts, on_sample=lambda: bar.advance(task))
     run_id = results.new_run_id()
-    table = results.make_table(rows, run_id, run_environment())
-    if out_path is not None:
-        results.write(out_path, table)
-    from .summary import summaries
+    tables = []
+    per_config = instances * (warmup + samples)
+    with progress_bar() as bar:
+        task = bar.add_task(f"{engine}: {strategy} {specs[0].op} size={map_size:,}",
+                            total=len(specs) * per_config)
+        for spec in specs:
+            rows = measure(spec, opts, on_sample=lambda: bar.advance(task))
+            refused = [r for r in rows if r["status"] != "ok"]
+            if refused:  # a sweep records it as a row; a run asked for exactly this: an error
+                raise BadInput(f"{strategy} {spec.op} ({engine}"
+                               + (f", {spec.driver}" if engine == "syscall" else "")
+                               + f"): the kernel does not support it: {refused[0]['message']}")
+            table = results.make_table(rows, run_id, run_environment())
+            if out_path is not None:  # each configuration is kept as soon as it is measured
+                results.write(out_path, table)
+            tables.append(table)
+    import pyarrow as pa
 
-    found = summaries(table)
+    found = summaries(pa.concat_tables(tables))
     if as_json:
         for record in found:
             click.echo(json.dumps(record))
     else:
-        print_summaries(found, f"mapbench run {run_id} (kernel engine, ISA {isa})")
+        print_summaries(found, f"mapbench run {run_id} ({engine} engine"
+                        + (f", ISA {isa})" if engine == "kernel" else ")"))
         if out_path is not None:
-            out.print(f"{table.num_rows} rows written to {out_path}")
+            out.print(f"{sum(t.num_rows for t in tables)} rows written to {out_path}")
 
 
 @cli.command("sweep")
@@ -174,20 +218,19 @@ def sweep_cmd(config, out_path, resume_path, cpu):
 def run_sweep(config, out_path, resume_path, cpu) -> Path:
     from . import kernel_engine, results, sweep
 
-    configs, opts = sweep.load(config or default_sweep())
-    opts.cpu = cpu
-    validate_measure_options(opts)
+    jobs = sweep.load(config or default_sweep())
+    cpu = resolve_cpu(cpu)
     run_id = results.new_run_id()
     if resume_path and out_path and Path(resume_path) != Path(out_path):
         raise BadInput("--resume and --out name different files: resume appends to the file it resumes")
     path = Path(resume_path or out_path or Path("data") / "results" / f"{run_id}.parquet")
     check_output(path)
     kernel_engine.require_root()
-    per_config = opts.instances * (opts.warmup + opts.samples)
     with progress_bar() as bar:
-        task = bar.add_task(f"sweep: {len(configs)} configurations", total=len(configs) * per_config)
-        sweep.run(configs, opts, path, run_id,
-                  on_config=lambda c, n: bar.update(task, completed=None) if n else bar.advance(task, per_config),
+        task = bar.add_task(f"sweep: {len(jobs)} configurations",
+                            total=sum(sweep.samples_of(j) for j in jobs))
+        sweep.run(jobs, cpu, path, run_id,
+                  on_job=lambda job, measured: None if measured else bar.advance(task, sweep.samples_of(job)),
                   on_sample=lambda: bar.advance(task))
     err.print(f"results in {path}")
     return path
@@ -243,19 +286,24 @@ def found_summaries(path: Path) -> None:
 
 
 def validate_measure_options(opts) -> None:
-    from .kernel_engine import default_cpu
-
     for name, value, low in (("--samples", opts.samples, 1), ("--instances", opts.instances, 1),
                              ("--warmup", opts.warmup, 0)):
         if value < low:
             raise BadInput(f"{name} {value} must be at least {low}")
     if not (0.1 <= opts.target_ms <= 1000):
         raise BadInput(f"--sample-ms {opts.target_ms} is outside 0.1 .. 1000")
+    opts.cpu = resolve_cpu(opts.cpu)
+
+
+def resolve_cpu(cpu: int | None) -> int:
+    from .kernel_engine import default_cpu
+
     allowed = sorted(os.sched_getaffinity(0))
-    if opts.cpu is None:
-        opts.cpu = default_cpu()
-    elif opts.cpu not in allowed:
-        raise BadInput(f"--cpu {opts.cpu} is not one this process may run on ({allowed})")
+    if cpu is None:
+        return default_cpu()
+    if cpu not in allowed:
+        raise BadInput(f"--cpu {cpu} is not one this process may run on ({allowed})")
+    return cpu
 
 
 def check_output(path: Path) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import build, keys
-from ._libbpf import ffi
+from ._libbpf import ffi, lib
 from .environment import load_avg_1m
 from .errors import MissingPrivilege
 from .libbpf import BpfObject
@@ -104,17 +104,13 @@ class LoadedProgram:
             members = keys.member_keys(np.arange(n, dtype=np.uint64), self.config["key_mult"],
                                        self.config["key_salt"])
             values = members.astype(np.uint64)
-            hash_map = self.obj.map("members")
-            for lo in range(0, n, FILL_CHUNK):
-                hash_map.update_batch(members[lo:lo + FILL_CHUNK], values[lo:lo + FILL_CHUNK])
+            self.obj.map("members").update_batch(members, values, FILL_CHUNK)
             if self.obj.has_map("filter"):
-                self.obj.map("filter").update_each(None, members)
+                self.obj.map("filter").elem_loop(lib.MB_UPDATE, None, members)
         elif self.macro == "MB_PID_HASH":
             pids = (self.config["base_pid"] + np.arange(n, dtype=np.uint64)).astype(np.uint32)
             records = np.zeros((n, 2), dtype=np.uint64)
-            states = self.obj.map("states")
-            for lo in range(0, n, FILL_CHUNK):
-                states.update_batch(pids[lo:lo + FILL_CHUNK], records[lo:lo + FILL_CHUNK])
+            self.obj.map("states").update_batch(pids, records, FILL_CHUNK)
 
     def run(self, nr_loops: int, start: int) -> RunResult:
         args = ffi.new("struct mb_run_args *", {"nr_loops": nr_loops, "start": start})
@@ -185,8 +181,8 @@ def calibrate(program: LoadedProgram, target_ns: float) -> int:
 
 @dataclass
 class MeasureOptions:
-    samples: int = 20
-    instances: int = 3
+    samples: int = 12
+    instances: int = 5
     warmup: int = 2
     target_ms: float = 5.0
     cpu: int | None = None
@@ -217,13 +213,8 @@ def measure(spec: KernelSpec, opts: MeasureOptions,
                     on_sample()
                 control_median = statistics.median(
                     c.ns_per_op for s, _, c in pending if s >= opts.warmup)
-                common = {
-                    "engine": "kernel", "family": spec.family.name, "op": spec.op,
-                    "map_size": spec.map_size, "hit_ratio": spec.hit_ratio, "isa": spec.isa,
-                    "nr_hash_funcs": spec.nr_hash_funcs if spec.strategy == "bloom" else None,
-                    "instance": instance, "cpu": cpu, "load_avg_1m": load_avg_1m(),
-                    "status": "ok", "message": "",
-                }
+                common = {**spec.config_fields(), "instance": instance, "cpu": cpu,
+                          "load_avg_1m": load_avg_1m(), "status": "ok", "message": ""}
                 for sample, measured, control in pending:
                     rows.append(_row(common, spec.strategy, pair.strategy, sample, opts.warmup,
                                      measured, measured.ns_per_op - control_median,
@@ -255,6 +246,4 @@ def _row(common: dict, strategy: str, program: LoadedProgram, sample: int, warmu
         "measured_hit_ratio": result.hits / result.ops if strategy != "control" else None,
         "map_memory_bytes": memory,
         "bloom_fp_rate": fp_rate,
-        "value_size": {"membership": 8, "per_task": 16}[spec.family.name],
-        "key_distribution": spec.key_distribution,
     }

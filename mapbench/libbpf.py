@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,7 +79,111 @@ def fdinfo(fd: int) -> dict[str, str]:
     return fields
 
 
-class BpfMap:
+class MapOps:
+    """Element and batch operations on a map fd. Keys and values are numpy arrays (or any
+    contiguous buffer), passed to the native loops without a copy. Per-CPU maps hold
+    `ncpu` values of value_size (rounded to 8) per element."""
+
+    fd: int
+    name: str
+    key_size: int
+    value_size: int
+    percpu: bool = False
+
+    @property
+    def elem_value_bytes(self) -> int:
+        """Bytes of one element's value as user space reads and writes it."""
+        if self.percpu:
+            return ((self.value_size + 7) // 8 * 8) * possible_cpus()
+        return self.value_size
+
+    def lookup(self, key: bytes | None) -> bytes | None:
+        out = ffi.new("char[]", self.elem_value_bytes)
+        rc = lib.bpf_map_lookup_elem(self.fd, _ptr_or_null(key), out)
+        if rc == -2:  # ENOENT
+            return None
+        raise_for(rc, f"looking up in map {self.name}")
+        return ffi.buffer(out)[:]
+
+    def update(self, key: bytes | None, value: bytes, flags: int = 0) -> None:
+        raise_for(lib.bpf_map_update_elem(self.fd, _ptr_or_null(key), value, flags),
+                  f"updating map {self.name}")
+
+    def delete(self, key: bytes) -> bool:
+        """Delete one element; False when it was absent."""
+        rc = lib.bpf_map_delete_elem(self.fd, key)
+        if rc == -2:
+            return False
+        raise_for(rc, f"deleting from map {self.name}")
+        return True
+
+    def elem_loop(self, op: int, keys, values, flags: int = 0) -> tuple[int, int]:
+        """One syscall per element (lib.MB_LOOKUP/UPDATE/DELETE), looped in native code.
+        `keys` is None for maps without keys. Returns (elapsed ns, absent count)."""
+        n = len(values) if keys is None else len(keys)
+        elapsed = ffi.new("__u64 *")
+        missing = ffi.new("size_t *")
+        key_ptr = ffi.NULL if keys is None else ffi.from_buffer(keys)
+        value_ptr = ffi.NULL if values is None else ffi.from_buffer(values)
+        rc = lib.mb_elem_loop(self.fd, op, key_ptr, value_ptr, n, self.key_size,
+                              self.elem_value_bytes, flags, elapsed, missing)
+        raise_for(rc, f"{_OP_NAMES[op]} of map {self.name} element by element")
+        return elapsed[0], missing[0]
+
+    def update_batch(self, keys, values, batch_size: int | None = None, flags: int = 0) -> tuple[int, int]:
+        """BPF_MAP_UPDATE_BATCH in calls of batch_size; returns (elapsed ns, calls)."""
+        return self._batch_loop(lib.MB_UPDATE, keys, values, batch_size, flags)
+
+    def delete_batch(self, keys, batch_size: int | None = None) -> tuple[int, int]:
+        """BPF_MAP_DELETE_BATCH in calls of batch_size; returns (elapsed ns, calls)."""
+        return self._batch_loop(lib.MB_DELETE, keys, None, batch_size, 0)
+
+    def _batch_loop(self, op, keys, values, batch_size, flags):
+        n = len(keys)
+        elapsed, done, calls = ffi.new("__u64 *"), ffi.new("size_t *"), ffi.new("__u64 *")
+        value_ptr = ffi.NULL if values is None else ffi.from_buffer(values)
+        rc = lib.mb_batch_loop(self.fd, op, ffi.from_buffer(keys), value_ptr, n,
+                               min(batch_size or n, 2**32 - 1) or 1, self.key_size,
+                               self.elem_value_bytes, flags, elapsed, done, calls)
+        raise_for(rc, f"batch {_OP_NAMES[op]} of map {self.name} ({done[0]} of {n} done)")
+        return elapsed[0], calls[0]
+
+    def lookup_walk(self, capacity: int, batch_size: int, delete: bool = False) -> BatchWalk:
+        """Every entry (at most `capacity`), by BPF_MAP_LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH)
+        calls of batch_size."""
+        import numpy as np
+
+        # One slot more than the map can hold: a walk that filled exactly `capacity` slots
+        # still needs room for the call that answers ENOENT (end of map).
+        capacity += 1
+        keys = np.empty(capacity * self.key_size, dtype=np.uint8)
+        values = np.empty(capacity * self.elem_value_bytes, dtype=np.uint8)
+        elapsed, found = ffi.new("__u64 *"), ffi.new("size_t *")
+        retries, calls = ffi.new("__u64 *"), ffi.new("__u64 *")
+        rc = lib.mb_lookup_walk(self.fd, int(delete), ffi.from_buffer(keys), ffi.from_buffer(values),
+                                capacity, min(batch_size, 2**32 - 1), self.key_size,
+                                self.elem_value_bytes, elapsed, found, retries, calls)
+        what = "lookup_and_delete" if delete else "lookup"
+        raise_for(rc, f"batch {what} of map {self.name}")
+        n = found[0]
+        return BatchWalk(keys[: n * self.key_size], values[: n * self.elem_value_bytes], n,
+                         elapsed[0], retries[0], calls[0])
+
+
+_OP_NAMES = {0: "lookup", 1: "update", 2: "delete"}
+
+
+@dataclass(frozen=True)
+class BatchWalk:
+    keys: object  # uint8 arrays: view them with .view(dtype)
+    values: object
+    count: int
+    elapsed_ns: int
+    retries: int
+    calls: int
+
+
+class BpfMap(MapOps):
     """A map of an open object; the object owns its fd."""
 
     def __init__(self, ptr, owner: BpfObject):
@@ -133,39 +238,45 @@ class BpfMap:
         value = fdinfo(self.fd).get("memlock")
         return int(value) if value is not None else None
 
-    def lookup(self, key: bytes | None, value_size: int | None = None) -> bytes | None:
-        out = ffi.new("char[]", value_size or self.value_size)
-        rc = lib.bpf_map_lookup_elem(self.fd, _ptr_or_null(key), out)
-        if rc == -2:  # ENOENT
-            return None
-        raise_for(rc, f"looking up in map {self.name}")
-        return ffi.buffer(out)[:]
 
-    def update(self, key: bytes | None, value: bytes, flags: int = 0) -> None:
-        raise_for(
-            lib.bpf_map_update_elem(self.fd, _ptr_or_null(key), value, flags),
-            f"updating map {self.name}",
-        )
+class Map(MapOps):
+    """A map created directly with BPF_MAP_CREATE; owns its fd. Close it, or use `with`."""
 
-    def delete(self, key: bytes) -> None:
-        raise_for(lib.bpf_map_delete_elem(self.fd, key), f"deleting from map {self.name}")
+    def __init__(self, map_type: str, key_size: int, value_size: int, max_entries: int,
+                 map_flags: int = 0, map_extra: int = 0, name: str = "mapbench"):
+        opts = ffi.new("struct bpf_map_create_opts *")
+        opts.sz = ffi.sizeof("struct bpf_map_create_opts")
+        opts.map_flags = map_flags
+        opts.map_extra = map_extra
+        take_log()
+        fd = lib.bpf_map_create(BPF_MAP_TYPE[map_type], name.encode()[:15], key_size, value_size,
+                                max_entries, opts)
+        raise_for(fd, f"creating a {map_type} map of {max_entries} entries")
+        self.fd = fd
+        self.name = name
+        self.map_type = map_type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.percpu = map_type.startswith("percpu")
 
-    def update_batch(self, keys, values, flags: int = 0) -> None:
-        """BPF_MAP_UPDATE_BATCH of contiguous arrays (numpy arrays pass without a copy)."""
-        count = ffi.new("__u32 *", len(keys))
-        opts = ffi.new("struct bpf_map_batch_opts *", {"sz": ffi.sizeof("struct bpf_map_batch_opts"), "elem_flags": flags})
-        rc = lib.bpf_map_update_batch(self.fd, ffi.from_buffer(keys), ffi.from_buffer(values), count, opts)
-        raise_for(rc, f"batch update of map {self.name} ({count[0]} of {len(keys)} done)")
+    def memlock_bytes(self) -> int | None:
+        value = fdinfo(self.fd).get("memlock")
+        return int(value) if value is not None else None
 
-    def update_each(self, keys, values, flags: int = 0) -> int:
-        """One update syscall per element, looped in native code; returns elapsed ns.
-        `keys` may be None for maps without keys (bloom filter: the value is the element)."""
-        elapsed = ffi.new("__u64 *")
-        key_size = self.key_size
-        key_ptr = ffi.from_buffer(keys) if key_size else ffi.NULL
-        rc = lib.mb_update_each(self.fd, key_ptr, ffi.from_buffer(values), len(values), key_size, self.value_size, flags, elapsed)
-        raise_for(rc, f"updating map {self.name} element by element")
-        return elapsed[0]
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
 
 
 def _ptr_or_null(data):

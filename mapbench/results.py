@@ -38,6 +38,7 @@ FIELDS = [
     ("family", pa.string()),
     ("strategy", pa.string()),
     ("op", pa.string()),
+    ("driver", pa.string()),
     ("map_size", pa.int64()),
     ("value_size", pa.int32()),
     ("key_distribution", pa.string()),
@@ -66,7 +67,7 @@ SCHEMA = pa.schema(FIELDS, metadata={SCHEMA_KEY: SCHEMA_VERSION.encode()})
 COLUMNS = [name for name, _ in FIELDS]
 
 # The columns that say which configuration a row measures (diff and stats group on them).
-CONFIG_KEYS = ["engine", "family", "strategy", "op", "map_size", "value_size",
+CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "map_size", "value_size",
                "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa"]
 
 
@@ -124,8 +125,15 @@ def write(path: str | os.PathLike, table: pa.Table, append: bool = True) -> Path
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

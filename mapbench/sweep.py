@@ -1,9 +1,10 @@
-"""Sweeps: a TOML grid expanded into configurations, measured one by one, each written to the
+"""Sweeps: TOML grids expanded into configurations, measured one by one, each written to the
 result file as soon as it is done (atomically), so an interrupted sweep keeps all it finished
-and `resume` skips those."""
+and `--resume` skips those."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import tomllib
@@ -11,29 +12,48 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kernel_engine, results
+from . import kernel_engine, results, syscall_engine
 from .environment import run_environment
 from .errors import BadInput, MapbenchError
+from .kernel_engine import MeasureOptions
+from .syscall_engine import SyscallSpec
 from .workloads import STRATEGIES, KernelSpec, parse_size
 
-GRID_KEYS = {"engine", "strategies", "ops", "sizes", "hit_ratios", "hash_funcs", "isas", "keys"}
 MEASURE_KEYS = {"samples", "instances", "warmup", "sample_ms"}
-ENGINES = ("kernel",)
+GRID_KEYS = {
+    "kernel": {"engine", "strategies", "ops", "sizes", "hit_ratios", "hash_funcs", "isas", "keys"},
+    "syscall": {"engine", "maps", "drivers", "ops", "sizes", "batch_sizes"},
+}
+# What identifies a configuration: the same for every engine, so resume works on any file.
+RESUME_KEYS = ["engine", "strategy", "op", "driver", "map_size", "batch_size", "hit_ratio",
+               "nr_hash_funcs", "isa", "key_distribution"]
 
 
 @dataclass(frozen=True)
 class Unsupported:
     """A grid point the strategy does not have: recorded as a row, never run."""
 
-    strategy: str
-    op: str
-    map_size: int
+    spec_fields: tuple
     reason: str
 
-    def row(self) -> dict:
-        return {"engine": "kernel", "family": STRATEGIES[self.strategy].family.name,
-                "strategy": self.strategy, "op": self.op, "map_size": self.map_size,
-                "status": "unsupported", "message": self.reason}
+    def config_fields(self) -> dict:
+        return dict(self.spec_fields)
+
+
+@dataclass(frozen=True)
+class Job:
+    config: KernelSpec | SyscallSpec | Unsupported
+    opts: MeasureOptions
+
+
+def _measure_options(table: dict, base: MeasureOptions, where: str) -> MeasureOptions:
+    values = {k: table[k] for k in MEASURE_KEYS & set(table)}
+    if "sample_ms" in values:
+        values["target_ms"] = float(values.pop("sample_ms"))
+    for key, value in values.items():
+        if not isinstance(value, (int, float)) or value < (0 if key == "warmup" else 1e-3):
+            raise BadInput(f"{where}: {key} = {value!r} must be a positive number")
+    return dataclasses.replace(base, **values)
 
 
 def _list(grid: dict, key: str, default: list, where: str) -> list:
@@ -43,7 +63,12 @@ def _list(grid: dict, key: str, default: list, where: str) -> list:
     return value
 
 
-def load(path: str | Path) -> tuple[list[KernelSpec | Unsupported], kernel_engine.MeasureOptions]:
+def _sizes(grid: dict, where: str) -> list[int]:
+    return [parse_size(int(s) if isinstance(s, float) and s.is_integer() else s)
+            for s in _list(grid, "sizes", [1000], where)]
+
+
+def load(path: str | Path) -> list[Job]:
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text())
@@ -59,73 +84,75 @@ def load(path: str | Path) -> tuple[list[KernelSpec | Unsupported], kernel_engin
     if bad:
         raise BadInput(f"sweep file {path}: [measure] has unknown key {sorted(bad)[0]!r} "
                        f"(known: {', '.join(sorted(MEASURE_KEYS))})")
-    opts = kernel_engine.MeasureOptions(
-        samples=measure.get("samples", 20), instances=measure.get("instances", 3),
-        warmup=measure.get("warmup", 2), target_ms=float(measure.get("sample_ms", 5.0)))
-    configs: list[KernelSpec | Unsupported] = []
+    base = _measure_options(measure, MeasureOptions(), f"sweep file {path}: [measure]")
+    jobs: list[Job] = []
     for number, grid in enumerate(doc.get("grid", []), start=1):
         where = f"sweep file {path}: [[grid]] #{number}"
-        bad = set(grid) - GRID_KEYS
-        if bad:
-            raise BadInput(f"{where}: unknown key {sorted(bad)[0]!r} (known: {', '.join(sorted(GRID_KEYS))})")
         engine = grid.get("engine", "kernel")
-        if engine not in ENGINES:
-            raise BadInput(f"{where}: engine = {engine!r} is not one of {', '.join(ENGINES)}")
+        if engine not in GRID_KEYS:
+            raise BadInput(f"{where}: engine = {engine!r} is not one of {', '.join(GRID_KEYS)}")
+        allowed = GRID_KEYS[engine] | MEASURE_KEYS
+        bad = set(grid) - allowed
+        if bad:
+            raise BadInput(f"{where}: unknown key {sorted(bad)[0]!r} for engine {engine} "
+                           f"(known: {', '.join(sorted(allowed))})")
+        opts = _measure_options(grid, base, where)
         try:
-            configs.extend(_expand(grid, where))
+            configs = _expand_kernel(grid, where) if engine == "kernel" else _expand_syscall(grid, where)
         except BadInput as exc:
             raise BadInput(f"{where}: {exc}") from None
-    if not configs:
+        jobs.extend(Job(c, opts) for c in configs)
+    if not jobs:
         raise BadInput(f"sweep file {path}: no [[grid]] tables")
-    return _dedupe(configs), opts
+    seen: set = set()
+    return [j for j in jobs if not (j.config in seen or seen.add(j.config))]
 
 
-def _expand(grid: dict, where: str) -> list[KernelSpec | Unsupported]:
-    out: list[KernelSpec | Unsupported] = []
-    strategies = _list(grid, "strategies", list(STRATEGIES), where)
-    sizes = [parse_size(int(s) if isinstance(s, float) and s.is_integer() else s)
-             for s in _list(grid, "sizes", [1000], where)]
+def _expand_kernel(grid: dict, where: str) -> list:
+    out: list = []
     for strategy, size, op, hit, funcs, isa, keys in itertools.product(
-            strategies, sizes, _list(grid, "ops", [None], where), _list(grid, "hit_ratios", [1.0], where),
+            _list(grid, "strategies", list(STRATEGIES), where), _sizes(grid, where),
+            _list(grid, "ops", [None], where), _list(grid, "hit_ratios", [1.0], where),
             _list(grid, "hash_funcs", [3], where), _list(grid, "isas", ["v3"], where),
             _list(grid, "keys", ["uniform"], where)):
         if strategy in STRATEGIES and op is not None and op not in STRATEGIES[strategy].ops:
-            out.append(Unsupported(strategy, op, size, f"{strategy} has no {op} "
-                                                       f"(it has {', '.join(STRATEGIES[strategy].ops)})"))
+            fields = {"engine": "kernel", "family": STRATEGIES[strategy].family.name,
+                      "strategy": strategy, "op": op, "map_size": size}
+            out.append(Unsupported(tuple(fields.items()), f"{strategy} has no {op} (it has "
+                                                          f"{', '.join(STRATEGIES[strategy].ops)})"))
             continue
         resolved_op = op or (STRATEGIES[strategy].ops[0] if strategy in STRATEGIES else None)
         if resolved_op != "lookup" or keys == "sequential":
             hit = 1.0  # only uniform lookups have a hit ratio; the rest always find their key
-        if strategy != "bloom":
-            funcs = 3
         out.append(KernelSpec(strategy, op=op, map_size=size, hit_ratio=float(hit),
-                              nr_hash_funcs=int(funcs), isa=isa, key_distribution=keys))
+                              nr_hash_funcs=int(funcs) if strategy == "bloom" else 3, isa=isa,
+                              key_distribution=keys))
     return out
 
 
-def _dedupe(configs):
-    seen, out = set(), []
-    for c in configs:
-        if c not in seen:
-            seen.add(c)
-            out.append(c)
+def _expand_syscall(grid: dict, where: str) -> list:
+    out: list = []
+    batch_sizes = [syscall_engine.parse_batch_sizes(str(b))[0]
+                   for b in _list(grid, "batch_sizes", [1000], where)]
+    for map_type, driver, op, size in itertools.product(
+            _list(grid, "maps", ["hash"], where), _list(grid, "drivers", ["elem", "batch"], where),
+            _list(grid, "ops", ["lookup"], where), _sizes(grid, where)):
+        if driver in syscall_engine.DRIVERS and op not in syscall_engine.DRIVERS[driver]:
+            continue  # e.g. elem x lookup_and_delete: no such operation to measure
+        if map_type == "task_storage":
+            size = 1  # keyed by pidfd: measured on mapbench's own task
+        for batch in (batch_sizes if driver == "batch" else [None]):
+            out.append(SyscallSpec(map_type, driver, op, size, batch))
     return out
-
-
-# What identifies a configuration for resume (DESIGN 4's keys that a kernel sweep varies).
-RESUME_KEYS = ["engine", "strategy", "op", "map_size", "hit_ratio", "nr_hash_funcs", "isa",
-               "key_distribution"]
 
 
 def _plain(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def spec_key(c: KernelSpec | Unsupported) -> tuple:
-    if isinstance(c, Unsupported):
-        return ("kernel", c.strategy, c.op, c.map_size, None, None, None, None)
-    return ("kernel", c.strategy, c.op, c.map_size, c.hit_ratio,
-            c.nr_hash_funcs if c.strategy == "bloom" else None, c.isa, c.key_distribution)
+def job_key(job: Job) -> tuple:
+    fields = job.config.config_fields()
+    return tuple(_plain(fields.get(k)) for k in RESUME_KEYS)
 
 
 def done_keys(path: Path) -> set[tuple]:
@@ -138,28 +165,36 @@ def done_keys(path: Path) -> set[tuple]:
     return {tuple(_plain(v) for v in row) for row in df[RESUME_KEYS].itertuples(index=False)}
 
 
-def run(configs, opts: kernel_engine.MeasureOptions, out_path: Path, run_id: str,
-        on_config: Callable[[object, int], None] = lambda c, n: None,
+def samples_of(job: Job) -> int:
+    return 0 if isinstance(job.config, Unsupported) else job.opts.instances * (job.opts.warmup + job.opts.samples)
+
+
+def measure(job: Job, cpu: int | None, on_sample: Callable[[], None]) -> list[dict]:
+    config = job.config
+    if isinstance(config, Unsupported):
+        return [{**config.config_fields(), "status": "unsupported", "message": config.reason}]
+    opts = dataclasses.replace(job.opts, cpu=cpu)
+    try:
+        if isinstance(config, SyscallSpec):
+            return syscall_engine.measure(config, opts, on_sample=on_sample)
+        return kernel_engine.measure(config, opts, on_sample=on_sample)
+    except MapbenchError as exc:  # one configuration failed: record it and keep going
+        return [{**config.config_fields(), "status": "error", "message": str(exc)}]
+
+
+def run(jobs: list[Job], cpu: int | None, out_path: Path, run_id: str,
+        on_job: Callable[[Job, bool], None] = lambda j, measured: None,
         on_sample: Callable[[], None] = lambda: None) -> int:
-    """Measure every configuration not yet in out_path; returns how many were measured."""
+    """Measure every job not yet in out_path; returns how many were measured."""
     skip = done_keys(out_path)
     measured = 0
     env = run_environment()
-    for config in configs:
-        if spec_key(config) in skip:
-            on_config(config, 0)
+    for job in jobs:
+        if job_key(job) in skip:
+            on_job(job, False)
             continue
-        if isinstance(config, Unsupported):
-            rows = [config.row()]
-        else:
-            try:
-                rows = kernel_engine.measure(config, opts, on_sample=on_sample)
-            except MapbenchError as exc:  # one configuration the kernel refused: keep going
-                rows = [{"engine": "kernel", "family": config.family.name, "strategy": config.strategy,
-                         "op": config.op, "map_size": config.map_size, "hit_ratio": config.hit_ratio,
-                         "isa": config.isa, "key_distribution": config.key_distribution,
-                         "status": "error", "message": str(exc)}]
+        rows = measure(job, cpu, on_sample)
         results.write(out_path, results.make_table(rows, run_id, env))
         measured += 1
-        on_config(config, 1)
+        on_job(job, True)
     return measured

@@ -173,6 +173,14 @@ class KernelSpec:
     def family(self) -> Family:
         return STRATEGIES[self.strategy].family
 
+    def config_fields(self) -> dict:
+        """The result columns that identify this configuration (results.CONFIG_KEYS)."""
+        return {"engine": "kernel", "family": self.family.name, "strategy": self.strategy,
+                "op": self.op, "driver": None, "map_size": self.map_size, "batch_size": None,
+                "value_size": VALUE_SIZES[self.family.name], "hit_ratio": float(self.hit_ratio),
+                "nr_hash_funcs": self.nr_hash_funcs if self.strategy == "bloom" else None,
+                "isa": self.isa, "key_distribution": self.key_distribution}
+
     @property
     def op_code(self) -> int:
         return OP_CODES[self.op]
@@ -182,4 +190,5 @@ class KernelSpec:
         return round(self.hit_ratio * HIT_SCALE)
 
 
-HIT_SCALE = 1 << 20  # MB_HIT_SCALE in bpf/mapbench.h
+HIT_SCALE = 1 << 20
+VALUE_SIZES = {"membership": 8, "per_task": 16}  # bytes, as the BPF sources define them  # MB_HIT_SCALE in bpf/mapbench.h
