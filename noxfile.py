@@ -26,7 +26,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The default benchmark: writes data/results/<run_id>.parquet and a Markdown report."""
-    install(session, "[plot]")
+    install(session)
     session.run("mapbench", "bench", *session.posargs)
 
 

@@ -61,4 +61,23 @@ static inline __u64 mb_mix(__u64 x)
 	return x ^ (x >> 31);
 }
 
+/*
+ * Regression injection, to check that a CI gate catches a known slowdown: building with
+ * MAPBENCH_CFLAGS=-DMB_SLOWDOWN=<n> adds n dependent multiply-adds to every map operation of
+ * the strategy builds (never to the control, so the net figure grows by their cost).
+ */
+#ifdef MB_SLOWDOWN
+static __always_inline __u64 mb_slowdown(__u64 x)
+{
+	for (int i = 0; i < MB_SLOWDOWN; i++)
+		x = x * 0x100000001b3ULL + 7;
+	return x;
+}
+#else
+static __always_inline __u64 mb_slowdown(__u64 x)
+{
+	return 0;
+}
+#endif
+
 #endif /* MAPBENCH_H */

@@ -64,6 +64,7 @@ static __always_inline int storage_op(__u32 key, struct loop_state *st)
 #if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
 	__u64 val = key;
 
+	st->checksum ^= mb_slowdown(key);
 	if (cfg.op == MB_OP_UPDATE) {
 #if MB_STORAGE == MB_BLOOM
 		/* a writer keeps both structures: the filter must learn every key */

@@ -75,6 +75,9 @@ static long one_op(__u64 i, void *ctx)
 
 	st->checksum ^= pid;
 	s = get_state(pid);
+#if MB_STORAGE != MB_CONTROL
+	st->checksum ^= mb_slowdown(pid);
+#endif
 	if (s) {
 		s->last_seen = i;
 		s->count++;

@@ -191,9 +191,9 @@ int mb_batch_loop(int fd, int op, const void *keys, const void *values, size_t n
 		else
 			rc = bpf_map_delete_batch(fd, k + at * key_size, &count, &opts);
 		nr_calls++;
-		at += count;
-		if (rc < 0)
+		if (rc < 0) /* unsupported ops leave count as it was: trust only whole calls */
 			break;
+		at += count;
 	}
 	*elapsed_ns = mb_now_ns() - t0;
 	*done = at;

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import importlib.resources
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -103,7 +104,9 @@ def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltOb
     src_dir = source_dir()
     src = src_dir / source
     header = vmlinux_header()
-    flags = ["-target", "bpf", "-g", "-O2", f"-mcpu={isa}", f"-DMB_STORAGE={storage}"]
+    # MAPBENCH_CFLAGS: extra clang flags, e.g. -DMB_SLOWDOWN=20 to inject a known regression
+    extra = shlex.split(os.environ.get("MAPBENCH_CFLAGS", ""))
+    flags = ["-target", "bpf", "-g", "-O2", f"-mcpu={isa}", f"-DMB_STORAGE={storage}", *extra]
     key = _sha256(
         b"\0".join(
             [

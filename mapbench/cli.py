@@ -260,29 +260,101 @@ def show_cmd(paths, as_json):
                   "rerun them on an idle machine before drawing conclusions")
 
 
+@cli.command("diff")
+@click.argument("base", nargs=1)
+@click.argument("new", nargs=1)
+@click.option("--threshold", type=float, default=0.05, show_default=True,
+              help="Smallest change worth calling, as a fraction of the base median.")
+@click.option("--alpha", type=float, default=0.01, show_default=True,
+              help="Significance level after Holm correction across all configurations.")
+@click.option("--force", is_flag=True, help="Compare results from different hosts or kernels.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per configuration.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the ratios with their CIs to this PNG (an SVG is written beside it).")
+def diff_cmd(base, new, threshold, alpha, force, as_json, plot_path):
+    """Significant changes from BASE to NEW (files or directories). Exit 1 on a regression."""
+    from . import diff, results
+
+    result = diff.diff(results.read(base).to_pandas(), results.read(new).to_pandas(),
+                       threshold=threshold, alpha=alpha, force=force)
+    for key, (a, b) in result.env_differences.items():
+        err.print(f"[yellow]environment differs:[/] {key}: {', '.join(a)} -> {', '.join(b)}")
+    if as_json:
+        for change in result.changes:
+            click.echo(json.dumps(change.as_dict()))
+    else:
+        print_changes(result.changes, threshold, alpha)
+    if plot_path:
+        from .plots import diff_plot
+
+        for path in diff_plot(result, Path(plot_path)):
+            err.print(f"plot: {path}")
+    if result.regressions:
+        raise SystemExit(1)
+
+
+def print_changes(changes, threshold: float, alpha: float) -> None:
+    colour = {"slower": "red", "faster": "green", "unchanged": "white"}
+    table = Table(title=f"mapbench diff (threshold {threshold:.0%}, alpha {alpha} after Holm)")
+    for col in ("verdict", "engine", "strategy", "op", "driver", "map size", "hit", "base ns/op",
+                "new ns/op", "new/base", "95% CI", "p (Holm)"):
+        table.add_column(col, justify="left" if col in ("verdict", "engine", "strategy", "op", "driver") else "right")
+    for c in changes:
+        cfg = c.config
+        driver = _driver(cfg)
+        if c.ratio is None:
+            table.add_row(f"[yellow]{c.verdict}[/]", cfg["engine"], cfg["strategy"], cfg["op"], driver,
+                          f"{cfg['map_size']:,}", f"{cfg['hit_ratio']:g}", "", "", "", "", "")
+            continue
+        table.add_row(f"[{colour[c.verdict]}]{c.verdict}[/]", cfg["engine"], cfg["strategy"], cfg["op"],
+                      driver, f"{cfg['map_size']:,}", f"{cfg['hit_ratio']:g}", f"{c.base_median:.1f}",
+                      f"{c.new_median:.1f}", f"{c.ratio:.3f}",
+                      f"{c.ratio_ci_low:.3f} .. {c.ratio_ci_high:.3f}", f"{c.p_holm:.2g}")
+    out.print(table)
+    counts = {v: sum(c.verdict == v for c in changes) for v in ("slower", "faster", "unchanged")}
+    out.print(", ".join(f"{n} {v}" for v, n in counts.items()))
+
+
 @cli.command("bench")
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Sweep file (default: data/sweeps/default.toml).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="data/results", show_default=True)
 @click.option("--cpu", type=int, default=None)
 def bench_cmd(config, out_dir, cpu):
-    """The default benchmark: sweep, Parquet file and Markdown report under --out-dir."""
+    """The default benchmark: sweep, Parquet file, plots and a Markdown report under --out-dir."""
     from . import results
-    from .report import write_report
-
     from .results import new_run_id
 
     path = run_sweep(config, str(Path(out_dir) / f"{new_run_id()}.parquet"), None, cpu)
-    report = write_report(results.read(path), path.with_suffix(".md"), f"mapbench bench {path.stem}")
-    found_summaries(path)
+    report = make_report(path)
     out.print(f"report: {report}")
 
 
-def found_summaries(path: Path) -> None:
+def make_report(path: Path, out_dir: Path | None = None) -> Path:
     from . import results
-    from .summary import summaries
+    from .plots import all_plots
+    from .report import write_report
 
-    print_summaries(summaries(results.read(path)), f"mapbench bench {path.stem}")
+    table = results.read(path)
+    plot_dir = (out_dir or path.parent) / f"{path.stem}-plots"
+    plots = all_plots(table.to_pandas(), plot_dir)
+    return write_report(table, (out_dir or path.parent) / f"{path.stem}.md",
+                        f"mapbench bench {path.stem}", plots)
+
+
+@cli.command("plot")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="plots", show_default=True)
+def plot_cmd(paths, out_dir):
+    """Scaling, batching and reference plots (PNG + SVG) of result files or directories."""
+    from . import results
+    from .plots import all_plots
+
+    written = all_plots(results.read(list(paths)).to_pandas(), Path(out_dir))
+    if not written:
+        raise BadInput(f"nothing to plot in {', '.join(paths)}: no measured rows")
+    for p in written:
+        out.print(str(p))
 
 
 def validate_measure_options(opts) -> None:

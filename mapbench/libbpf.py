@@ -44,7 +44,9 @@ def raise_for(rc: int, what: str) -> None:
         return
     err = -rc
     log = take_log().strip()
-    message = f"{what}: {os.strerror(err)} (errno {err})"
+    # 524 is the kernel's internal ENOTSUPP, which some map ops leak to user space
+    reason = "not supported (ENOTSUPP)" if err == 524 else os.strerror(err)
+    message = f"{what}: {reason} (errno {err})"
     if err == 1 and os.geteuid() != 0:  # EPERM
         raise MissingPrivilege(f"{message}; run as root (BPF needs CAP_BPF and CAP_PERFMON)")
     raise KernelRefused(message, errno=err, log=log)

@@ -48,7 +48,7 @@ def run_reference(exe: Path, spec: SyscallSpec, samples: int, reps: int) -> list
 
 def compare(spec: SyscallSpec, rounds: int = 3, samples: int = 5, target_ms: float = 20.0,
             cpu: int | None = None, on_round: Callable[[], None] = lambda: None) -> list[dict]:
-    """Rows of both: engine 'syscall' (mapbench) and engine 'c_reference'."""
+    """Rows of both, in family 'reference': engine 'syscall' (mapbench) and 'c_reference'."""
     require_root()
     if spec.map_type not in REFERENCE_MAPS:
         raise syscall_engine.BadInput(f"the C reference covers {', '.join(REFERENCE_MAPS)}, "
@@ -61,9 +61,10 @@ def compare(spec: SyscallSpec, rounds: int = 3, samples: int = 5, target_ms: flo
         opts = MeasureOptions(samples=samples, instances=1, warmup=1, target_ms=target_ms, cpu=None)
         for r in range(rounds):
             for row in syscall_engine.measure(spec, opts, reps=reps):
-                rows.append({**row, "instance": r})
+                rows.append({**row, "family": "reference", "instance": r})
             for i, ns in enumerate(run_reference(exe, spec, samples, reps)):
-                rows.append({**spec.config_fields(), "engine": "c_reference", "instance": r,
+                rows.append({**spec.config_fields(), "engine": "c_reference", "family": "reference",
+                             "instance": r,
                              "sample": i + 1, "warmup": False, "ns_per_op": ns, "gross_ns_per_op": ns,
                              "cpu": pinned, "load_avg_1m": load_avg_1m(), "status": "ok",
                              "message": f"ref_syscalls.c, {reps} passes per sample"})

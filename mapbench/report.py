@@ -25,18 +25,22 @@ def summary_frame(table) -> pd.DataFrame:
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    cols = ["strategy", "op", "map_size", "hit_ratio", "median_ns_per_op", "ci_low", "ci_high",
-            "cv", "control_ns_per_op", "samples", "map_memory_bytes", "bloom_fp_rate"]
-    head = ["strategy", "op", "map size", "hit ratio", "median ns/op", "95 % CI", "CV",
-            "control ns/op", "samples", "map memory", "bloom FP rate"]
+    cols = ["engine", "strategy", "op", "driver", "batch_size", "map_size", "hit_ratio",
+            "median_ns_per_op", "ci_low", "ci_high", "cv", "control_ns_per_op", "samples",
+            "map_memory_bytes", "bloom_fp_rate"]
+    head = ["engine", "strategy", "op", "driver", "map size", "hit ratio", "median ns/op",
+            "95 % CI", "CV", "control ns/op", "samples", "map memory", "bloom FP rate"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in df[cols].itertuples(index=False):
+        driver = "bpf prog" if pd.isna(r.driver) else (
+            "elem" if r.driver == "elem" else f"batch {int(r.batch_size):,}")
+        control = "" if pd.isna(r.control_ns_per_op) else _ns(r.control_ns_per_op)
         mem = "unknown" if pd.isna(r.map_memory_bytes) else f"{r.map_memory_bytes / 2**20:.1f} MiB"
         fp = "" if pd.isna(r.bloom_fp_rate) else f"{r.bloom_fp_rate:.4f}"
         cv = f"{r.cv:.1%}" + (" (wide)" if r.cv > 0.10 else "")
-        lines.append(f"| {r.strategy} | {r.op} | {r.map_size:,} | {r.hit_ratio:g} | "
-                     f"{_ns(r.median_ns_per_op)} | {_ns(r.ci_low)} .. {_ns(r.ci_high)} | {cv} | "
-                     f"{_ns(r.control_ns_per_op)} | {r.samples} | {mem} | {fp} |")
+        lines.append(f"| {r.engine} | {r.strategy} | {r.op} | {driver} | {r.map_size:,} | "
+                     f"{r.hit_ratio:g} | {_ns(r.median_ns_per_op)} | {_ns(r.ci_low)} .. "
+                     f"{_ns(r.ci_high)} | {cv} | {control} | {r.samples} | {mem} | {fp} |")
     return "\n".join(lines)
 
 
@@ -51,6 +55,7 @@ def _compare(a: pd.Series, b: pd.Series) -> str:
 
 def conclusions(df: pd.DataFrame) -> list[str]:
     out = []
+    df = df[df.engine == "kernel"]
     lookups = df[(df.op == "lookup") & (df.key_distribution == "uniform")]
     for size in sorted(lookups.map_size.unique()):
         at = lookups[lookups.map_size == size]
@@ -98,22 +103,85 @@ def conclusions(df: pd.DataFrame) -> list[str]:
     return out
 
 
+KNEE = 0.05  # "stops paying": a 10x larger batch saves less than this share per element
+
+
+def batching_conclusions(df: pd.DataFrame) -> list[str]:
+    """Per op and map size: the speed-up of batches over one syscall per element, and the batch
+    size past which a 10x larger batch saves less than KNEE per element."""
+    s = df[(df.engine == "syscall") & (df.family == "syscall")]
+    out = []
+    for (strategy, size), group in s.groupby(["strategy", "map_size"], sort=True):
+        for op in ("lookup", "update", "delete", "lookup_and_delete"):
+            batch = group[(group.driver == "batch") & (group.op == op)].sort_values("batch_size")
+            elem = group[(group.driver == "elem") & (group.op == op)]
+            if batch.empty:
+                continue
+            base_op = "delete" if op == "lookup_and_delete" else op
+            elem = group[(group.driver == "elem") & (group.op == base_op)]
+            medians = list(zip(batch.batch_size.astype(int), batch.median_ns_per_op))
+            best_b, best = min(medians, key=lambda bm: bm[1])
+            knee = medians[-1][0]
+            for (b, m), (_, m_next) in zip(medians, medians[1:]):
+                if m_next > m * (1 - KNEE):
+                    knee = b
+                    break
+            text = (f"{strategy} {op}, {int(size):,} entries: batches of {knee:,} get within "
+                    f"{KNEE:.0%} of the best ({best:.0f} ns/element at {best_b:,})")
+            if not elem.empty:
+                e = elem.iloc[0].median_ns_per_op
+                text += (f"; one {base_op} syscall per element costs {e:.0f} ns, so batching is "
+                         f"{e / best:.1f}x faster (batch 1: {medians[0][1] / e:.2f}x the element cost)")
+            out.append(text + ".")
+    return out
+
+
+def reference_table(df: pd.DataFrame) -> str:
+    ref = df[df.family == "reference"]
+    if ref.empty:
+        return ""
+    lines = ["| map | op | driver | map size | mapbench ns/element | C reference ns/element | mapbench / C |",
+             "|---|---|---|---|---|---|---|"]
+    for (strategy, op, driver, size, batch), group in ref.groupby(
+            ["strategy", "op", "driver", "map_size", "batch_size"], dropna=False, sort=True):
+        mb = group[group.engine == "syscall"]
+        c = group[group.engine == "c_reference"]
+        if mb.empty or c.empty:
+            continue
+        m, r = mb.iloc[0], c.iloc[0]
+        label = "elem" if driver == "elem" else f"batch {int(batch):,}"
+        lines.append(f"| {strategy} | {op} | {label} | {int(size):,} | {_ns(m.median_ns_per_op)} "
+                     f"({_ns(m.ci_low)} .. {_ns(m.ci_high)}) | {_ns(r.median_ns_per_op)} "
+                     f"({_ns(r.ci_low)} .. {_ns(r.ci_high)}) | {m.median_ns_per_op / r.median_ns_per_op:.3f} |")
+    return "\n".join(lines)
+
+
 def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
     df_rows = table.to_pandas()
     df = summary_frame(table)
     env = df_rows.iloc[0]
     status = df_rows[df_rows.strategy != "control"].groupby("status").size().to_dict()
     lines = [f"# {title}", "",
-             "Every figure is nanoseconds per map operation inside the kernel, net of a control build "
-             "that runs the same loop and key stream without the map operation; median over all "
-             "measured samples of several fresh loads, with a 95 % bootstrap confidence interval.", "",
+             "Kernel engine: nanoseconds per map operation inside a BPF program, net of a control "
+             "build that runs the same loop and key stream without the map operation. Syscall "
+             "engine: nanoseconds per element from user space, timed in native code around the "
+             "syscalls. Medians over all measured samples of several fresh loads, with 95 % "
+             "bootstrap confidence intervals.", "",
              "## Environment", ""]
     lines += [f"- {c}: {env[c]}" for c in ENV_COLUMNS]
     lines += [f"- rows by status: {status}", "", "## Conclusions", ""]
-    lines += [f"- {c}" for c in conclusions(df)] or ["- (no comparable configurations)"]
-    lines += ["", "## Results", "", markdown_table(df), ""]
+    found = conclusions(df) + batching_conclusions(df)
+    lines += [f"- {c}" for c in found] or ["- (no comparable configurations)"]
+    lines += [""]
     for plot in plots:
-        lines += [f"![{plot.stem}]({plot.name})", ""]
+        if plot.suffix == ".png":
+            lines += [f"![{plot.stem}]({plot.relative_to(path.parent)})", ""]
+    ref = reference_table(df)
+    if ref:
+        lines += ["## Syscall engine vs a plain C loop", "",
+                  "Same calls, same keys, same passes per sample, alternating round by round on "
+                  "the same CPU; the C loop is mapbench/ref_syscalls.c.", "", ref, ""]
+    lines += ["## Results", "", markdown_table(df), ""]
     unsupported = df_rows[df_rows.status != "ok"]
     if not unsupported.empty:
         lines += ["## Not measured", ""]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kernel_engine, results, syscall_engine
+from . import kernel_engine, reference, results, syscall_engine
 from .environment import run_environment
 from .errors import BadInput, MapbenchError
 from .kernel_engine import MeasureOptions
@@ -23,9 +23,17 @@ MEASURE_KEYS = {"samples", "instances", "warmup", "sample_ms"}
 GRID_KEYS = {
     "kernel": {"engine", "strategies", "ops", "sizes", "hit_ratios", "hash_funcs", "isas", "keys"},
     "syscall": {"engine", "maps", "drivers", "ops", "sizes", "batch_sizes"},
+    "reference": {"engine", "maps", "drivers", "ops", "sizes", "batch_sizes"},
 }
+FLAG_TO_KEY = {
+    "kernel": {"--map": "strategies", "--op": "ops", "--size": "sizes", "--hit-ratio": "hit_ratios",
+               "--hash-funcs": "hash_funcs", "--isa": "isas", "--keys": "keys"},
+    "syscall": {"--map": "maps", "--driver": "drivers", "--op": "ops", "--size": "sizes",
+                "--batch-size": "batch_sizes"},
+}
+FLAG_TO_KEY["reference"] = FLAG_TO_KEY["syscall"]
 # What identifies a configuration: the same for every engine, so resume works on any file.
-RESUME_KEYS = ["engine", "strategy", "op", "driver", "map_size", "batch_size", "hit_ratio",
+RESUME_KEYS = ["engine", "family", "strategy", "op", "driver", "map_size", "batch_size", "hit_ratio",
                "nr_hash_funcs", "isa", "key_distribution"]
 
 
@@ -41,8 +49,18 @@ class Unsupported:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A syscall configuration measured side by side with the plain C loop (ref_syscalls.c)."""
+
+    spec: SyscallSpec
+
+    def config_fields(self) -> dict:
+        return {**self.spec.config_fields(), "family": "reference"}
+
+
+@dataclass(frozen=True)
 class Job:
-    config: KernelSpec | SyscallSpec | Unsupported
+    config: KernelSpec | SyscallSpec | Reference | Unsupported
     opts: MeasureOptions
 
 
@@ -98,9 +116,17 @@ def load(path: str | Path) -> list[Job]:
                            f"(known: {', '.join(sorted(allowed))})")
         opts = _measure_options(grid, base, where)
         try:
-            configs = _expand_kernel(grid, where) if engine == "kernel" else _expand_syscall(grid, where)
-        except BadInput as exc:
-            raise BadInput(f"{where}: {exc}") from None
+            if engine == "kernel":
+                configs = _expand_kernel(grid, where)
+            else:
+                configs = _expand_syscall(grid, where)
+                if engine == "reference":
+                    configs = [Reference(c) for c in configs]
+        except BadInput as exc:  # the specs speak in CLI flags; a sweep file names its keys
+            message = str(exc)
+            for flag, key in FLAG_TO_KEY[engine].items():
+                message = message.replace(flag + " ", key + ": ", 1) if message.startswith(flag) else message
+            raise BadInput(f"{where}: {message}") from None
         jobs.extend(Job(c, opts) for c in configs)
     if not jobs:
         raise BadInput(f"sweep file {path}: no [[grid]] tables")
@@ -166,7 +192,9 @@ def done_keys(path: Path) -> set[tuple]:
 
 
 def samples_of(job: Job) -> int:
-    return 0 if isinstance(job.config, Unsupported) else job.opts.instances * (job.opts.warmup + job.opts.samples)
+    if isinstance(job.config, Unsupported):
+        return 0
+    return job.opts.instances * (job.opts.warmup + job.opts.samples)  # reference: rounds x samples
 
 
 def measure(job: Job, cpu: int | None, on_sample: Callable[[], None]) -> list[dict]:
@@ -175,11 +203,21 @@ def measure(job: Job, cpu: int | None, on_sample: Callable[[], None]) -> list[di
         return [{**config.config_fields(), "status": "unsupported", "message": config.reason}]
     opts = dataclasses.replace(job.opts, cpu=cpu)
     try:
+        if isinstance(config, Reference):
+            rows = reference.compare(config.spec, rounds=opts.instances, samples=opts.samples,
+                                     target_ms=opts.target_ms, cpu=cpu)
+            on_sample_n(on_sample, samples_of(job))
+            return rows
         if isinstance(config, SyscallSpec):
             return syscall_engine.measure(config, opts, on_sample=on_sample)
         return kernel_engine.measure(config, opts, on_sample=on_sample)
     except MapbenchError as exc:  # one configuration failed: record it and keep going
         return [{**config.config_fields(), "status": "error", "message": str(exc)}]
+
+
+def on_sample_n(on_sample: Callable[[], None], n: int) -> None:
+    for _ in range(n):
+        on_sample()
 
 
 def run(jobs: list[Job], cpu: int | None, out_path: Path, run_id: str,

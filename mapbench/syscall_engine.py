@@ -129,6 +129,9 @@ class SyscallMap:
             if ncpu == 1:
                 self.values = self.values.reshape(n)
         self.capacity = getattr(self.map, "max_entries", n)
+        # A bloom filter has no keys; its batch calls get the elements as keys, and the kernel
+        # answers with its errno (it has no batch ops), which becomes an unsupported row.
+        self.batch_keys = self.keys if self.keys is not None else self.values
         self.refill()
 
     def refill(self) -> None:
@@ -186,10 +189,10 @@ def run_once(m: SyscallMap, reps: int) -> Timing:
             retries += walk.retries
             calls += walk.calls
         elif spec.op == "update":
-            ns, c = mp.update_batch(m.keys, m.values, spec.batch_size)
+            ns, c = mp.update_batch(m.batch_keys, m.values, spec.batch_size)
             n, calls = spec.map_size, calls + c
         else:
-            ns, c = mp.delete_batch(m.keys, spec.batch_size)
+            ns, c = mp.delete_batch(m.batch_keys, spec.batch_size)
             n, calls = spec.map_size, calls + c
         elements += n
         elapsed += ns

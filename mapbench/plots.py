@@ -1,0 +1,127 @@
+"""Seaborn plots of a result set: scaling (ns/op against map size), batching (ns per element
+against batch size), ISA, and diff ratios. Each figure is written as PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display here or in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+CI = ("ci", 95)  # seaborn bootstraps the estimator (the median) for the bands
+
+
+def _save(fig, path: Path) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = [path.with_suffix(".png"), path.with_suffix(".svg")]
+    for p in out:
+        fig.savefig(p, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _measured(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df.strategy != "control") & (~df.warmup.astype(bool)) & (df.status == "ok")].copy()
+
+
+def kernel_scaling(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Kernel engine: ns/op against map size, hue = strategy, one panel per op and hit ratio."""
+    k = _measured(df)
+    k = k[k.engine == "kernel"]
+    if k.empty:
+        return []
+    k["panel"] = [f"{op}" + (f", hit ratio {h:g}" if op == "lookup" else "")
+                  for op, h in zip(k.op, k.hit_ratio)]
+    panels = sorted(k.panel.unique())
+    g = sns.relplot(data=k, x="map_size", y="ns_per_op", hue="strategy", col="panel",
+                    col_order=panels, col_wrap=min(3, len(panels)), kind="line", marker="o",
+                    estimator=np.median, errorbar=CI, height=3.2, aspect=1.2,
+                    facet_kws={"sharey": False})
+    g.set(xscale="log")
+    g.set_axis_labels("map size (entries, log scale)", "ns per operation (net, median)")
+    g.set_titles("{col_name}")
+    g.figure.suptitle("Kernel engine: cost of one map operation inside a BPF program "
+                      "(median, 95 % CI band)", y=1.03)
+    return _save(g.figure, out_dir / "kernel_scaling")
+
+
+def batch_sizes(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Syscall engine: ns per element against batch size, one panel per map size; the
+    per-element syscall of each op is drawn as a dashed line at its own level."""
+    s = _measured(df)
+    s = s[(s.engine == "syscall") & (s.strategy == "hash")]
+    batch = s[s.driver == "batch"]
+    if batch.empty:
+        return []
+    sizes = sorted(batch.map_size.unique())
+    g = sns.relplot(data=batch, x="batch_size", y="ns_per_op", hue="op", col="map_size",
+                    col_order=sizes, kind="line", marker="o", estimator=np.median, errorbar=CI,
+                    height=3.4, aspect=1.1)
+    g.set(xscale="log")
+    palette = dict(zip(batch.op.unique(), sns.color_palette(n_colors=batch.op.nunique())))
+    elem = s[s.driver == "elem"]
+    for size, ax in zip(sizes, g.axes.flat):
+        for op, group in elem[elem.map_size == size].groupby("op"):
+            ax.axhline(group.ns_per_op.median(), ls="--", lw=1, color=palette.get(op, "grey"))
+        ax.set_title(f"hash, {size:,} entries")
+    g.set_axis_labels("batch size (entries per call, log scale)", "ns per element (median)")
+    g.figure.suptitle("Syscall engine: batched calls (lines) vs one syscall per element "
+                      "(dashed, same colour)", y=1.04)
+    return _save(g.figure, out_dir / "batch_sizes")
+
+
+def reference(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The syscall engine next to the plain C loop (family 'reference'), per configuration."""
+    both = _measured(df)
+    both = both[both.family == "reference"].copy()
+    if both.empty:
+        return []
+    both["config"] = [f"{s} {o} " + ("elem" if d == "elem" else f"batch {int(b):,}") + f" @ {int(m):,}"
+                      for s, o, d, m, b in zip(both.strategy, both.op, both.driver, both.map_size,
+                                               both.batch_size.fillna(0))]
+    order = sorted(both.config.unique())
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(order) + 1.5))
+    sns.barplot(data=both, y="config", x="ns_per_op", hue="engine", estimator=np.median,
+                errorbar=CI, ax=ax, order=order)
+    ax.set_xlabel("ns per element (median, 95 % CI)")
+    ax.set_ylabel("")
+    ax.set_title("mapbench's native loops (syscall) vs a plain C loop (c_reference)")
+    return _save(fig, out_dir / "reference")
+
+
+def diff_plot(result, path: Path) -> list[Path]:
+    """new/base ratio of medians with its bootstrap CI, one row per matched configuration."""
+    rows = [c for c in result.changes if c.ratio is not None]
+    if not rows:
+        return []
+    labels = [f"{c.config['engine']} {c.config['strategy']} {c.config['op']}"
+              + (f" b{int(c.config['batch_size'])}" if c.config.get("batch_size") else "")
+              + f" @ {int(c.config['map_size']):,}"
+              + (f" hit {c.config['hit_ratio']:g}" if c.config["op"] == "lookup" and c.config["engine"] == "kernel" else "")
+              for c in rows]
+    colour = {"slower": "tab:red", "faster": "tab:green", "unchanged": "tab:grey"}
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5))
+    y = np.arange(len(rows))
+    for i, c in enumerate(rows):
+        ax.errorbar(c.ratio, i, xerr=[[c.ratio - c.ratio_ci_low], [c.ratio_ci_high - c.ratio]],
+                    fmt="o", color=colour[c.verdict], capsize=3)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("new / base median ns per op (95 % bootstrap CI); right of 1 is slower")
+    ax.set_title("mapbench diff: red slower, green faster, grey unchanged")
+    return _save(fig, path)
+
+
+def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    sns.set_theme(style="whitegrid", context="notebook")
+    paths = []
+    for make in (kernel_scaling, batch_sizes, reference):
+        paths += make(df, out_dir)
+    return paths
