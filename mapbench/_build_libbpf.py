@@ -182,13 +182,14 @@ int mb_lookup_walk(int fd, int and_delete, void *keys, void *values, size_t capa
 int mb_batch_loop(int fd, int op, const void *keys, const void *values, size_t n, __u32 batch,
                   size_t key_size, size_t value_size, __u64 elem_flags, __u64 *elapsed_ns,
                   size_t *done, __u64 *calls);
+long long mb_pingpong(int nr_tasks, double seconds);
 """
 )
 
 ffibuilder.set_source(
     "mapbench._libbpf",
     (HERE / "_native.c").read_text(),
-    libraries=["bpf"],
+    libraries=["bpf", "pthread"],
     include_dirs=[str(BPF_DIR)],
     extra_compile_args=["-O2"],
 )

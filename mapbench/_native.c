@@ -200,3 +200,99 @@ int mb_batch_loop(int fd, int op, const void *keys, const void *values, size_t n
 	*calls = nr_calls;
 	return rc < 0 ? rc : 0;
 }
+
+/*
+ * The attached engine's load generator: nr_tasks threads in pairs, each pair passing one byte
+ * back and forth through two pipes, so that every round trip is two wakeups and two context
+ * switches. Runs for `seconds`; returns the number of round trips, or -errno when the threads
+ * or pipes cannot be made (then nothing is left running).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+struct mb_pingpong_pair {
+	int ping[2], pong[2];
+	atomic_int *stop;
+	__u64 rounds;
+};
+
+static void *mb_ping(void *arg)
+{
+	struct mb_pingpong_pair *p = arg;
+	char byte = 0;
+
+	while (!atomic_load(p->stop)) {
+		if (write(p->ping[1], &byte, 1) != 1 || read(p->pong[0], &byte, 1) != 1)
+			break;
+		p->rounds++;
+	}
+	close(p->ping[1]); /* the partner's read returns 0: it ends too */
+	p->ping[1] = -1;
+	return NULL;
+}
+
+static void *mb_pong(void *arg)
+{
+	struct mb_pingpong_pair *p = arg;
+	char byte;
+
+	while (read(p->ping[0], &byte, 1) == 1)
+		if (write(p->pong[1], &byte, 1) != 1)
+			break;
+	close(p->pong[1]);
+	p->pong[1] = -1;
+	return NULL;
+}
+
+long long mb_pingpong(int nr_tasks, double seconds)
+{
+	int nr_pairs = nr_tasks / 2, made = 0, err = 0, i;
+	struct mb_pingpong_pair *pairs = calloc(nr_pairs, sizeof(*pairs));
+	pthread_t *threads = calloc(nr_pairs * 2, sizeof(*threads));
+	atomic_int stop = 0;
+	struct timespec nap = { (time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9) };
+	long long rounds = 0;
+
+	if (!pairs || !threads || nr_pairs < 1) {
+		free(pairs);
+		free(threads);
+		return -ENOMEM;
+	}
+	for (i = 0; i < nr_pairs; i++)
+		pairs[i].ping[0] = pairs[i].ping[1] = pairs[i].pong[0] = pairs[i].pong[1] = -1;
+	for (i = 0; i < nr_pairs && !err; i++) {
+		pairs[i].stop = &stop;
+		if (pipe(pairs[i].ping) || pipe(pairs[i].pong)) {
+			err = -errno;
+			break;
+		}
+		if ((err = -pthread_create(&threads[2 * i + 1], NULL, mb_pong, &pairs[i])))
+			break;
+		if ((err = -pthread_create(&threads[2 * i], NULL, mb_ping, &pairs[i]))) {
+			close(pairs[i].ping[1]); /* lets this pair's pong end */
+			pairs[i].ping[1] = -1;
+			pthread_join(threads[2 * i + 1], NULL);
+			break;
+		}
+		made++;
+	}
+	if (!err)
+		nanosleep(&nap, NULL);
+	atomic_store(&stop, 1);
+	for (i = 0; i < made; i++) {
+		pthread_join(threads[2 * i], NULL);
+		pthread_join(threads[2 * i + 1], NULL);
+		rounds += pairs[i].rounds;
+	}
+	for (i = 0; i < nr_pairs; i++) { /* every thread has ended: close what is left */
+		int *fds[] = { pairs[i].ping, pairs[i].pong };
+		for (int j = 0; j < 2; j++)
+			for (int e = 0; e < 2; e++)
+				if (fds[j][e] >= 0)
+					close(fds[j][e]);
+	}
+	free(pairs);
+	free(threads);
+	return err ? err : rounds;
+}

@@ -34,6 +34,8 @@ def _fmt_bytes(n) -> str:
 def _driver(r: dict) -> str:
     if r.get("driver") == "batch":
         return f"batch {r['batch_size']:,}"
+    if r.get("engine") == "attached":
+        return f"tp_btf, {r['nr_tasks']} tasks"
     return r.get("driver") or "bpf prog"
 
 
@@ -59,6 +61,13 @@ def print_summaries(rows: list[dict], title: str) -> None:
     if any(r["engine"] == "kernel" for r in rows):
         out.print("kernel engine: ns/op is net of the control build (same loop and keys, no map "
                   "operation).")
+    if any(r["engine"] == "attached" for r in rows):
+        out.print("attached engine: ns per scheduler event from BPF run stats, net of empty programs "
+                  "on the same hooks; " + "; ".join(
+                      f"{r['strategy']}: {r['events_per_s'] / 1e3:.0f} k events/s, "
+                      f"{r['cpu_overhead_share']:.2%} of CPU time, median run-queue delay "
+                      f"{r['delay_median_ns'] / 1e3:.1f} us" for r in rows
+                      if r["engine"] == "attached" and r.get("delay_median_ns")))
     if any(r["engine"] == "syscall" for r in rows):
         out.print("syscall engine: ns per element, timed in native code around the syscalls.")
     out.print("The CI is a 95 % bootstrap interval of the median.")
@@ -121,8 +130,11 @@ def list_cmd():
                    "lru_hash, percpu_hash, array, bloom_filter, task_storage.")
 @click.option("--size", default="1e3", show_default=True, help="Entries in the map: 1e6, 1000000, 1_000_000.")
 @click.option("--op", default=None, help="Operation (default: the strategy's first; see `mapbench list`).")
-@click.option("--engine", type=click.Choice(["kernel", "syscall"]), default=None,
-              help="kernel: inside a BPF program; syscall: from user space (default with --driver).")
+@click.option("--engine", type=click.Choice(["kernel", "syscall", "attached"]), default=None,
+              help="kernel: inside a BPF program; syscall: from user space (default with --driver); "
+                   "attached: runqslower on live scheduler events.")
+@click.option("--tasks", "nr_tasks", type=int, default=8, show_default=True,
+              help="Attached engine: load generator threads (an even number).")
 @click.option("--driver", type=click.Choice(["elem", "batch"]), default=None,
               help="Syscall engine: one syscall per element, or BPF_MAP_*_BATCH.")
 @click.option("--batch-size", default=None, help="Entries per batch call; a list runs each: 1,10,100.")
@@ -140,17 +152,22 @@ def list_cmd():
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write (or append) one row per sample to this Parquet file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per configuration.")
-def run_cmd(strategy, size, op, engine, driver, batch_size, hit_ratio, key_distribution, hash_funcs,
+def run_cmd(strategy, size, op, engine, nr_tasks, driver, batch_size, hit_ratio, key_distribution, hash_funcs,
             samples, instances, warmup, sample_ms, isa, cpu, seed, out_path, as_json):
     """Measure one configuration (or one per --batch-size)."""
-    from . import kernel_engine, results, syscall_engine
+    from . import attached_engine, kernel_engine, results, syscall_engine
     from .environment import run_environment
     from .summary import summaries
     from .workloads import KernelSpec, parse_size
 
     engine = engine or ("syscall" if driver or batch_size else "kernel")
     map_size = parse_size(size)
-    if engine == "kernel":
+    if engine == "attached":
+        if driver or batch_size or op:
+            raise BadInput("--driver, --batch-size and --op do not apply to the attached engine")
+        specs = [attached_engine.AttachedSpec(strategy, map_size, nr_tasks, sample_ms / 1000, isa)]
+        measure = attached_engine.measure
+    elif engine == "kernel":
         if driver or batch_size:
             raise BadInput("--driver and --batch-size belong to the syscall engine; drop --engine kernel")
         specs = [KernelSpec(strategy, op=op, map_size=map_size, hit_ratio=hit_ratio,
@@ -175,15 +192,15 @@ def run_cmd(strategy, size, op, engine, driver, batch_size, hit_ratio, key_distr
 
     run_id = results.new_run_id()
     tables = []
-    per_config = instances * (warmup + samples)
+    per_config = instances * (warmup + samples) * (2 if engine == "attached" else 1)  # + control
     with progress_bar() as bar:
-        task = bar.add_task(f"{engine}: {strategy} {specs[0].op} size={map_size:,}",
+        task = bar.add_task(f"{engine}: {strategy} size={map_size:,}",
                             total=len(specs) * per_config)
         for spec in specs:
             rows = measure(spec, opts, on_sample=lambda: bar.advance(task))
             refused = [r for r in rows if r["status"] != "ok"]
             if refused:  # a sweep records it as a row; a run asked for exactly this: an error
-                raise BadInput(f"{strategy} {spec.op} ({engine}"
+                raise BadInput(f"{strategy} {getattr(spec, 'op', '')} ({engine}"
                                + (f", {spec.driver}" if engine == "syscall" else "")
                                + f"): the kernel does not support it: {refused[0]['message']}")
             table = results.make_table(rows, run_id, run_environment())
@@ -362,8 +379,8 @@ def validate_measure_options(opts) -> None:
                              ("--warmup", opts.warmup, 0)):
         if value < low:
             raise BadInput(f"{name} {value} must be at least {low}")
-    if not (0.1 <= opts.target_ms <= 1000):
-        raise BadInput(f"--sample-ms {opts.target_ms} is outside 0.1 .. 1000")
+    if not (0.1 <= opts.target_ms <= 60_000):
+        raise BadInput(f"--sample-ms {opts.target_ms:g} is outside 0.1 .. 60000")
     opts.cpu = resolve_cpu(opts.cpu)
 
 

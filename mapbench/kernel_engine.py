@@ -23,7 +23,7 @@ from ._libbpf import ffi, lib
 from .environment import load_avg_1m
 from .errors import MissingPrivilege
 from .libbpf import BpfObject
-from .workloads import CONTROL_MACRO, MEMBERSHIP, STRATEGIES, KernelSpec
+from .workloads import CONTROL_MACRO, STRATEGIES, KernelSpec, bloom_fp_theory
 
 BPF_LOOP_MAX = 1 << 23  # the kernel's bound on bpf_loop iterations
 FILL_CHUNK = 1 << 16  # entries per BPF_MAP_UPDATE_BATCH call when filling
@@ -79,6 +79,9 @@ class LoadedProgram:
             self._fill()
             self.prog = self.obj.program("run")
             self.bss = self.obj.map(".bss")
+            info = self.prog.info()  # what the verifier and the JIT made of this ISA
+            self.sizes = {"prog_xlated_bytes": info["xlated_prog_len"],
+                          "prog_jited_bytes": info["jited_prog_len"]}
         except BaseException:
             self.obj.close()
             raise
@@ -228,9 +231,10 @@ def _row(common: dict, strategy: str, program: LoadedProgram, sample: int, warmu
          result: RunResult, ns_per_op: float, control_ns: float | None,
          memory: int | None, spec: KernelSpec) -> dict:
     misses = result.ops - result.hits
-    fp_rate = None
+    fp_rate = fp_theory = None
     if strategy == "bloom" and spec.op == "lookup" and misses > 0:
         fp_rate = (result.filter_positives - result.hits) / misses
+        fp_theory = bloom_fp_theory(spec.map_size, spec.nr_hash_funcs)
     return {
         **common,
         "strategy": strategy,
@@ -246,4 +250,6 @@ def _row(common: dict, strategy: str, program: LoadedProgram, sample: int, warmu
         "measured_hit_ratio": result.hits / result.ops if strategy != "control" else None,
         "map_memory_bytes": memory,
         "bloom_fp_rate": fp_rate,
+        "bloom_fp_theory": fp_theory,
+        **program.sizes,
     }

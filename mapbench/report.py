@@ -126,12 +126,15 @@ def batching_conclusions(df: pd.DataFrame) -> list[str]:
                 if m_next > m * (1 - KNEE):
                     knee = b
                     break
-            text = (f"{strategy} {op}, {int(size):,} entries: batches of {knee:,} get within "
-                    f"{KNEE:.0%} of the best ({best:.0f} ns/element at {best_b:,})")
+            text = f"{strategy} {op}, {int(size):,} entries: best {best:.0f} ns/element (batches of {best_b:,})"
+            if len(medians) > 1:
+                text += (f"; batching stops paying at about {knee:,} entries per call (a 10x larger "
+                         f"batch saves less than {KNEE:.0%} per element)")
             if not elem.empty:
                 e = elem.iloc[0].median_ns_per_op
-                text += (f"; one {base_op} syscall per element costs {e:.0f} ns, so batching is "
-                         f"{e / best:.1f}x faster (batch 1: {medians[0][1] / e:.2f}x the element cost)")
+                text += f"; one {base_op} syscall per element costs {e:.0f} ns: {e / best:.1f}x the best batch"
+                if medians[0][0] == 1:
+                    text += f", and a batch of 1 costs {medians[0][1] / e:.2f}x the element call"
             out.append(text + ".")
     return out
 

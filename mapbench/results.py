@@ -58,6 +58,16 @@ FIELDS = [
     ("control_ns_per_op", pa.float64()),
     ("map_memory_bytes", pa.int64()),
     ("bloom_fp_rate", pa.float64()),
+    ("bloom_fp_theory", pa.float64()),
+    ("prog_xlated_bytes", pa.int64()),
+    ("prog_jited_bytes", pa.int64()),
+    ("nr_tasks", pa.int32()),
+    ("events_per_s", pa.float64()),
+    ("cpu_overhead_share", pa.float64()),
+    ("delay_median_ns", pa.float64()),
+    ("delays_recorded", pa.int64()),
+    ("load_round_trips", pa.int64()),
+    ("delay_hist", pa.list_(pa.int64())),
     ("cpu", pa.int32()),
     ("load_avg_1m", pa.float64()),
     ("status", pa.string()),
@@ -68,7 +78,7 @@ COLUMNS = [name for name, _ in FIELDS]
 
 # The columns that say which configuration a row measures (diff and stats group on them).
 CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "map_size", "value_size",
-               "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa"]
+               "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks"]
 
 
 def new_run_id() -> str:
@@ -110,7 +120,15 @@ def read_file(path: Path) -> pa.Table:
     if version.decode() != SCHEMA_VERSION:
         raise BadInput(f"{path} has result schema version {version.decode()}; this mapbench reads "
                        f"version {SCHEMA_VERSION}")
-    return table.cast(SCHEMA)
+    # Within a schema version columns are only ever added: older files read them as null.
+    for name, kind in FIELDS:
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
+    unknown = set(table.column_names) - set(COLUMNS)
+    if unknown:
+        raise BadInput(f"{path} has columns this mapbench does not know ({', '.join(sorted(unknown))}): "
+                       "it was written by a newer mapbench")
+    return table.select(COLUMNS).cast(SCHEMA)
 
 
 def write(path: str | os.PathLike, table: pa.Table, append: bool = True) -> Path:

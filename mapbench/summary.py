@@ -34,6 +34,12 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
             control_ns_per_op=_plain(group["control_ns_per_op"].median()),
             map_memory_bytes=_plain(group["map_memory_bytes"].max()),
             bloom_fp_rate=_plain(group["bloom_fp_rate"].mean()),
+            bloom_fp_theory=_plain(group["bloom_fp_theory"].mean()),
+            prog_xlated_bytes=_plain(group["prog_xlated_bytes"].max()),
+            prog_jited_bytes=_plain(group["prog_jited_bytes"].max()),
+            events_per_s=_plain(group["events_per_s"].median()),
+            cpu_overhead_share=_plain(group["cpu_overhead_share"].median()),
+            delay_median_ns=_plain(group["delay_median_ns"].median()),
             measured_hit_ratio=_plain(group["measured_hit_ratio"].mean()),
             run_id=str(group["run_id"].iloc[0]),
         )

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import kernel_engine, reference, results, syscall_engine
+from . import attached_engine, kernel_engine, reference, results, syscall_engine
+from .attached_engine import AttachedSpec
 from .environment import run_environment
 from .errors import BadInput, MapbenchError
 from .kernel_engine import MeasureOptions
@@ -24,6 +25,7 @@ GRID_KEYS = {
     "kernel": {"engine", "strategies", "ops", "sizes", "hit_ratios", "hash_funcs", "isas", "keys"},
     "syscall": {"engine", "maps", "drivers", "ops", "sizes", "batch_sizes"},
     "reference": {"engine", "maps", "drivers", "ops", "sizes", "batch_sizes"},
+    "attached": {"engine", "strategies", "sizes", "tasks", "isas"},
 }
 FLAG_TO_KEY = {
     "kernel": {"--map": "strategies", "--op": "ops", "--size": "sizes", "--hit-ratio": "hit_ratios",
@@ -32,9 +34,11 @@ FLAG_TO_KEY = {
                 "--batch-size": "batch_sizes"},
 }
 FLAG_TO_KEY["reference"] = FLAG_TO_KEY["syscall"]
+FLAG_TO_KEY["attached"] = {"--map": "strategies", "--size": "sizes", "--tasks": "tasks",
+                           "--isa": "isas", "--sample-ms": "sample_ms"}
 # What identifies a configuration: the same for every engine, so resume works on any file.
 RESUME_KEYS = ["engine", "family", "strategy", "op", "driver", "map_size", "batch_size", "hit_ratio",
-               "nr_hash_funcs", "isa", "key_distribution"]
+               "nr_hash_funcs", "isa", "key_distribution", "nr_tasks"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class Reference:
 
 @dataclass(frozen=True)
 class Job:
-    config: KernelSpec | SyscallSpec | Reference | Unsupported
+    config: KernelSpec | SyscallSpec | AttachedSpec | Reference | Unsupported
     opts: MeasureOptions
 
 
@@ -118,6 +122,8 @@ def load(path: str | Path) -> list[Job]:
         try:
             if engine == "kernel":
                 configs = _expand_kernel(grid, where)
+            elif engine == "attached":
+                configs = _expand_attached(grid, where, opts)
             else:
                 configs = _expand_syscall(grid, where)
                 if engine == "reference":
@@ -154,6 +160,13 @@ def _expand_kernel(grid: dict, where: str) -> list:
                               nr_hash_funcs=int(funcs) if strategy == "bloom" else 3, isa=isa,
                               key_distribution=keys))
     return out
+
+
+def _expand_attached(grid: dict, where: str, opts: MeasureOptions) -> list:
+    return [AttachedSpec(strategy, size, int(tasks), opts.target_ms / 1000, isa)
+            for strategy, size, tasks, isa in itertools.product(
+                _list(grid, "strategies", ["pid_hash", "task_storage"], where), _sizes(grid, where),
+                _list(grid, "tasks", [8], where), _list(grid, "isas", ["v3"], where))]
 
 
 def _expand_syscall(grid: dict, where: str) -> list:
@@ -194,7 +207,8 @@ def done_keys(path: Path) -> set[tuple]:
 def samples_of(job: Job) -> int:
     if isinstance(job.config, Unsupported):
         return 0
-    return job.opts.instances * (job.opts.warmup + job.opts.samples)  # reference: rounds x samples
+    per_build = 2 if isinstance(job.config, AttachedSpec) else 1  # the control runs too
+    return per_build * job.opts.instances * (job.opts.warmup + job.opts.samples)
 
 
 def measure(job: Job, cpu: int | None, on_sample: Callable[[], None]) -> list[dict]:
@@ -210,6 +224,8 @@ def measure(job: Job, cpu: int | None, on_sample: Callable[[], None]) -> list[di
             return rows
         if isinstance(config, SyscallSpec):
             return syscall_engine.measure(config, opts, on_sample=on_sample)
+        if isinstance(config, AttachedSpec):
+            return attached_engine.measure(config, opts, on_sample=on_sample)
         return kernel_engine.measure(config, opts, on_sample=on_sample)
     except MapbenchError as exc:  # one configuration failed: record it and keep going
         return [{**config.config_fields(), "status": "error", "message": str(exc)}]

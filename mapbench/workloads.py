@@ -94,7 +94,7 @@ def estimate_kernel_bytes(strategy: str, map_size: int, nr_hash_funcs: int) -> i
 
     A preallocated hash element is the kernel's htab_elem (48 bytes) plus key and value
     rounded to 8; buckets are a power of two of 16 bytes. A bloom filter holds
-    map_size * k / ln 2 bits rounded up to a power of two. Slightly above fdinfo memlock,
+    map_size * k * 7/5 bits rounded up to a power of two. Slightly above fdinfo memlock,
     on purpose: it guards against OOM, it is not a result.
     """
     hash_value = {"hash": 8, "bloom": 8, "pid_hash": 16}.get(strategy)
@@ -102,9 +102,24 @@ def estimate_kernel_bytes(strategy: str, map_size: int, nr_hash_funcs: int) -> i
         return 4096
     total = map_size * (48 + 8 + hash_value) + _pow2(map_size) * 16
     if strategy == "bloom":
-        total += _pow2(max(1, math.ceil(map_size * nr_hash_funcs / math.log(2)))) // 8
+        total += bloom_bits(map_size, nr_hash_funcs) // 8
     user_space_fill = map_size * (4 + hash_value)  # numpy keys and values for the fill
     return total + user_space_fill
+
+
+def bloom_bits(map_size: int, nr_hash_funcs: int) -> int:
+    """The bit-array size the kernel gives a bloom filter (kernel/bpf/bloom_filter.c): n * k
+    scaled by 7/5 (about 1/ln 2), rounded up to a power of two, at least 64, capped at 2^32."""
+    bits = (map_size * nr_hash_funcs) // 5 * 7
+    if bits > 2**31:
+        return 2**32
+    return 64 if bits <= 64 else _pow2(bits)
+
+
+def bloom_fp_theory(map_size: int, nr_hash_funcs: int) -> float:
+    """(1 - e^(-k n / m))^k for the filter the kernel builds."""
+    k, m = nr_hash_funcs, bloom_bits(map_size, nr_hash_funcs)
+    return (1 - math.exp(-k * map_size / m)) ** k
 
 
 def available_memory_bytes() -> int:

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The article's runqslower model: run-queue delay per task, from the moment a task is woken
+ * (or preempted while runnable) until it runs.
+ *   MB_PID_HASH      enqueue timestamps in a hash keyed by pid, pre-filled with map_size
+ *                    dummy pids (the tracer's view of a busy machine)
+ *   MB_TASK_STORAGE  enqueue timestamps in task local storage
+ *   MB_CONTROL       empty programs on the same hooks: what attaching costs by itself
+ * Only the map definitions and the accessors sit under #if.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "mapbench.h"
+
+#ifndef MB_STORAGE
+#error "compile with -DMB_STORAGE=MB_CONTROL, MB_PID_HASH or MB_TASK_STORAGE"
+#endif
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define TASK_RUNNING 0
+#define NR_SLOTS 32
+
+/* Every task's timestamps are kept, as runqslower does; only the delays of this thread group
+ * (the load generator's) go into the histogram, so that the pair can be compared on them. */
+const volatile __u32 target_tgid = 0;
+
+/* log2 histogram of run-queue delays in ns (slot i: [2^i, 2^(i+1))); one struct, so that
+ * its layout in .bss is fixed */
+struct {
+	__u64 delay_hist[NR_SLOTS];
+} res = {};
+
+#if MB_STORAGE == MB_PID_HASH
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1); /* sized by the loader: map_size dummies + room for live tasks */
+} start SEC(".maps");
+#elif MB_STORAGE == MB_TASK_STORAGE
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} start SEC(".maps");
+#endif
+
+static __always_inline void enqueue(struct task_struct *p)
+{
+#if MB_STORAGE != MB_CONTROL
+	__u64 ts = bpf_ktime_get_ns();
+
+#if MB_STORAGE == MB_PID_HASH
+	__u32 pid = p->pid;
+
+	bpf_map_update_elem(&start, &pid, &ts, BPF_ANY);
+#else
+	__u64 *slot = bpf_task_storage_get(&start, p, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (slot)
+		*slot = ts;
+#endif
+#endif
+}
+
+static __always_inline void record(__u64 delta)
+{
+	__u32 slot = 0;
+
+	while (delta > 1 && slot < NR_SLOTS - 1) {
+		delta >>= 1;
+		slot++;
+	}
+	__sync_fetch_and_add(&res.delay_hist[slot], 1);
+}
+
+static __always_inline void dequeue(struct task_struct *next)
+{
+#if MB_STORAGE != MB_CONTROL
+	/* read the clock before the lookup, so that the lookup's own cost is not a delay */
+	__u64 now = bpf_ktime_get_ns(), *tsp, ts;
+
+#if MB_STORAGE == MB_PID_HASH
+	__u32 pid = next->pid;
+
+	tsp = bpf_map_lookup_elem(&start, &pid);
+	if (!tsp)
+		return;
+	ts = *tsp;
+	bpf_map_delete_elem(&start, &pid);
+#else
+	tsp = bpf_task_storage_get(&start, next, NULL, 0);
+	if (!tsp || !*tsp)
+		return;
+	ts = *tsp;
+	*tsp = 0;
+#endif
+	if (next->tgid == target_tgid)
+		record(now - ts);
+#endif
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(on_wakeup, struct task_struct *p)
+{
+	enqueue(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(on_wakeup_new, struct task_struct *p)
+{
+	enqueue(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	if (prev->__state == TASK_RUNNING) /* preempted: back on the run queue */
+		enqueue(prev);
+	dequeue(next);
+	return 0;
+}
