@@ -36,7 +36,11 @@ struct mb_config {
 	__u32 base_pid;    /* per-task family: the pid population is base_pid .. base_pid + map_size - 1 */
 	__u32 sequential;  /* 1: draw i asks for entry i % map_size (always a hit), as the kernel's
 			    * hashmap lookup bench does; 0: uniform random entries */
+	__u32 nr_maps;     /* map-count family: task-storage maps each draw gets from */
+	__u32 bloom_words; /* bloom filter element size in u32 words (1..MB_BLOOM_MAX_WORDS) */
 };
+
+#define MB_BLOOM_MAX_WORDS 16 /* 64-byte bloom elements at most */
 
 /* Test-run context: raw_tp test_run hands ctx_in to the program as its u64 args. */
 struct mb_run_args {
@@ -51,6 +55,13 @@ struct mb_result {
 	__u64 filter_positives; /* bloom: draws the filter said may be present */
 	__u64 checksum;         /* xor of every key, so no build can drop the key generation */
 };
+
+/* Word w of the bloom element of a key: word 0 is the key, the rest derived from it, so that
+ * user space builds the same elements when it fills the filter. */
+static inline __u32 mb_bloom_word(__u32 key, __u32 w)
+{
+	return w ? key ^ (w * 0x9e3779b9u) : key;
+}
 
 /* splitmix64's finaliser: cheap, and the same arithmetic in numpy predicts every draw. */
 static inline __u64 mb_mix(__u64 x)

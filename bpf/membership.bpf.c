@@ -33,7 +33,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_BLOOM_FILTER);
 	__uint(key_size, 0);
-	__uint(value_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32)); /* element size, set by the loader (4..64 bytes) */
 	__uint(max_entries, 1); /* sized by the loader before load */
 	__uint(map_extra, 3);   /* number of hash functions, set by the loader */
 } filter SEC(".maps");
@@ -61,6 +61,12 @@ static __always_inline __u32 draw_key(__u64 i)
 
 static __always_inline int storage_op(__u32 key, struct loop_state *st)
 {
+#if MB_STORAGE == MB_BLOOM
+	__u32 elem[MB_BLOOM_MAX_WORDS];
+
+	for (__u32 w = 0; w < MB_BLOOM_MAX_WORDS && w < cfg.bloom_words; w++)
+		elem[w] = mb_bloom_word(key, w);
+#endif
 #if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
 	__u64 val = key;
 
@@ -68,12 +74,12 @@ static __always_inline int storage_op(__u32 key, struct loop_state *st)
 	if (cfg.op == MB_OP_UPDATE) {
 #if MB_STORAGE == MB_BLOOM
 		/* a writer keeps both structures: the filter must learn every key */
-		bpf_map_push_elem(&filter, &key, BPF_ANY);
+		bpf_map_push_elem(&filter, elem, BPF_ANY);
 #endif
 		return bpf_map_update_elem(&members, &key, &val, BPF_EXIST) == 0;
 	}
 #if MB_STORAGE == MB_BLOOM
-	if (bpf_map_peek_elem(&filter, &key) != 0)
+	if (bpf_map_peek_elem(&filter, elem) != 0)
 		return 0; /* definitely absent: the hash is not asked */
 	st->positives++;
 #endif

@@ -78,6 +78,8 @@ struct mb_config {
     __u32 op;
     __u32 base_pid;
     __u32 sequential;
+    __u32 nr_maps;
+    __u32 bloom_words;
 };
 
 struct mb_run_args {

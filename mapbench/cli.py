@@ -128,7 +128,10 @@ def list_cmd():
 @click.option("--map", "strategy", required=True,
               help="kernel engine: hash, bloom, pid_hash, task_storage; syscall engine: hash, "
                    "lru_hash, percpu_hash, array, bloom_filter, task_storage.")
-@click.option("--size", default="1e3", show_default=True, help="Entries in the map: 1e6, 1000000, 1_000_000.")
+@click.option("--size", default=None, help="Entries in the map: 1e6, 1000000, 1_000_000 "
+              "(default 1e3; 1 for task_storage_maps and the syscall engine's task_storage).")
+@click.option("--task-maps", "nr_maps", type=int, default=1, show_default=True,
+              help="task_storage_maps: how many task-storage maps each draw gets from (1..64).")
 @click.option("--op", default=None, help="Operation (default: the strategy's first; see `mapbench list`).")
 @click.option("--engine", type=click.Choice(["kernel", "syscall", "attached"]), default=None,
               help="kernel: inside a BPF program; syscall: from user space (default with --driver); "
@@ -142,6 +145,8 @@ def list_cmd():
 @click.option("--keys", "key_distribution", default="uniform", show_default=True,
               help="uniform: random entries; sequential: entry i %% size (always a hit).")
 @click.option("--hash-funcs", type=int, default=3, show_default=True, help="Bloom filter hash functions (1..15).")
+@click.option("--bloom-value-size", type=int, default=4, show_default=True,
+              help="Bytes of a bloom filter element: 4..64, a multiple of 4.")
 @click.option("--samples", type=int, default=12, show_default=True, help="Measured samples per load.")
 @click.option("--instances", type=int, default=5, show_default=True, help="Fresh loads of the programs and maps.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Samples per load flagged as warm-up.")
@@ -152,7 +157,8 @@ def list_cmd():
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Write (or append) one row per sample to this Parquet file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per configuration.")
-def run_cmd(strategy, size, op, engine, nr_tasks, driver, batch_size, hit_ratio, key_distribution, hash_funcs,
+def run_cmd(strategy, size, nr_maps, op, engine, nr_tasks, driver, batch_size, hit_ratio, key_distribution,
+            hash_funcs, bloom_value_size,
             samples, instances, warmup, sample_ms, isa, cpu, seed, out_path, as_json):
     """Measure one configuration (or one per --batch-size)."""
     from . import attached_engine, kernel_engine, results, syscall_engine
@@ -161,7 +167,9 @@ def run_cmd(strategy, size, op, engine, nr_tasks, driver, batch_size, hit_ratio,
     from .workloads import KernelSpec, parse_size
 
     engine = engine or ("syscall" if driver or batch_size else "kernel")
-    map_size = parse_size(size)
+    map_size = parse_size(size if size is not None else
+                          1 if strategy == "task_storage_maps" or (engine == "syscall" and strategy == "task_storage")
+                          else 1000)
     if engine == "attached":
         if driver or batch_size or op:
             raise BadInput("--driver, --batch-size and --op do not apply to the attached engine")
@@ -172,7 +180,7 @@ def run_cmd(strategy, size, op, engine, nr_tasks, driver, batch_size, hit_ratio,
             raise BadInput("--driver and --batch-size belong to the syscall engine; drop --engine kernel")
         specs = [KernelSpec(strategy, op=op, map_size=map_size, hit_ratio=hit_ratio,
                             nr_hash_funcs=hash_funcs, isa=isa, key_distribution=key_distribution,
-                            seed=seed)]
+                            nr_maps=nr_maps, bloom_value_size=bloom_value_size, seed=seed)]
         measure = kernel_engine.measure
     else:
         driver = driver or ("batch" if batch_size else "elem")
@@ -335,13 +343,17 @@ def print_changes(changes, threshold: float, alpha: float) -> None:
 @cli.command("bench")
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Sweep file (default: data/sweeps/default.toml).")
+@click.option("--full", is_flag=True, help="The complete grids (data/sweeps/full.toml, about an hour).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="data/results", show_default=True)
 @click.option("--cpu", type=int, default=None)
-def bench_cmd(config, out_dir, cpu):
+def bench_cmd(config, full, out_dir, cpu):
     """The default benchmark: sweep, Parquet file, plots and a Markdown report under --out-dir."""
-    from . import results
     from .results import new_run_id
 
+    if full and config:
+        raise BadInput("--full and --config both name a sweep file: give one")
+    if full:
+        config = default_sweep().with_name("full.toml")
     path = run_sweep(config, str(Path(out_dir) / f"{new_run_id()}.parquet"), None, cpu)
     report = make_report(path)
     out.print(f"report: {report}")

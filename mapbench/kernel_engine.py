@@ -56,6 +56,8 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
         "op": spec.op_code,
         "base_pid": os.getpid(),
         "sequential": int(spec.key_distribution == "sequential"),
+        "nr_maps": spec.nr_maps,
+        "bloom_words": spec.bloom_value_size // 4,
     }
 
 
@@ -98,6 +100,7 @@ class LoadedProgram:
             bloom = self.obj.map("filter")
             bloom.set_max_entries(n)
             bloom.set_map_extra(self.spec.nr_hash_funcs)
+            bloom.set_value_size(self.spec.bloom_value_size)
 
     def _fill(self) -> None:
         """Put the map_size keys the programs will draw: batch updates for the hash, one
@@ -109,7 +112,8 @@ class LoadedProgram:
             values = members.astype(np.uint64)
             self.obj.map("members").update_batch(members, values, FILL_CHUNK)
             if self.obj.has_map("filter"):
-                self.obj.map("filter").elem_loop(lib.MB_UPDATE, None, members)
+                self.obj.map("filter").elem_loop(lib.MB_UPDATE, None, keys.bloom_elements(
+                    members, self.spec.bloom_value_size // 4))
         elif self.macro == "MB_PID_HASH":
             pids = (self.config["base_pid"] + np.arange(n, dtype=np.uint64)).astype(np.uint32)
             records = np.zeros((n, 2), dtype=np.uint64)

@@ -31,3 +31,11 @@ def expected_hits(seed: int, start: int, count: int, hit_thresh: int) -> int:
     """How many of the draws start..start+count-1 the membership programs must find."""
     r = draws(seed, start, count)
     return int(np.count_nonzero((r & _U64(HIT_SCALE - 1)) < _U64(hit_thresh)))
+
+
+def bloom_elements(member_keys: np.ndarray, words: int) -> np.ndarray:
+    """mb_bloom_word() of bpf/mapbench.h: (n, words) u32 elements, word 0 the key itself."""
+    w = np.arange(words, dtype=np.uint32)
+    derived = member_keys[:, None] ^ (w[None, :] * np.uint32(0x9E3779B9))
+    derived[:, 0] = member_keys
+    return np.ascontiguousarray(derived)

@@ -215,6 +215,9 @@ class BpfMap(MapOps):
     def set_max_entries(self, n: int) -> None:
         raise_for(lib.bpf_map__set_max_entries(self._ptr, n), f"sizing map {self.name} to {n}")
 
+    def set_value_size(self, size: int) -> None:
+        raise_for(lib.bpf_map__set_value_size(self._ptr, size), f"setting value size of {self.name}")
+
     def set_map_extra(self, extra: int) -> None:
         raise_for(lib.bpf_map__set_map_extra(self._ptr, extra), f"setting map_extra of {self.name}")
 

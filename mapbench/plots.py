@@ -33,7 +33,10 @@ def _measured(df: pd.DataFrame) -> pd.DataFrame:
 def kernel_scaling(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine: ns/op against map size, hue = strategy, one panel per op and hit ratio."""
     k = _measured(df)
-    k = k[k.engine == "kernel"]
+    # the default axes only: the ISA, hash-function, element-size and map-count axes have plots of their own
+    k = k[(k.engine == "kernel") & (k.isa == "v3") & (k.strategy != "task_storage_maps")
+          & (k.nr_hash_funcs.isna() | (k.nr_hash_funcs == 3))
+          & ~((k.strategy == "bloom") & (k.value_size != 4))]
     if k.empty:
         return []
     k["panel"] = [f"{op}" + (f", hit ratio {h:g}" if op == "lookup" else "")
@@ -119,9 +122,85 @@ def diff_plot(result, path: Path) -> list[Path]:
     return _save(fig, path)
 
 
+def attached_scaling(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """runqslower: ns per scheduler event against the number of pids in the hash."""
+    a = _measured(df)
+    a = a[(a.engine == "attached") & (a.isa == "v3")]
+    if a.empty:
+        return []
+    a["load"] = [f"{int(n)} tasks" for n in a.nr_tasks]
+    g = sns.relplot(data=a, x="map_size", y="ns_per_op", hue="strategy", col="load", kind="line",
+                    marker="o", estimator=np.median, errorbar=CI, height=3.4, aspect=1.2)
+    g.set(xscale="log")
+    g.set_axis_labels("pids in the hash (log scale; task storage holds only live tasks)",
+                      "ns per sched event (net, median)")
+    g.figure.suptitle("runqslower on live scheduler events: pid-keyed hash vs task storage", y=1.04)
+    return _save(g.figure, out_dir / "attached_scaling")
+
+
+def isa(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """ns/op by BPF ISA (-mcpu) for every configuration measured with more than one ISA."""
+    m = _measured(df)
+    m = m[m.engine.isin(["kernel", "attached"])].copy()
+    m["config"] = [f"{e} {s} {o} @ {int(n):,}" for e, s, o, n in zip(m.engine, m.strategy, m.op, m.map_size)]
+    multi = m.groupby("config").isa.nunique()
+    m = m[m.config.isin(multi[multi > 1].index)]
+    if m.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 0.6 * m.config.nunique() + 1.5))
+    sns.barplot(data=m, y="config", x="ns_per_op", hue="isa", hue_order=sorted(m.isa.unique()),
+                estimator=np.median, errorbar=CI, ax=ax)
+    ax.set_xlabel("ns per operation (net, median, 95 % CI)")
+    ax.set_ylabel("")
+    ax.set_title("Cost by BPF ISA (clang -mcpu)")
+    return _save(fig, out_dir / "isa")
+
+
+def task_storage_maps(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    m = _measured(df)
+    m = m[m.strategy == "task_storage_maps"]
+    if m.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=m, x="nr_maps", y="ns_per_op", estimator=np.median, errorbar=CI, marker="o",
+                 ax=ax, label="task storage, per get")
+    pid = _measured(df)
+    pid = pid[(pid.strategy == "pid_hash") & (pid.engine == "kernel") & (pid.isa == "v3")]
+    for size, g in pid.groupby("map_size"):
+        ax.axhline(g.ns_per_op.median(), ls="--", lw=1, color="grey")
+        ax.annotate(f"pid hash, {int(size):,} tasks", (m.nr_maps.max(), g.ns_per_op.median()),
+                    ha="right", va="bottom", fontsize=8, color="grey")
+    ax.axvline(16.5, ls=":", color="tab:red", lw=1)
+    ax.annotate("kernel's per-task cache: 16", (16.5, ax.get_ylim()[1] * 0.95), fontsize=8, color="tab:red")
+    ax.set_xlabel("task-storage maps on the task")
+    ax.set_ylabel("ns per get (net, median, 95 % CI)")
+    ax.set_title("Task storage cost by number of storage maps on one task")
+    return _save(fig, out_dir / "task_storage_maps")
+
+
+def bloom_fp(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    b = _measured(df)
+    b = b[(b.strategy == "bloom") & b.bloom_fp_rate.notna() & (b.value_size == 4)]
+    if b.nr_hash_funcs.nunique() < 2:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for size, g in b.groupby("map_size"):
+        line = sns.lineplot(data=g, x="nr_hash_funcs", y="bloom_fp_rate", marker="o", errorbar=CI,
+                            ax=ax, label=f"measured, {int(size):,} entries")
+        theory = g.groupby("nr_hash_funcs").bloom_fp_theory.first()
+        ax.plot(theory.index, theory.values, ls="--", color=line.lines[-1].get_color(),
+                label=f"theory, {int(size):,} entries")
+    ax.set_yscale("log")
+    ax.set_xlabel("hash functions (k)")
+    ax.set_ylabel("false-positive rate (log scale)")
+    ax.set_title("Bloom filter: measured false positives vs (1 - e^(-kn/m))^k")
+    ax.legend(fontsize=8)
+    return _save(fig, out_dir / "bloom_fp")
+
+
 def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     sns.set_theme(style="whitegrid", context="notebook")
     paths = []
-    for make in (kernel_scaling, batch_sizes, reference):
+    for make in (kernel_scaling, batch_sizes, reference, attached_scaling, isa, task_storage_maps, bloom_fp):
         paths += make(df, out_dir)
     return paths

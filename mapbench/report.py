@@ -55,7 +55,9 @@ def _compare(a: pd.Series, b: pd.Series) -> str:
 
 def conclusions(df: pd.DataFrame) -> list[str]:
     out = []
-    df = df[df.engine == "kernel"]
+    df = df[(df.engine == "kernel") & (df.isa == "v3") & (df.value_size.isin([8, 16])
+                                                          | ((df.strategy == "bloom") & (df.value_size == 4)))]
+    df = df[df.nr_hash_funcs.isna() | (df.nr_hash_funcs == 3)]
     lookups = df[(df.op == "lookup") & (df.key_distribution == "uniform")]
     for size in sorted(lookups.map_size.unique()):
         at = lookups[lookups.map_size == size]
@@ -173,7 +175,7 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
              "## Environment", ""]
     lines += [f"- {c}: {env[c]}" for c in ENV_COLUMNS]
     lines += [f"- rows by status: {status}", "", "## Conclusions", ""]
-    found = conclusions(df) + batching_conclusions(df)
+    found = conclusions(df) + batching_conclusions(df) + article_conclusions(df)
     lines += [f"- {c}" for c in found] or ["- (no comparable configurations)"]
     lines += [""]
     for plot in plots:
@@ -192,3 +194,56 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
                   for r in unsupported.itertuples()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def article_conclusions(df: pd.DataFrame) -> list[str]:
+    """The article's questions: runqslower storage, ISA, storage map count, bloom theory."""
+    out = []
+    att = df[df.engine == "attached"]
+    for (size, tasks, isa), g in att.groupby(["map_size", "nr_tasks", "isa"], sort=True):
+        h, t = g[g.strategy == "pid_hash"], g[g.strategy == "task_storage"]
+        if h.empty or t.empty:
+            continue
+        h, t = h.iloc[0], t.iloc[0]
+        out.append(f"runqslower ({tasks} tasks, ISA {isa}), {int(size):,} pids in the hash: pid hash "
+                   f"{_ns(h.median_ns_per_op)} ns per event vs task storage {_ns(t.median_ns_per_op)} ns "
+                   f"({_compare(t, h)} by 95 % CIs); {h.events_per_s / 1e3:.0f}k vs {t.events_per_s / 1e3:.0f}k "
+                   f"events/s, {h.cpu_overhead_share:.2%} vs {t.cpu_overhead_share:.2%} of CPU time.")
+    kernel = df[df.engine.isin(["kernel", "attached"])]
+    keys = ["engine", "strategy", "op", "map_size", "hit_ratio", "nr_maps", "nr_tasks"]
+    for config, g in kernel.groupby(keys, dropna=False, sort=True):
+        if g.isa.nunique() < 2 or "v1" not in set(g.isa) or "v3" not in set(g.isa):
+            continue
+        v1, v3 = g[g.isa == "v1"].iloc[0], g[g.isa == "v3"].iloc[0]
+        out.append(f"ISA, {config[0]} {config[1]} {config[2]} at {int(config[3]):,}: v1 "
+                   f"{_ns(v1.median_ns_per_op)} ns ({int(v1.prog_xlated_bytes or 0)} B translated, "
+                   f"{int(v1.prog_jited_bytes or 0)} B JIT-ed) vs v3 {_ns(v3.median_ns_per_op)} ns "
+                   f"({int(v3.prog_xlated_bytes or 0)} B, {int(v3.prog_jited_bytes or 0)} B): v3 is "
+                   f"{_compare(v3, v1)}.")
+    maps = df[(df.strategy == "task_storage_maps")].sort_values("nr_maps")
+    if not maps.empty:
+        pid = df[(df.strategy == "pid_hash") & (df.engine == "kernel")].sort_values("map_size")
+        series = ", ".join(f"{int(m)}: {_ns(v)} ns" for m, v in zip(maps.nr_maps, maps.median_ns_per_op))
+        text = f"Task storage with several maps on one task, ns per get by map count: {series}."
+        if not pid.empty:
+            ref = pid.iloc[0]
+            worse = maps[maps.median_ns_per_op > ref.median_ns_per_op]
+            text += (f" Against the pid-keyed hash with {int(ref.map_size):,} tasks "
+                     f"({_ns(ref.median_ns_per_op)} ns), task storage "
+                     + (f"loses its edge from {int(worse.nr_maps.iloc[0])} maps on."
+                        if not worse.empty else "keeps its edge up to the largest count measured."))
+        out.append(text)
+    bloom = df[(df.strategy == "bloom") & df.bloom_fp_theory.notna()]
+    by_k = bloom[bloom.value_size == 4].groupby(["map_size", "nr_hash_funcs"]).agg(
+        fp=("bloom_fp_rate", "mean"), theory=("bloom_fp_theory", "mean"),
+        ns=("median_ns_per_op", "median"))
+    if len(by_k) > 1:
+        out.append("Bloom filter false-positive rate, measured vs (1 - e^(-kn/m))^k for the bit array "
+                   "the kernel allocates: " + "; ".join(
+                       f"{int(n):,} entries, k={int(k)}: {r.fp:.4f} vs {r.theory:.4f} ({_ns(r.ns)} ns)"
+                       for (n, k), r in by_k.iterrows()) + ".")
+    sizes = bloom[bloom.hit_ratio == 0].groupby(["map_size", "value_size"]).median_ns_per_op.median()
+    if sizes.index.get_level_values(1).nunique() > 1:
+        out.append("Bloom lookups of absent keys by element size: " + "; ".join(
+            f"{int(n):,} entries, {int(v)} B: {_ns(ns)} ns" for (n, v), ns in sizes.items()) + ".")
+    return out

@@ -62,6 +62,7 @@ FIELDS = [
     ("prog_xlated_bytes", pa.int64()),
     ("prog_jited_bytes", pa.int64()),
     ("nr_tasks", pa.int32()),
+    ("nr_maps", pa.int32()),
     ("events_per_s", pa.float64()),
     ("cpu_overhead_share", pa.float64()),
     ("delay_median_ns", pa.float64()),
@@ -78,7 +79,8 @@ COLUMNS = [name for name, _ in FIELDS]
 
 # The columns that say which configuration a row measures (diff and stats group on them).
 CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "map_size", "value_size",
-               "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks"]
+               "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks",
+               "nr_maps"]
 
 
 def new_run_id() -> str:

@@ -22,14 +22,16 @@ from .workloads import STRATEGIES, KernelSpec, parse_size
 
 MEASURE_KEYS = {"samples", "instances", "warmup", "sample_ms"}
 GRID_KEYS = {
-    "kernel": {"engine", "strategies", "ops", "sizes", "hit_ratios", "hash_funcs", "isas", "keys"},
+    "kernel": {"engine", "strategies", "ops", "sizes", "hit_ratios", "hash_funcs", "isas", "keys",
+               "task_maps", "bloom_value_sizes"},
     "syscall": {"engine", "maps", "drivers", "ops", "sizes", "batch_sizes"},
     "reference": {"engine", "maps", "drivers", "ops", "sizes", "batch_sizes"},
     "attached": {"engine", "strategies", "sizes", "tasks", "isas"},
 }
 FLAG_TO_KEY = {
     "kernel": {"--map": "strategies", "--op": "ops", "--size": "sizes", "--hit-ratio": "hit_ratios",
-               "--hash-funcs": "hash_funcs", "--isa": "isas", "--keys": "keys"},
+               "--hash-funcs": "hash_funcs", "--isa": "isas", "--keys": "keys",
+               "--task-maps": "task_maps", "--bloom-value-size": "bloom_value_sizes"},
     "syscall": {"--map": "maps", "--driver": "drivers", "--op": "ops", "--size": "sizes",
                 "--batch-size": "batch_sizes"},
 }
@@ -38,7 +40,7 @@ FLAG_TO_KEY["attached"] = {"--map": "strategies", "--size": "sizes", "--tasks": 
                            "--isa": "isas", "--sample-ms": "sample_ms"}
 # What identifies a configuration: the same for every engine, so resume works on any file.
 RESUME_KEYS = ["engine", "family", "strategy", "op", "driver", "map_size", "batch_size", "hit_ratio",
-               "nr_hash_funcs", "isa", "key_distribution", "nr_tasks"]
+               "nr_hash_funcs", "isa", "key_distribution", "nr_tasks", "nr_maps"]
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,12 @@ def load(path: str | Path) -> list[Job]:
 
 def _expand_kernel(grid: dict, where: str) -> list:
     out: list = []
-    for strategy, size, op, hit, funcs, isa, keys in itertools.product(
+    for strategy, size, op, hit, funcs, isa, keys, maps, vsize in itertools.product(
             _list(grid, "strategies", list(STRATEGIES), where), _sizes(grid, where),
             _list(grid, "ops", [None], where), _list(grid, "hit_ratios", [1.0], where),
             _list(grid, "hash_funcs", [3], where), _list(grid, "isas", ["v3"], where),
-            _list(grid, "keys", ["uniform"], where)):
+            _list(grid, "keys", ["uniform"], where), _list(grid, "task_maps", [1], where),
+            _list(grid, "bloom_value_sizes", [4], where)):
         if strategy in STRATEGIES and op is not None and op not in STRATEGIES[strategy].ops:
             fields = {"engine": "kernel", "family": STRATEGIES[strategy].family.name,
                       "strategy": strategy, "op": op, "map_size": size}
@@ -156,9 +159,11 @@ def _expand_kernel(grid: dict, where: str) -> list:
         resolved_op = op or (STRATEGIES[strategy].ops[0] if strategy in STRATEGIES else None)
         if resolved_op != "lookup" or keys == "sequential":
             hit = 1.0  # only uniform lookups have a hit ratio; the rest always find their key
-        out.append(KernelSpec(strategy, op=op, map_size=size, hit_ratio=float(hit),
+        task_maps = strategy == "task_storage_maps"
+        out.append(KernelSpec(strategy, op=op, map_size=1 if task_maps else size, hit_ratio=float(hit),
                               nr_hash_funcs=int(funcs) if strategy == "bloom" else 3, isa=isa,
-                              key_distribution=keys))
+                              key_distribution=keys, nr_maps=int(maps) if task_maps else 1,
+                              bloom_value_size=int(vsize) if strategy == "bloom" else 4))
     return out
 
 

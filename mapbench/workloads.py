@@ -32,6 +32,8 @@ class Strategy:
 
 MEMBERSHIP = Family("membership", "membership.bpf.c", "is a key in the set?")
 PER_TASK = Family("per_task", "taskstate.bpf.c", "find or create a record for a task")
+MAP_COUNT = Family("map_count", "storagecount.bpf.c",
+                   "one task carrying several task-storage maps (the kernel caches 16 per task)")
 CONTROL_MACRO = "MB_CONTROL"
 
 STRATEGIES: dict[str, Strategy] = {
@@ -45,6 +47,8 @@ STRATEGIES: dict[str, Strategy] = {
                  "hash keyed by pid holding map_size tasks; each draw asks for one of them"),
         Strategy("task_storage", PER_TASK, "MB_TASK_STORAGE", ("get",),
                  "task local storage of the current task, created on first use"),
+        Strategy("task_storage_maps", MAP_COUNT, "MB_TASK_STORAGE", ("get",),
+                 "the current task's record in each of --task-maps storage maps (size: 1 task)"),
     )
 }
 
@@ -56,6 +60,8 @@ KEY_DISTRIBUTIONS = ("uniform", "sequential")
 OP_CODES = {"lookup": 0, "update": 1, "get": 2}
 
 MAX_MAP_SIZE = 2**32 - 1  # max_entries is a u32
+BLOOM_VALUE_SIZES = range(4, 65, 4)
+MAX_TASK_MAPS = 64  # task-storage maps in bpf/storagecount.bpf.c
 MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
 DEFAULT_HASH_FUNCS = 3  # as the kernel's own bloom bench
 
@@ -97,7 +103,7 @@ def estimate_kernel_bytes(strategy: str, map_size: int, nr_hash_funcs: int) -> i
     map_size * k * 7/5 bits rounded up to a power of two. Slightly above fdinfo memlock,
     on purpose: it guards against OOM, it is not a result.
     """
-    hash_value = {"hash": 8, "bloom": 8, "pid_hash": 16}.get(strategy)
+    hash_value = {"hash": 8, "bloom": 8, "pid_hash": 16}.get(strategy)  # None: task storage
     if hash_value is None:  # task storage: one small record per task, created lazily
         return 4096
     total = map_size * (48 + 8 + hash_value) + _pow2(map_size) * 16
@@ -144,6 +150,8 @@ class KernelSpec:
     nr_hash_funcs: int = DEFAULT_HASH_FUNCS
     isa: str = DEFAULT_ISA
     key_distribution: str = "uniform"
+    nr_maps: int = 1
+    bloom_value_size: int = 4  # bytes of a bloom filter element (the key, then derived words)
     seed: int = 0
     check_memory: bool = field(default=True, compare=False)
 
@@ -175,6 +183,19 @@ class KernelSpec:
             raise BadInput(f"--hash-funcs {self.nr_hash_funcs} is outside the kernel's 1..{MAX_HASH_FUNCS}")
         if self.isa not in ISAS:
             raise BadInput(f"--isa {self.isa!r} is not a BPF ISA: use one of {', '.join(ISAS)}")
+        if self.family is MAP_COUNT:
+            if not 1 <= self.nr_maps <= MAX_TASK_MAPS:
+                raise BadInput(f"--task-maps {self.nr_maps} is outside 1..{MAX_TASK_MAPS}")
+            if self.map_size != 1:
+                raise BadInput(f"--size {self.map_size}: {self.strategy} works on the current task "
+                               "only: use --size 1")
+        elif self.nr_maps != 1:
+            raise BadInput(f"--task-maps {self.nr_maps} applies to task_storage_maps only")
+        if self.bloom_value_size not in BLOOM_VALUE_SIZES:
+            raise BadInput(f"--bloom-value-size {self.bloom_value_size} must be a multiple of 4 "
+                           "in 4..64 bytes")
+        if self.bloom_value_size != 4 and self.strategy != "bloom":
+            raise BadInput(f"--bloom-value-size {self.bloom_value_size} applies to bloom only")
         if self.check_memory:
             need = estimate_kernel_bytes(self.strategy, self.map_size, self.nr_hash_funcs)
             have = available_memory_bytes()
@@ -192,9 +213,13 @@ class KernelSpec:
         """The result columns that identify this configuration (results.CONFIG_KEYS)."""
         return {"engine": "kernel", "family": self.family.name, "strategy": self.strategy,
                 "op": self.op, "driver": None, "map_size": self.map_size, "batch_size": None,
-                "value_size": VALUE_SIZES[self.family.name], "hit_ratio": float(self.hit_ratio),
+                # bloom: the filter element's size, the axis that matters there
+                "value_size": (self.bloom_value_size if self.strategy == "bloom"
+                               else VALUE_SIZES[self.family.name]),
+                "hit_ratio": float(self.hit_ratio),
                 "nr_hash_funcs": self.nr_hash_funcs if self.strategy == "bloom" else None,
-                "isa": self.isa, "key_distribution": self.key_distribution}
+                "isa": self.isa, "key_distribution": self.key_distribution,
+                "nr_maps": self.nr_maps if self.family is MAP_COUNT else None}
 
     @property
     def op_code(self) -> int:
@@ -206,4 +231,4 @@ class KernelSpec:
 
 
 HIT_SCALE = 1 << 20
-VALUE_SIZES = {"membership": 8, "per_task": 16}  # bytes, as the BPF sources define them  # MB_HIT_SCALE in bpf/mapbench.h
+VALUE_SIZES = {"membership": 8, "per_task": 16, "map_count": 16}  # bytes, as the BPF sources define them  # MB_HIT_SCALE in bpf/mapbench.h

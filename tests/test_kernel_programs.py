@@ -19,14 +19,16 @@ hit_ratios = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0, max_v
 
 @given(size=st.integers(min_value=1, max_value=5000), hit_ratio=hit_ratios,
        seed=st.integers(min_value=0, max_value=2**32), nr_loops=st.integers(min_value=1, max_value=20000),
-       start=st.integers(min_value=0, max_value=2**40), hash_funcs=st.integers(min_value=1, max_value=10))
+       start=st.integers(min_value=0, max_value=2**40), hash_funcs=st.integers(min_value=1, max_value=10),
+       value_size=st.sampled_from(list(range(4, 65, 4))))
 def test_hash_and_bloom_find_exactly_the_predicted_keys(size, hit_ratio, seed, nr_loops, start,
-                                                        hash_funcs):
+                                                        hash_funcs, value_size):
     hash_spec = KernelSpec("hash", map_size=size, hit_ratio=hit_ratio, seed=seed)
     bloom_spec = KernelSpec("bloom", map_size=size, hit_ratio=hit_ratio, seed=seed,
-                            nr_hash_funcs=hash_funcs)
-    config = instance_config(hash_spec, 0)
-    assert config == instance_config(bloom_spec, 0)  # the pair draws the same keys
+                            nr_hash_funcs=hash_funcs, bloom_value_size=value_size)
+    config = instance_config(bloom_spec, 0)
+    # the pair draws the same keys (only the bloom element size differs)
+    assert {**instance_config(hash_spec, 0), "bloom_words": 0} == {**config, "bloom_words": 0}
     expected = keys.expected_hits(config["seed"], start, nr_loops, hash_spec.hit_thresh)
     results = {}
     for spec, macro in ((hash_spec, "MB_HASH"), (bloom_spec, "MB_BLOOM"), (hash_spec, "MB_CONTROL")):
@@ -46,18 +48,20 @@ def test_hash_and_bloom_find_exactly_the_predicted_keys(size, hit_ratio, seed, n
 
 
 @given(size=st.integers(min_value=1, max_value=20000), seed=st.integers(min_value=0, max_value=2**32),
-       hash_funcs=st.integers(min_value=1, max_value=15))
-def test_bloom_filter_has_no_false_negatives(size, seed, hash_funcs):
-    spec = KernelSpec("bloom", map_size=size, seed=seed, nr_hash_funcs=hash_funcs)
+       hash_funcs=st.integers(min_value=1, max_value=15), value_size=st.sampled_from(list(range(4, 65, 4))))
+def test_bloom_filter_has_no_false_negatives(size, seed, hash_funcs, value_size):
+    spec = KernelSpec("bloom", map_size=size, seed=seed, nr_hash_funcs=hash_funcs,
+                      bloom_value_size=value_size)
     config = instance_config(spec, 0)
     members = keys.member_keys(np.arange(size, dtype=np.uint64), config["key_mult"], config["key_salt"])
+    elements = keys.bloom_elements(members, value_size // 4)
     program = LoadedProgram(spec, "MB_BLOOM", config)
     try:
         bloom = program.obj.map("filter")
-        for key in members:  # a user-space peek: lookup with a NULL key and the element as value
-            rc = libbpf.lib.bpf_map_lookup_elem(bloom.fd, libbpf.ffi.NULL,
-                                                libbpf.ffi.new("__u32 *", int(key)))
-            assert rc == 0, f"key {key} inserted but the filter says absent ({rc})"
+        assert bloom.value_size == value_size
+        for element in elements:  # a user-space peek: lookup with a NULL key, the element as value
+            rc = libbpf.lib.bpf_map_lookup_elem(bloom.fd, libbpf.ffi.NULL, libbpf.ffi.from_buffer(element))
+            assert rc == 0, f"element {element} inserted but the filter says absent ({rc})"
     finally:
         program.close()
 
@@ -131,3 +135,23 @@ def test_objects_are_closed_when_a_load_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="injected"):
         KernelPair(spec, 0)
     assert set(os.listdir("/proc/self/fd")) == before
+
+
+def test_bloom_filter_matches_the_fp_theory_of_the_filter_the_kernel_builds():
+    # 20k keys, all misses: the measured false-positive rate is a binomial estimate of theory.
+    from mapbench.workloads import bloom_fp_theory
+
+    for k in (1, 3, 7):
+        spec = KernelSpec("bloom", map_size=20000, hit_ratio=0.0, nr_hash_funcs=k)
+        with KernelPair(spec, 0) as pair:
+            r = pair.strategy.run(200000, 0)
+        measured, theory = r.filter_positives / r.ops, bloom_fp_theory(20000, k)
+        assert abs(measured - theory) < 4 * (theory * (1 - theory) / r.ops) ** 0.5 + 0.002, (k, measured, theory)
+
+
+def test_task_storage_in_many_maps_counts_every_get():
+    spec = KernelSpec("task_storage_maps", map_size=1, nr_maps=20)
+    with KernelPair(spec, 0) as pair:
+        r = pair.strategy.run(1000, 0)
+        assert r.ops == 20000 and r.hits == 20000
+        assert pair.control.run(1000, 0).hits == 0
