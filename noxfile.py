@@ -33,4 +33,4 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "mapbench", "tests", "noxfile.py")
+    session.run("ruff", "check", "mapbench", "tests", "noxfile.py", "data/fixtures")

@@ -12,6 +12,7 @@ from scipy import stats as sps
 
 from .errors import BadInput
 from .results import CONFIG_KEYS
+from .stats import bootstrap_medians
 
 ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
             "libbpf_version"]
@@ -59,11 +60,12 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def ratio_ci(base: np.ndarray, new: np.ndarray, rng: np.random.Generator,
-             confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of median(new) / median(base), resampling both sides."""
-    b = np.median(rng.choice(base, (BOOTSTRAP_RESAMPLES, len(base))), axis=1)
-    n = np.median(rng.choice(new, (BOOTSTRAP_RESAMPLES, len(new))), axis=1)
+def ratio_ci(base: np.ndarray, new: np.ndarray, rng: np.random.Generator, confidence: float = 0.95,
+             base_groups: np.ndarray | None = None, new_groups: np.ndarray | None = None) -> tuple[float, float]:
+    """Percentile bootstrap CI of median(new) / median(base), resampling both sides by load
+    first (stats.bootstrap_medians), so that load-to-load spread widens it."""
+    b = bootstrap_medians(base, base_groups, rng, BOOTSTRAP_RESAMPLES)
+    n = bootstrap_medians(new, new_groups, rng, BOOTSTRAP_RESAMPLES)
     ratios = n / b
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
@@ -74,9 +76,12 @@ def _measured(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["strategy"] != "control") & (~df["warmup"].astype(bool)) & (df["status"] == "ok")]
 
 
-def _groups(df: pd.DataFrame) -> dict[tuple, np.ndarray]:
+def _groups(df: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+    """Per configuration: its samples and the load (run, instance) each came from."""
     keys = [k for k in CONFIG_KEYS if k in df.columns]
-    return {tuple(None if pd.isna(v) else v for v in config): g["ns_per_op"].to_numpy(dtype=float)
+    return {tuple(None if pd.isna(v) else v for v in config):
+            (g["ns_per_op"].to_numpy(dtype=float),
+             (g["run_id"].astype(str) + "/" + g["instance"].fillna(0).astype(int).astype(str)).to_numpy())
             for config, g in df.groupby(keys, dropna=False, sort=True)}
 
 
@@ -110,7 +115,7 @@ def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.05, alpha: 
     rng = np.random.default_rng(seed)
     p_values = []
     for config in shared:
-        a, b = a_groups[config], b_groups[config]
+        (a, _), (b, _) = a_groups[config], b_groups[config]
         if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0 and a[0] == b[0]):
             p_values.append(1.0)
         else:
@@ -118,12 +123,14 @@ def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.05, alpha: 
     adjusted = holm(p_values)
     changes = []
     for config, p, p_adj in zip(shared, p_values, adjusted):
-        a, b = a_groups[config], b_groups[config]
+        (a, a_loads), (b, b_loads) = a_groups[config], b_groups[config]
         ma, mb = float(np.median(a)), float(np.median(b))
         ratio = mb / ma if ma > 0 else float("inf")
-        low, high = ratio_ci(a, b, rng) if ma > 0 else (ratio, ratio)
+        low, high = ratio_ci(a, b, rng, base_groups=a_loads, new_groups=b_loads) if ma > 0 else (ratio, ratio)
         verdict = "unchanged"
-        if p_adj < alpha and abs(ratio - 1) > threshold:
+        # Called only when larger than the threshold, significant after Holm, and the CI of the
+        # ratio (resampled by load) excludes 1: loads differ more than samples within a load.
+        if p_adj < alpha and abs(ratio - 1) > threshold and not low <= 1 <= high:
             verdict = "slower" if ratio > 1 else "faster"
         changes.append(Change(dict(zip(keys, config)), verdict, ma, mb, ratio, low, high, p, p_adj,
                               len(a), len(b)))

@@ -106,7 +106,8 @@ def diff_plot(result, path: Path) -> list[Path]:
     labels = [f"{c.config['engine']} {c.config['strategy']} {c.config['op']}"
               + (f" b{int(c.config['batch_size'])}" if c.config.get("batch_size") else "")
               + f" @ {int(c.config['map_size']):,}"
-              + (f" hit {c.config['hit_ratio']:g}" if c.config["op"] == "lookup" and c.config["engine"] == "kernel" else "")
+              + (f" hit {c.config['hit_ratio']:g}"
+                 if c.config["op"] == "lookup" and c.config["engine"] == "kernel" else "")
               for c in rows]
     colour = {"slower": "tab:red", "faster": "tab:green", "unchanged": "tab:grey"}
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.5))

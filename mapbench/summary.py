@@ -18,7 +18,7 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
     out = []
     keys = [k for k in CONFIG_KEYS if k in df.columns]
     for config, group in df.groupby(keys, dropna=False, sort=False):
-        s = summarize(group["ns_per_op"].to_numpy())
+        s = summarize(group["ns_per_op"].to_numpy(), group["instance"].fillna(0).to_numpy())
         record = {k: _plain(v) for k, v in zip(keys, config)}
         record.update(
             median_ns_per_op=s.median,

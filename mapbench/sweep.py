@@ -7,10 +7,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from . import attached_engine, kernel_engine, reference, results, syscall_engine
 from .attached_engine import AttachedSpec

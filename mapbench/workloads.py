@@ -230,5 +230,5 @@ class KernelSpec:
         return round(self.hit_ratio * HIT_SCALE)
 
 
-HIT_SCALE = 1 << 20
-VALUE_SIZES = {"membership": 8, "per_task": 16, "map_count": 16}  # bytes, as the BPF sources define them  # MB_HIT_SCALE in bpf/mapbench.h
+HIT_SCALE = 1 << 20  # MB_HIT_SCALE in bpf/mapbench.h
+VALUE_SIZES = {"membership": 8, "per_task": 16, "map_count": 16}  # bytes, as the BPF sources define them

@@ -6,7 +6,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mapbench._libbpf import lib
 from mapbench.libbpf import Map, possible_cpus
 
 pytestmark = pytest.mark.kernel

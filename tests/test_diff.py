@@ -81,7 +81,7 @@ def _frame(rng, medians, factor=1.0, n=12):
     rows = []
     for size, median in medians.items():
         for i in range(n):
-            rows.append({"engine": "kernel", "family": "membership", "strategy": "hash", "op": "lookup",
+            rows.append({"run_id": "synthetic", "instance": i % 3, "engine": "kernel", "family": "membership", "strategy": "hash", "op": "lookup",
                          "driver": None, "map_size": size, "value_size": 8, "key_distribution": "uniform",
                          "hit_ratio": 1.0, "batch_size": None, "nr_hash_funcs": None, "isa": "v3",
                          "warmup": False, "status": "ok",

@@ -1,8 +1,8 @@
-from collections import Counter
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 
