@@ -80,8 +80,11 @@ static inline __u64 mb_mix(__u64 x)
 #ifdef MB_SLOWDOWN
 static __always_inline __u64 mb_slowdown(__u64 x)
 {
-	for (int i = 0; i < MB_SLOWDOWN; i++)
-		x = x * 0x100000001b3ULL + 7;
+	/* xorshift-multiply steps: a dependent chain the compiler cannot fold into one step */
+	for (int i = 0; i < MB_SLOWDOWN; i++) {
+		x ^= x >> 29;
+		x *= 0xbf58476d1ce4e5b9ULL;
+	}
 	return x;
 }
 #else

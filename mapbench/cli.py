@@ -297,7 +297,12 @@ def show_cmd(paths, as_json):
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw the ratios with their CIs to this PNG (an SVG is written beside it).")
 def diff_cmd(base, new, threshold, alpha, force, as_json, plot_path):
-    """Significant changes from BASE to NEW (files or directories). Exit 1 on a regression."""
+    """Significant changes from BASE to NEW (files or directories). Exit 1 on a regression.
+
+    A change is called when a Mann-Whitney U test is significant at --alpha after Holm
+    correction across all matched configurations, and the 95 % bootstrap CI of the ratio of
+    medians (loads resampled first) lies entirely beyond --threshold. Several runs per side
+    (directories) narrow the CI and catch smaller changes."""
     from . import diff, results
 
     result = diff.diff(results.read(base).to_pandas(), results.read(new).to_pandas(),
@@ -312,7 +317,7 @@ def diff_cmd(base, new, threshold, alpha, force, as_json, plot_path):
     if plot_path:
         from .plots import diff_plot
 
-        for path in diff_plot(result, Path(plot_path)):
+        for path in diff_plot(result, Path(plot_path), threshold):
             err.print(f"plot: {path}")
     if result.regressions:
         raise SystemExit(1)

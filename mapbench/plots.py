@@ -98,7 +98,7 @@ def reference(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     return _save(fig, out_dir / "reference")
 
 
-def diff_plot(result, path: Path) -> list[Path]:
+def diff_plot(result, path: Path, threshold: float = 0.05) -> list[Path]:
     """new/base ratio of medians with its bootstrap CI, one row per matched configuration."""
     rows = [c for c in result.changes if c.ratio is not None]
     if not rows:
@@ -116,10 +116,14 @@ def diff_plot(result, path: Path) -> list[Path]:
         ax.errorbar(c.ratio, i, xerr=[[c.ratio - c.ratio_ci_low], [c.ratio_ci_high - c.ratio]],
                     fmt="o", color=colour[c.verdict], capsize=3)
     ax.axvline(1.0, color="black", lw=1)
+    ax.axvspan(1 - threshold, 1 + threshold, color="grey", alpha=0.12, lw=0,
+               label=f"noise threshold ±{threshold:.0%}")
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set_xlabel("new / base median ns per op (95 % bootstrap CI); right of 1 is slower")
-    ax.set_title("mapbench diff: red slower, green faster, grey unchanged")
+    ax.set_title("mapbench diff: red slower, green faster, grey unchanged\n"
+                 "(called when significant and the whole CI lies outside the band)", fontsize=10)
     return _save(fig, path)
 
 
@@ -172,7 +176,8 @@ def task_storage_maps(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.annotate(f"pid hash, {int(size):,} tasks", (m.nr_maps.max(), g.ns_per_op.median()),
                     ha="right", va="bottom", fontsize=8, color="grey")
     ax.axvline(16.5, ls=":", color="tab:red", lw=1)
-    ax.annotate("kernel's per-task cache: 16", (16.5, ax.get_ylim()[1] * 0.95), fontsize=8, color="tab:red")
+    ax.annotate(" kernel's per-task cache: 16 storages", (16.5, ax.get_ylim()[1] * 0.55), fontsize=8,
+                color="tab:red")
     ax.set_xlabel("task-storage maps on the task")
     ax.set_ylabel("ns per get (net, median, 95 % CI)")
     ax.set_title("Task storage cost by number of storage maps on one task")
@@ -181,8 +186,10 @@ def task_storage_maps(df: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def bloom_fp(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     b = _measured(df)
-    b = b[(b.strategy == "bloom") & b.bloom_fp_rate.notna() & (b.value_size == 4)]
-    if b.nr_hash_funcs.nunique() < 2:
+    b = b[(b.strategy == "bloom") & b.bloom_fp_rate.notna() & (b.value_size == 4) & (b.hit_ratio == 0)]
+    swept = b.groupby("map_size").nr_hash_funcs.nunique()
+    b = b[b.map_size.isin(swept[swept > 1].index)]  # sizes measured at one k make no curve
+    if b.empty:
         return []
     fig, ax = plt.subplots(figsize=(7, 4))
     for size, g in b.groupby("map_size"):
@@ -194,7 +201,8 @@ def bloom_fp(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     ax.set_yscale("log")
     ax.set_xlabel("hash functions (k)")
     ax.set_ylabel("false-positive rate (log scale)")
-    ax.set_title("Bloom filter: measured false positives vs (1 - e^(-kn/m))^k")
+    ax.set_title("Bloom filter: measured false positives vs (1 - e^(-kn/m))^k,\n"
+                 "m = the kernel's bit array (n k 7/5 rounded up to a power of two)", fontsize=10)
     ax.legend(fontsize=8)
     return _save(fig, out_dir / "bloom_fp")
 

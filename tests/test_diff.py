@@ -81,7 +81,8 @@ def _frame(rng, medians, factor=1.0, n=12):
     rows = []
     for size, median in medians.items():
         for i in range(n):
-            rows.append({"run_id": "synthetic", "instance": i % 3, "engine": "kernel", "family": "membership", "strategy": "hash", "op": "lookup",
+            rows.append({"run_id": "synthetic", "instance": i % 5, "engine": "kernel", "family": "membership",
+                         "strategy": "hash", "op": "lookup",
                          "driver": None, "map_size": size, "value_size": 8, "key_distribution": "uniform",
                          "hit_ratio": 1.0, "batch_size": None, "nr_hash_funcs": None, "isa": "v3",
                          "warmup": False, "status": "ok",
@@ -114,8 +115,10 @@ def test_same_distribution_never_calls_a_change_at_the_default_threshold(seed, n
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), slowdown=st.floats(1.10, 2.0))
+@given(seed=st.integers(0, 2**32 - 1), slowdown=st.floats(1.15, 2.0))
 def test_a_clear_regression_is_always_found(seed, slowdown):
+    # 5 % sample noise, 30 samples over 5 loads a side: 15 % is three noise widths, which the
+    # whole-CI-beyond-threshold rule must always call (the 10 % fixture case is tested above)
     rng = np.random.default_rng(seed)
     medians = {1000: 40.0, 100000: 120.0}
     result = diff.diff(_frame(rng, medians, n=30), _frame(rng, medians, factor=slowdown, n=30))
