@@ -48,6 +48,12 @@ struct mb_run_args {
 	__u64 start;       /* index of the first draw in the key stream */
 };
 
+/* The per-task record of the per-task and map-count families. */
+struct task_state {
+	__u64 last_seen;
+	__u64 count;
+};
+
 struct mb_result {
 	__u64 elapsed_ns;       /* bpf_ktime_get_ns() around the whole bpf_loop */
 	__u64 ops;

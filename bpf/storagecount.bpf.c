@@ -23,11 +23,6 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile struct mb_config cfg = {};
 struct mb_result res = {};
 
-struct task_state {
-	__u64 last_seen;
-	__u64 count;
-};
-
 struct storage {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

@@ -20,11 +20,6 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile struct mb_config cfg = {};
 struct mb_result res = {};
 
-struct task_state {
-	__u64 last_seen;
-	__u64 count;
-};
-
 #if MB_STORAGE == MB_PID_HASH
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -88,14 +88,21 @@ def reference(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     both["config"] = [f"{s} {o} " + ("elem" if d == "elem" else f"batch {int(b):,}") + f" @ {int(m):,}"
                       for s, o, d, m, b in zip(both.strategy, both.op, both.driver, both.map_size,
                                                both.batch_size.fillna(0))]
-    order = sorted(both.config.unique())
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(order) + 1.5))
-    sns.barplot(data=both, y="config", x="ns_per_op", hue="engine", estimator=np.median,
-                errorbar=CI, ax=ax, order=order)
-    ax.set_xlabel("ns per element (median, 95 % CI)")
+    return _bars_by_config(both, "engine", "ns per element (median, 95 % CI)",
+                           "mapbench's native loops (syscall) vs a plain C loop (c_reference)",
+                           out_dir / "reference")
+
+
+def _bars_by_config(data: pd.DataFrame, hue: str, xlabel: str, title: str, path: Path) -> list[Path]:
+    """Median bars with CIs, one row per configuration (data["config"]), hue per variant."""
+    order = sorted(data.config.unique())
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(order) + 1.5))
+    sns.barplot(data=data, y="config", x="ns_per_op", hue=hue, hue_order=sorted(data[hue].unique()),
+                estimator=np.median, errorbar=CI, ax=ax, order=order)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("")
-    ax.set_title("mapbench's native loops (syscall) vs a plain C loop (c_reference)")
-    return _save(fig, out_dir / "reference")
+    ax.set_title(title)
+    return _save(fig, path)
 
 
 def diff_plot(result, path: Path, threshold: float = 0.05) -> list[Path]:
@@ -147,18 +154,14 @@ def isa(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     """ns/op by BPF ISA (-mcpu) for every configuration measured with more than one ISA."""
     m = _measured(df)
     m = m[m.engine.isin(["kernel", "attached"])].copy()
-    m["config"] = [f"{e} {s} {o} @ {int(n):,}" for e, s, o, n in zip(m.engine, m.strategy, m.op, m.map_size)]
+    m["config"] = [f"{e} {s} {o}" + (f" hit {h:g}" if o == "lookup" else "") + f" @ {int(n):,}"
+                   for e, s, o, h, n in zip(m.engine, m.strategy, m.op, m.hit_ratio, m.map_size)]
     multi = m.groupby("config").isa.nunique()
     m = m[m.config.isin(multi[multi > 1].index)]
     if m.empty:
         return []
-    fig, ax = plt.subplots(figsize=(8, 0.6 * m.config.nunique() + 1.5))
-    sns.barplot(data=m, y="config", x="ns_per_op", hue="isa", hue_order=sorted(m.isa.unique()),
-                estimator=np.median, errorbar=CI, ax=ax)
-    ax.set_xlabel("ns per operation (net, median, 95 % CI)")
-    ax.set_ylabel("")
-    ax.set_title("Cost by BPF ISA (clang -mcpu)")
-    return _save(fig, out_dir / "isa")
+    return _bars_by_config(m, "isa", "ns per operation (net, median, 95 % CI)",
+                           "Cost by BPF ISA (clang -mcpu)", out_dir / "isa")
 
 
 def task_storage_maps(df: pd.DataFrame, out_dir: Path) -> list[Path]:

@@ -170,7 +170,12 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
              "build that runs the same loop and key stream without the map operation. Syscall "
              "engine: nanoseconds per element from user space, timed in native code around the "
              "syscalls. Medians over all measured samples of several fresh loads, with 95 % "
-             "bootstrap confidence intervals.", "",
+             "bootstrap confidence intervals (loads resampled, then samples).", "",
+             "The CIs cover the spread within this run. On a shared VM whole runs also drift: two "
+             "runs of the same code differed by up to 8 % here, and a 100,000-entry hash (which "
+             "straddles the cache) by much more between runs an hour apart. Compare runs with "
+             "`mapbench diff`, and read differences between grids measured at different times "
+             "with that in mind.", "",
              "## Environment", ""]
     lines += [f"- {c}: {env[c]}" for c in ENV_COLUMNS]
     lines += [f"- rows by status: {status}", "", "## Conclusions", ""]
@@ -209,7 +214,8 @@ def article_conclusions(df: pd.DataFrame) -> list[str]:
                    f"({_compare(t, h)} by 95 % CIs); {h.events_per_s / 1e3:.0f}k vs {t.events_per_s / 1e3:.0f}k "
                    f"events/s, {h.cpu_overhead_share:.2%} vs {t.cpu_overhead_share:.2%} of CPU time.")
     kernel = df[df.engine.isin(["kernel", "attached"])]
-    keys = ["engine", "strategy", "op", "map_size", "hit_ratio", "nr_maps", "nr_tasks"]
+    keys = ["engine", "strategy", "op", "map_size", "hit_ratio", "nr_maps", "nr_tasks", "value_size",
+            "nr_hash_funcs"]
     for config, g in kernel.groupby(keys, dropna=False, sort=True):
         if g.isa.nunique() < 2 or "v1" not in set(g.isa) or "v3" not in set(g.isa):
             continue

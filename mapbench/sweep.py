@@ -145,12 +145,13 @@ def load(path: str | Path) -> list[Job]:
 
 def _expand_kernel(grid: dict, where: str) -> list:
     out: list = []
-    for strategy, size, op, hit, funcs, isa, keys, maps, vsize in itertools.product(
+    # the ISA varies fastest, so that the variants of one configuration run back to back
+    for strategy, size, op, hit, funcs, keys, maps, vsize, isa in itertools.product(
             _list(grid, "strategies", list(STRATEGIES), where), _sizes(grid, where),
             _list(grid, "ops", [None], where), _list(grid, "hit_ratios", [1.0], where),
-            _list(grid, "hash_funcs", [3], where), _list(grid, "isas", ["v3"], where),
-            _list(grid, "keys", ["uniform"], where), _list(grid, "task_maps", [1], where),
-            _list(grid, "bloom_value_sizes", [4], where)):
+            _list(grid, "hash_funcs", [3], where), _list(grid, "keys", ["uniform"], where),
+            _list(grid, "task_maps", [1], where), _list(grid, "bloom_value_sizes", [4], where),
+            _list(grid, "isas", ["v3"], where)):
         if strategy in STRATEGIES and op is not None and op not in STRATEGIES[strategy].ops:
             fields = {"engine": "kernel", "family": STRATEGIES[strategy].family.name,
                       "strategy": strategy, "op": op, "map_size": size}
@@ -170,7 +171,7 @@ def _expand_kernel(grid: dict, where: str) -> list:
 
 def _expand_attached(grid: dict, where: str, opts: MeasureOptions) -> list:
     return [AttachedSpec(strategy, size, int(tasks), opts.target_ms / 1000, isa)
-            for strategy, size, tasks, isa in itertools.product(
+            for strategy, size, tasks, isa in itertools.product(  # the ISA varies fastest
                 _list(grid, "strategies", ["pid_hash", "task_storage"], where), _sizes(grid, where),
                 _list(grid, "tasks", [8], where), _list(grid, "isas", ["v3"], where))]
 

@@ -1,5 +1,7 @@
 """Element and batch syscalls against the real kernel, checked against a Python model."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -48,6 +50,17 @@ def per_element(m: Map, keys) -> dict[int, bytes]:
     return out
 
 
+@contextmanager
+def filled(map_type: str, data: dict[int, int], batch: int):
+    """A map of map_type holding `data` (written by batch update), and what it must hold."""
+    keys = np.array(list(data), dtype=np.uint32)
+    values = make_values(map_type, list(data.values()))
+    with Map(map_type, 4, 8, capacity(map_type, len(data))) as m:
+        if len(data):
+            m.update_batch(keys, values, batch)
+        yield m, keys, {int(k): values[i].tobytes() for i, k in enumerate(keys)}
+
+
 contents = st.dictionaries(
     st.one_of(st.sampled_from([0, U32_MAX]), st.integers(0, U32_MAX)),
     st.one_of(st.sampled_from([0, U64_MAX]), st.integers(0, U64_MAX)),
@@ -58,12 +71,7 @@ batch_sizes = st.one_of(st.sampled_from([1, 2, 1000]), st.integers(1, 400))
 @settings(max_examples=30)
 @given(map_type=st.sampled_from(HASH_TYPES), data=contents, batch=batch_sizes)
 def test_batch_lookup_walk_returns_exactly_the_contents(map_type, data, batch):
-    keys = np.array(list(data), dtype=np.uint32)
-    values = make_values(map_type, list(data.values()))
-    with Map(map_type, 4, 8, capacity(map_type, len(data))) as m:
-        if len(data):
-            m.update_batch(keys, values, batch)
-        expected = {int(k): values[i].tobytes() for i, k in enumerate(keys)}
+    with filled(map_type, data, batch) as (m, keys, expected):
         assert walk(m, batch) == expected
         assert per_element(m, keys) == expected
 
@@ -82,12 +90,7 @@ def test_array_walk_equals_element_lookups(size, batch, raw):
 @settings(max_examples=30)
 @given(map_type=st.sampled_from(HASH_TYPES), data=contents, batch=batch_sizes)
 def test_lookup_and_delete_returns_every_entry_once_and_empties_the_map(map_type, data, batch):
-    keys = np.array(list(data), dtype=np.uint32)
-    values = make_values(map_type, list(data.values()))
-    with Map(map_type, 4, 8, capacity(map_type, len(data))) as m:
-        if len(data):
-            m.update_batch(keys, values, batch)
-        expected = {int(k): values[i].tobytes() for i, k in enumerate(keys)}
+    with filled(map_type, data, batch) as (m, keys, expected):
         assert walk(m, batch, delete=True) == expected
         assert walk(m, batch) == {}
         assert per_element(m, keys) == {}
@@ -96,16 +99,11 @@ def test_lookup_and_delete_returns_every_entry_once_and_empties_the_map(map_type
 @settings(max_examples=30)
 @given(map_type=st.sampled_from(HASH_TYPES), data=contents, batch=batch_sizes, raw=st.data())
 def test_delete_batch_of_a_subset_leaves_exactly_the_rest(map_type, data, batch, raw):
-    keys = np.array(list(data), dtype=np.uint32)
-    values = make_values(map_type, list(data.values()))
     doomed = raw.draw(st.sets(st.sampled_from(list(data)) if data else st.nothing()))
-    with Map(map_type, 4, 8, capacity(map_type, len(data))) as m:
-        if len(data):
-            m.update_batch(keys, values, batch)
+    with filled(map_type, data, batch) as (m, _, contents_before):
         if doomed:
             m.delete_batch(np.array(sorted(doomed), dtype=np.uint32), batch)
-        expected = {int(k): values[i].tobytes() for i, k in enumerate(keys) if int(k) not in doomed}
-        assert walk(m, batch) == expected
+        assert walk(m, batch) == {k: v for k, v in contents_before.items() if k not in doomed}
 
 
 def test_lookup_batch_retries_when_a_bucket_is_larger_than_the_count():
