@@ -2,7 +2,8 @@
 
 tp_btf programs on sched_wakeup, sched_wakeup_new and sched_switch keep an enqueue timestamp
 per task, in a pid-keyed hash (pre-filled with map_size dummy pids) or in task local storage.
-A native load generator (threads ping-ponging through pipes) drives the events. The cost per
+A native load generator (threads ping-ponging through pipes, all on the measuring CPU) drives
+the events. The cost per
 event comes from BPF run stats (run_time_ns / run_cnt over the three programs), net of the
 control build: empty programs on the same hooks, which carry the stats and attach cost.
 """
@@ -23,7 +24,7 @@ from . import build
 from ._libbpf import lib
 from .environment import load_avg_1m
 from .errors import BadInput, EnvironmentProblem
-from .kernel_engine import MeasureOptions, require_root
+from .kernel_engine import MeasureOptions, pinned_to, require_root
 from .libbpf import BpfObject, run_stats
 
 PROGRAMS = ("on_wakeup", "on_wakeup_new", "on_switch")
@@ -154,7 +155,10 @@ def measure(spec: AttachedSpec, opts: MeasureOptions, on_sample: Callable[[], No
     require_root()
     rows: list[dict] = []
     ncpu = os.cpu_count() or 1
-    with run_stats():
+    # The load generator's threads inherit this affinity: with every task on one CPU each event
+    # is a local wakeup or switch, the same work from run to run; left to roam, the share of
+    # cross-CPU wakeups (and so the cost per event) changed from run to run by half.
+    with run_stats(), pinned_to(opts.cpu):
         for instance in range(opts.instances):
             per_build = {}
             for macro in ("MB_CONTROL", STRATEGY_MACROS[spec.strategy]):
