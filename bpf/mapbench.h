@@ -100,4 +100,34 @@ static __always_inline __u64 mb_slowdown(__u64 x)
 }
 #endif
 
+#ifdef __bpf__
+/* What a bpf_loop callback accumulates; each family uses the fields it needs. */
+struct mb_loop_state {
+	__u64 start;      /* index of the first draw */
+	__u64 hits;
+	__u64 positives;
+	__u64 checksum;
+	struct task_struct *task;
+};
+
+/*
+ * The body of every family's raw_tp entry: time a bpf_loop of args->nr_loops calls of `fn`
+ * with bpf_ktime_get_ns and publish the run in *res. ops_per_loop: map operations per call.
+ */
+static __always_inline int mb_timed_run(struct mb_run_args *args, struct mb_result *res, void *fn,
+					struct mb_loop_state *st, __u64 ops_per_loop)
+{
+	__u64 nr_loops = args->nr_loops;
+	__u64 t0 = bpf_ktime_get_ns();
+
+	bpf_loop(nr_loops, fn, st, 0);
+	res->elapsed_ns = bpf_ktime_get_ns() - t0;
+	res->ops = nr_loops * ops_per_loop;
+	res->hits = st->hits;
+	res->filter_positives = st->positives;
+	res->checksum = st->checksum;
+	return 0;
+}
+#endif
+
 #endif /* MAPBENCH_H */

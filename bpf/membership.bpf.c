@@ -39,13 +39,6 @@ struct {
 } filter SEC(".maps");
 #endif
 
-struct loop_state {
-	__u64 start;
-	__u64 hits;
-	__u64 positives;
-	__u64 checksum;
-};
-
 /* Draw number i of the key stream: a key present in the map with probability hit ratio. */
 static __always_inline __u32 draw_key(__u64 i)
 {
@@ -59,7 +52,7 @@ static __always_inline __u32 draw_key(__u64 i)
 	return (__u32)idx * cfg.key_mult ^ cfg.key_salt;
 }
 
-static __always_inline int storage_op(__u32 key, struct loop_state *st)
+static __always_inline int storage_op(__u32 key, struct mb_loop_state *st)
 {
 #if MB_STORAGE == MB_BLOOM
 	__u32 elem[MB_BLOOM_MAX_WORDS];
@@ -91,7 +84,7 @@ static __always_inline int storage_op(__u32 key, struct loop_state *st)
 
 static long one_op(__u64 i, void *ctx)
 {
-	struct loop_state *st = ctx;
+	struct mb_loop_state *st = ctx;
 	__u32 key = draw_key(st->start + i);
 
 	st->checksum ^= key;
@@ -102,18 +95,7 @@ static long one_op(__u64 i, void *ctx)
 SEC("raw_tp")
 int run(struct mb_run_args *args)
 {
-	struct loop_state st = { .start = args->start };
-	__u64 nr_loops = args->nr_loops;
-	__u64 t0, t1;
+	struct mb_loop_state st = { .start = args->start };
 
-	t0 = bpf_ktime_get_ns();
-	bpf_loop(nr_loops, one_op, &st, 0);
-	t1 = bpf_ktime_get_ns();
-
-	res.elapsed_ns = t1 - t0;
-	res.ops = nr_loops;
-	res.hits = st.hits;
-	res.filter_positives = st.positives;
-	res.checksum = st.checksum;
-	return 0;
+	return mb_timed_run(args, &res, one_op, &st, 1);
 }

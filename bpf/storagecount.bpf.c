@@ -52,16 +52,9 @@ struct {
 	},
 };
 
-struct loop_state {
-	__u64 start;
-	__u64 hits;
-	__u64 checksum;
-	struct task_struct *task;
-};
-
 static long one_get(__u64 m, void *ctx)
 {
-	struct loop_state *st = ctx;
+	struct mb_loop_state *st = ctx;
 	__u32 index = m;
 	void *storage = bpf_map_lookup_elem(&storages, &index);
 
@@ -88,18 +81,7 @@ static long one_draw(__u64 i, void *ctx)
 SEC("raw_tp")
 int run(struct mb_run_args *args)
 {
-	struct loop_state st = { .start = args->start, .task = bpf_get_current_task_btf() };
-	__u64 nr_loops = args->nr_loops;
-	__u64 t0, t1;
+	struct mb_loop_state st = { .start = args->start, .task = bpf_get_current_task_btf() };
 
-	t0 = bpf_ktime_get_ns();
-	bpf_loop(nr_loops, one_draw, &st, 0);
-	t1 = bpf_ktime_get_ns();
-
-	res.elapsed_ns = t1 - t0;
-	res.ops = nr_loops * cfg.nr_maps;
-	res.hits = st.hits;
-	res.filter_positives = 0;
-	res.checksum = st.checksum;
-	return 0;
+	return mb_timed_run(args, &res, one_draw, &st, cfg.nr_maps);
 }

@@ -36,12 +36,6 @@ struct {
 } states SEC(".maps");
 #endif
 
-struct loop_state {
-	__u64 start;
-	__u64 hits;
-	__u64 checksum;
-};
-
 static __always_inline struct task_state *get_state(__u32 pid)
 {
 #if MB_STORAGE == MB_PID_HASH
@@ -62,7 +56,7 @@ static __always_inline struct task_state *get_state(__u32 pid)
 
 static long one_op(__u64 i, void *ctx)
 {
-	struct loop_state *st = ctx;
+	struct mb_loop_state *st = ctx;
 	__u64 r = mb_mix(cfg.seed + st->start + i);
 	__u64 idx = cfg.sequential ? (st->start + i) % cfg.map_size : (r >> 32) % cfg.map_size;
 	__u32 pid = cfg.base_pid + (__u32)idx;
@@ -84,18 +78,7 @@ static long one_op(__u64 i, void *ctx)
 SEC("raw_tp")
 int run(struct mb_run_args *args)
 {
-	struct loop_state st = { .start = args->start };
-	__u64 nr_loops = args->nr_loops;
-	__u64 t0, t1;
+	struct mb_loop_state st = { .start = args->start };
 
-	t0 = bpf_ktime_get_ns();
-	bpf_loop(nr_loops, one_op, &st, 0);
-	t1 = bpf_ktime_get_ns();
-
-	res.elapsed_ns = t1 - t0;
-	res.ops = nr_loops;
-	res.hits = st.hits;
-	res.filter_positives = 0;
-	res.checksum = st.checksum;
-	return 0;
+	return mb_timed_run(args, &res, one_op, &st, 1);
 }
