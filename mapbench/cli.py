@@ -416,8 +416,7 @@ def check_output(path: Path) -> None:
     """Fail before measuring, not after: the file must be writable Parquet of our schema."""
     from . import results
 
-    if path.suffix != ".parquet":
-        raise BadInput(f"--out {str(path)!r} must end in .parquet")
+    results.check_path(path)
     if path.exists():
         results.read_file(path)
     parent = path.parent if str(path.parent) else Path(".")

@@ -27,8 +27,6 @@ BPF_MAP_TYPE = {
     "task_storage": 29,
     "bloom_filter": 30,
 }
-BPF_PROG_TYPE_RAW_TRACEPOINT = 17
-BPF_PROG_TYPE_TRACING = 26
 
 
 def take_log() -> str:
@@ -98,6 +96,11 @@ class MapOps:
         if self.percpu:
             return ((self.value_size + 7) // 8 * 8) * possible_cpus()
         return self.value_size
+
+    def memlock_bytes(self) -> int | None:
+        """Memory the kernel charges for the map (fdinfo memlock)."""
+        value = fdinfo(self.fd).get("memlock")
+        return int(value) if value is not None else None
 
     def lookup(self, key: bytes | None) -> bytes | None:
         out = ffi.new("char[]", self.elem_value_bytes)
@@ -238,11 +241,6 @@ class BpfMap(MapOps):
         raise_for(lib.bpf_map_lookup_elem(self.fd, key, out), f"reading map {self.name}")
         return out
 
-    def memlock_bytes(self) -> int | None:
-        """Memory the kernel charges for the map (fdinfo memlock)."""
-        value = fdinfo(self.fd).get("memlock")
-        return int(value) if value is not None else None
-
 
 class Map(MapOps):
     """A map created directly with BPF_MAP_CREATE; owns its fd. Close it, or use `with`."""
@@ -264,10 +262,6 @@ class Map(MapOps):
         self.value_size = value_size
         self.max_entries = max_entries
         self.percpu = map_type.startswith("percpu")
-
-    def memlock_bytes(self) -> int | None:
-        value = fdinfo(self.fd).get("memlock")
-        return int(value) if value is not None else None
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -12,10 +12,6 @@ ENV_COLUMNS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", 
                "libbpf_version", "mapbench_version", "git_describe"]
 
 
-def _size(n: int) -> str:
-    return f"{n:.0e}".replace("e+0", "e") if n >= 1000 and str(n).strip("0") == "1" else f"{n:,}"
-
-
 def _ns(x: float) -> str:
     return f"{x:.1f}"
 

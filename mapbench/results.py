@@ -133,11 +133,15 @@ def read_file(path: Path) -> pa.Table:
     return table.select(COLUMNS).cast(SCHEMA)
 
 
+def check_path(path: Path) -> None:
+    if path.suffix != ".parquet":
+        raise BadInput(f"--out {str(path)!r} must end in .parquet")
+
+
 def write(path: str | os.PathLike, table: pa.Table, append: bool = True) -> Path:
     """Write (or append to) a result file atomically."""
     path = Path(path)
-    if path.suffix != ".parquet":
-        raise BadInput(f"--out {str(path)!r} must end in .parquet")
+    check_path(path)
     if append and path.exists():
         table = pa.concat_tables([read_file(path), table])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ the kernel's errno.
 from __future__ import annotations
 
 import errno as errno_codes
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from .environment import load_avg_1m
 from .errors import BadInput, KernelRefused
 from .kernel_engine import MeasureOptions, pinned_to, require_root
 from .libbpf import BpfObject, Map, MapOps, pidfd_open
+from .workloads import parse_whole_number
 
 MAP_TYPES = ("hash", "lru_hash", "percpu_hash", "array", "bloom_filter", "task_storage")
 DRIVERS = {"elem": ("lookup", "update", "delete"),
@@ -41,15 +41,10 @@ def parse_batch_sizes(text: str) -> list[int]:
     sizes = []
     for part in str(text).split(","):
         part = part.strip()
-        try:
-            value = float(part.replace("_", ""))
-        except ValueError:
-            raise BadInput(f"--batch-size {part!r} is not a number") from None
-        if not math.isfinite(value) or value != int(value):
-            raise BadInput(f"--batch-size {part!r} is not a whole number")
+        value = parse_whole_number(part, "--batch-size")
         if not 1 <= value <= MAX_BATCH:
             raise BadInput(f"--batch-size {part!r} is outside 1..{MAX_BATCH}")
-        sizes.append(int(value))
+        sizes.append(value)
     return sizes
 
 
@@ -165,13 +160,12 @@ class Timing:
     elements: int
     elapsed_ns: int
     retries: int = 0
-    calls: int = 0
 
 
 def run_once(m: SyscallMap, reps: int) -> Timing:
     """One sample: `reps` passes of the op over the map's entries; only the op is timed."""
     spec, mp = m.spec, m.map
-    elements = elapsed = retries = calls = 0
+    elements = elapsed = retries = 0
     for _ in range(reps):
         if spec.driver == "elem":
             code = {"lookup": lib.MB_LOOKUP, "update": lib.MB_UPDATE, "delete": lib.MB_DELETE}[spec.op]
@@ -180,25 +174,23 @@ def run_once(m: SyscallMap, reps: int) -> Timing:
             if missing:
                 raise KernelRefused(f"{missing} of {spec.map_size} keys were absent during {spec.op}")
             n = spec.map_size
-            calls += n
         elif spec.op in ("lookup", "lookup_and_delete"):
             walk = mp.lookup_walk(m.capacity, spec.batch_size, delete=spec.op == "lookup_and_delete")
             if walk.count != spec.map_size:
                 raise KernelRefused(f"batch {spec.op} walked {walk.count} of {spec.map_size} entries")
             ns, n = walk.elapsed_ns, walk.count
             retries += walk.retries
-            calls += walk.calls
         elif spec.op == "update":
-            ns, c = mp.update_batch(m.batch_keys, m.values, spec.batch_size)
-            n, calls = spec.map_size, calls + c
+            ns, _ = mp.update_batch(m.batch_keys, m.values, spec.batch_size)
+            n = spec.map_size
         else:
-            ns, c = mp.delete_batch(m.batch_keys, spec.batch_size)
-            n, calls = spec.map_size, calls + c
+            ns, _ = mp.delete_batch(m.batch_keys, spec.batch_size)
+            n = spec.map_size
         elements += n
         elapsed += ns
         if spec.op in ("delete", "lookup_and_delete"):
             m.refill()
-    return Timing(elements, elapsed, retries, calls)
+    return Timing(elements, elapsed, retries)
 
 
 def calibrate(m: SyscallMap, target_ns: float) -> int:

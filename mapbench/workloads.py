@@ -66,24 +66,29 @@ MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
 DEFAULT_HASH_FUNCS = 3  # as the kernel's own bloom bench
 
 
-def parse_size(text: str | int) -> int:
-    """'1e6', '1000000', '1_000_000' -> 1000000; anything else is a one-line BadInput."""
+def parse_whole_number(text: str | int, flag: str, what: str = "") -> int:
+    """'1e6', '1000000', '1_000_000' -> 1000000, exactly (plain integers never go through a
+    float); anything else is a one-line BadInput naming the flag. Bounds are the caller's."""
     if isinstance(text, int):
-        value = text
-    else:
-        raw = str(text).strip()
+        return text
+    raw = str(text).strip().replace("_", "")
+    if "e" not in raw.lower():
         try:
-            value = int(raw.replace("_", "")) if "e" not in raw.lower() else None
+            return int(raw)
         except ValueError:
-            value = None
-        if value is None:
-            try:
-                as_float = float(raw.replace("_", ""))
-            except ValueError:
-                raise BadInput(f"--size {text!r} is not a number (examples: 1e6, 1000000, 1_000_000)") from None
-            if not math.isfinite(as_float) or as_float != int(as_float):
-                raise BadInput(f"--size {text!r} is not a whole number of entries")
-            value = int(as_float)
+            pass
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"{flag} {text!r} is not a number (examples: 1e6, 1000000, 1_000_000)") from None
+    if not math.isfinite(value) or value != int(value):
+        raise BadInput(f"{flag} {text!r} is not a whole number{what}")
+    return int(value)
+
+
+def parse_size(text: str | int) -> int:
+    """A map size within the kernel's bounds; anything else is a one-line BadInput."""
+    value = parse_whole_number(text, "--size", " of entries")
     if value < 1:
         raise BadInput(f"--size {text!r} must be at least 1 entry")
     if value > MAX_MAP_SIZE:
