@@ -27,6 +27,21 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def bpf_privileged() -> bool:
+    """Whether this process may load tracing BPF programs: CAP_BPF with CAP_PERFMON, or
+    CAP_SYS_ADMIN. Capabilities, not the uid: root without them cannot, and a process with
+    them can whatever its uid."""
+    caps = 0
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith("CapEff:"):
+            caps = int(line.split()[1], 16)
+    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
+    return has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))
+
+
 def jit_enabled() -> bool:
     return _read("/proc/sys/net/core/bpf_jit_enable", "0") != "0"
 
@@ -78,8 +93,9 @@ def checks() -> list[Check]:
     from . import build
 
     result = [
-        Check("root", os.geteuid() == 0,
-              "running as root" if os.geteuid() == 0 else "not root: BPF needs CAP_BPF and CAP_PERFMON"),
+        Check("privilege", bpf_privileged(),
+              "may load BPF programs" if bpf_privileged()
+              else "run as root: BPF needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN"),
         Check("kernel BTF", build.KERNEL_BTF.exists(),
               str(build.KERNEL_BTF) if build.KERNEL_BTF.exists() else "no /sys/kernel/btf/vmlinux"),
         Check("JIT", jit_enabled(), "bpf_jit_enable=" + _read("/proc/sys/net/core/bpf_jit_enable", "?"),
@@ -97,7 +113,7 @@ def checks() -> list[Check]:
         result.append(Check("libbpf binding", False, f"cannot import the cffi module: {exc}"))
         return result
     result.append(Check("libbpf", True, libbpf.libbpf_version()))
-    if os.geteuid() == 0:
+    if bpf_privileged():
         for name in ("hash", "bloom_filter", "task_storage", "lru_hash", "percpu_hash", "array"):
             ok = libbpf.probe_map_type(name)
             result.append(Check(f"map {name}", ok, "supported" if ok else "not supported by this kernel",

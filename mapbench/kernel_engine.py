@@ -20,7 +20,7 @@ import numpy as np
 
 from . import build, keys
 from ._libbpf import ffi, lib
-from .environment import load_avg_1m
+from .environment import bpf_privileged, load_avg_1m
 from .errors import MissingPrivilege
 from .libbpf import BpfObject
 from .workloads import CONTROL_MACRO, STRATEGIES, KernelSpec, bloom_fp_theory
@@ -62,8 +62,9 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
 
 
 def require_root() -> None:
-    if os.geteuid() != 0:
-        raise MissingPrivilege(f"the kernel engine loads BPF programs: run as root (euid is {os.geteuid()})")
+    if not bpf_privileged():
+        raise MissingPrivilege("mapbench loads BPF programs: run as root (it needs CAP_BPF and "
+                               f"CAP_PERFMON, or CAP_SYS_ADMIN; euid is {os.geteuid()})")
 
 
 class LoadedProgram:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._libbpf import ffi, lib
+from .environment import bpf_privileged
 from .errors import KernelRefused, MissingPrivilege
 
 lib.mb_log_capture()
@@ -45,7 +46,7 @@ def raise_for(rc: int, what: str) -> None:
     # 524 is the kernel's internal ENOTSUPP, which some map ops leak to user space
     reason = "not supported (ENOTSUPP)" if err == 524 else os.strerror(err)
     message = f"{what}: {reason} (errno {err})"
-    if err == 1 and os.geteuid() != 0:  # EPERM
+    if err == 1 and not bpf_privileged():  # EPERM
         raise MissingPrivilege(f"{message}; run as root (BPF needs CAP_BPF and CAP_PERFMON)")
     raise KernelRefused(message, errno=err, log=log)
 

@@ -138,15 +138,22 @@ def test_objects_are_closed_when_a_load_fails(monkeypatch):
 
 
 def test_bloom_filter_matches_the_fp_theory_of_the_filter_the_kernel_builds():
-    # 20k keys, all misses: the measured false-positive rate is a binomial estimate of theory.
+    # 20k keys, all misses. Each load hashes with a new seed, so one filter's rate scatters about
+    # theory by more than the binomial error of its lookups (sd 0.0038 at k=1, seen over 30
+    # loads): the mean of 8 loads is held to the binomial bound.
     from mapbench.workloads import bloom_fp_theory
 
+    loads = 8
     for k in (1, 3, 7):
         spec = KernelSpec("bloom", map_size=20000, hit_ratio=0.0, nr_hash_funcs=k)
-        with KernelPair(spec, 0) as pair:
-            r = pair.strategy.run(200000, 0)
-        measured, theory = r.filter_positives / r.ops, bloom_fp_theory(20000, k)
-        assert abs(measured - theory) < 4 * (theory * (1 - theory) / r.ops) ** 0.5 + 0.002, (k, measured, theory)
+        rates, draws = [], 0
+        for instance in range(loads):
+            with KernelPair(spec, instance) as pair:
+                r = pair.strategy.run(200000, 0)
+            rates.append(r.filter_positives / r.ops)
+            draws = r.ops
+        measured, theory = sum(rates) / loads, bloom_fp_theory(20000, k)
+        assert abs(measured - theory) < 4 * (theory * (1 - theory) / draws) ** 0.5 + 0.002, (k, rates, theory)
 
 
 def test_task_storage_in_many_maps_counts_every_get():
