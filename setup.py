@@ -4,7 +4,7 @@
 from setuptools import setup
 
 setup(
-    packages=["mapbench", "mapbench.bpf"],
+    packages=["mapbench", "mapbench.engines", "mapbench.bpf"],
     package_dir={"mapbench.bpf": "bpf"},
     package_data={"mapbench.bpf": ["*.c", "*.h"], "mapbench": ["*.c"]},
     cffi_modules=["mapbench/_build_libbpf.py:ffibuilder"],

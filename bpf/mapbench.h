@@ -18,10 +18,12 @@
 #define MB_PID_HASH 3
 #define MB_TASK_STORAGE 4
 
-/* Operations, chosen in .rodata. */
+/* Operations: chosen in .rodata by the programs; the syscall loops of the cffi module
+ * (mapbench/_native.c) use the same codes. */
 #define MB_OP_LOOKUP 0
 #define MB_OP_UPDATE 1
 #define MB_OP_GET 2
+#define MB_OP_DELETE 3
 
 /* hit_thresh is a fraction of this: a lookup hits when the low bits of the draw fall below it. */
 #define MB_HIT_SCALE (1u << 20)
@@ -41,6 +43,7 @@ struct mb_config {
 };
 
 #define MB_BLOOM_MAX_WORDS 16 /* 64-byte bloom elements at most */
+#define MB_MAX_TASK_MAPS 64   /* task-storage maps of the map-count family (storagecount.bpf.c) */
 
 /* Test-run context: raw_tp test_run hands ctx_in to the program as its u64 args. */
 struct mb_run_args {
@@ -52,6 +55,18 @@ struct mb_run_args {
 struct task_state {
 	__u64 last_seen;
 	__u64 count;
+};
+
+/* The attached engine (runqslower.bpf.c): whose delays go into the histogram, and the
+ * log2 histogram of run-queue delays in ns (slot i: [2^i, 2^(i+1))). */
+#define MB_NR_SLOTS 32
+
+struct mb_sched_config {
+	__u32 target_tgid; /* the load generator's thread group */
+};
+
+struct mb_sched_result {
+	__u64 delay_hist[MB_NR_SLOTS];
 };
 
 struct mb_result {

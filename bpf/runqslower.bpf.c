@@ -20,17 +20,11 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define TASK_RUNNING 0
-#define NR_SLOTS 32
 
-/* Every task's timestamps are kept, as runqslower does; only the delays of this thread group
+/* Every task's timestamps are kept, as runqslower does; only the delays of one thread group
  * (the load generator's) go into the histogram, so that the pair can be compared on them. */
-const volatile __u32 target_tgid = 0;
-
-/* log2 histogram of run-queue delays in ns (slot i: [2^i, 2^(i+1))); one struct, so that
- * its layout in .bss is fixed */
-struct {
-	__u64 delay_hist[NR_SLOTS];
-} res = {};
+const volatile struct mb_sched_config cfg = {};
+struct mb_sched_result res = {};
 
 #if MB_STORAGE == MB_PID_HASH
 struct {
@@ -70,7 +64,7 @@ static __always_inline void record(__u64 delta)
 {
 	__u32 slot = 0;
 
-	while (delta > 1 && slot < NR_SLOTS - 1) {
+	while (delta > 1 && slot < MB_NR_SLOTS - 1) {
 		delta >>= 1;
 		slot++;
 	}
@@ -98,7 +92,7 @@ static __always_inline void dequeue(struct task_struct *next)
 	ts = *tsp;
 	*tsp = 0;
 #endif
-	if (next->tgid == target_tgid)
+	if (next->tgid == cfg.target_tgid)
 		record(now - ts);
 #endif
 }

@@ -16,8 +16,6 @@
 #error "compile with -DMB_STORAGE=MB_CONTROL or MB_TASK_STORAGE"
 #endif
 
-#define MAX_MAPS 64
-
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct mb_config cfg = {};
@@ -39,7 +37,7 @@ S(48) S(49) S(50) S(51) S(52) S(53) S(54) S(55) S(56) S(57) S(58) S(59) S(60) S(
 #define V(n) [n] = &storage##n,
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, MAX_MAPS);
+	__uint(max_entries, MB_MAX_TASK_MAPS);
 	__type(key, __u32);
 	__array(values, struct storage);
 } storages SEC(".maps") = {

@@ -1,7 +1,8 @@
 """cffi (API mode) build of the thin libbpf binding, compiled at `pip install`.
 
 Only what mapbench calls is declared. Structs are declared with `...;` so that cffi takes
-their layout from the system headers (libbpf 1.1.2), not from a copy here. The native helpers
+their layout from the real headers (libbpf 1.1.2's, and bpf/mapbench.h for the kernel/user
+contract), and constants with `...` so that their values come from there too. The native helpers
 in _native.c exist because Python cannot do them well: capture libbpf's printf-style log (a
 va_list callback), and run element and batch syscall loops without the interpreter in the
 timing.
@@ -69,6 +70,7 @@ struct bpf_map_info {
     ...;
 };
 
+/* bpf/mapbench.h, the kernel/user contract: layouts and constants come from the header. */
 struct mb_config {
     __u64 seed;
     __u32 map_size;
@@ -80,22 +82,21 @@ struct mb_config {
     __u32 sequential;
     __u32 nr_maps;
     __u32 bloom_words;
+    ...;
 };
-
-struct mb_run_args {
-    __u64 nr_loops;
-    __u64 start;
-};
-
-struct mb_result {
-    __u64 elapsed_ns;
-    __u64 ops;
-    __u64 hits;
-    __u64 filter_positives;
-    __u64 checksum;
-};
-
+struct mb_run_args { __u64 nr_loops; __u64 start; ...; };
+struct mb_result { __u64 elapsed_ns; __u64 ops; __u64 hits; __u64 filter_positives; __u64 checksum; ...; };
+struct mb_sched_config { __u32 target_tgid; ...; };
+struct mb_sched_result { __u64 delay_hist[...]; ...; };
+#define MB_OP_LOOKUP ...
+#define MB_OP_UPDATE ...
+#define MB_OP_GET ...
+#define MB_OP_DELETE ...
 #define MB_HIT_SCALE ...
+#define MB_BLOOM_MAX_WORDS ...
+#define MB_MAX_TASK_MAPS ...
+#define MB_NR_SLOTS ...
+
 #define BPF_ANY ...
 #define BPF_NOEXIST ...
 #define BPF_EXIST ...
@@ -170,20 +171,30 @@ int bpf_map_create(int map_type, const char *map_name, __u32 key_size, __u32 val
                    __u32 max_entries, const struct bpf_map_create_opts *opts);
 
 /* native helpers: mapbench/_native.c */
-#define MB_LOOKUP ...
-#define MB_UPDATE ...
-#define MB_DELETE ...
+struct mb_io {
+    int fd;
+    const void *keys;
+    const void *values;
+    void *out_keys;
+    void *out_values;
+    size_t n;
+    __u32 batch;
+    size_t key_size;
+    size_t value_size;
+    __u64 flags;
+    __u64 elapsed_ns;
+    size_t done;
+    size_t missing;
+    __u64 calls;
+    __u64 retries;
+    ...;
+};
+struct mb_syscall_op { const char *driver; const char *op; int empties; int walks; ...; };
+const struct mb_syscall_op *mb_syscall_op(int index);
+int mb_syscall_run(int index, struct mb_io *io);
 void mb_log_capture(void);
 size_t mb_log_take(char *buf, size_t size);
 int mb_pidfd_open(int pid);
-int mb_elem_loop(int fd, int op, const void *keys, void *values, size_t n, size_t key_size,
-                 size_t value_size, __u64 flags, __u64 *elapsed_ns, size_t *missing);
-int mb_lookup_walk(int fd, int and_delete, void *keys, void *values, size_t capacity,
-                   __u32 batch, size_t key_size, size_t value_size, __u64 *elapsed_ns,
-                   size_t *found, __u64 *retries, __u64 *calls);
-int mb_batch_loop(int fd, int op, const void *keys, const void *values, size_t n, __u32 batch,
-                  size_t key_size, size_t value_size, __u64 elem_flags, __u64 *elapsed_ns,
-                  size_t *done, __u64 *calls);
 long long mb_pingpong(int nr_tasks, double seconds);
 """
 )

@@ -16,9 +16,34 @@
 #include <bpf/libbpf.h>
 #include "mapbench.h"
 
-#define MB_LOOKUP 0
-#define MB_UPDATE 1
-#define MB_DELETE 2
+/* One call of a syscall loop: what goes in, and what the loop reports. */
+struct mb_io {
+	int fd;
+	const void *keys;  /* NULL: a map without keys (bloom filter) */
+	const void *values;
+	void *out_keys;    /* lookups write here */
+	void *out_values;
+	size_t n;          /* elements; for walks, the slots of the out buffers */
+	__u32 batch;       /* entries per batch call */
+	size_t key_size;
+	size_t value_size; /* of one element as user space sees it (per-CPU: every CPU's value) */
+	__u64 flags;
+	__u64 elapsed_ns;  /* out */
+	size_t done;       /* out: elements processed (walks: found) */
+	size_t missing;    /* out: ENOENT of single lookups and deletes */
+	__u64 calls;       /* out: syscalls made */
+	__u64 retries;     /* out: walks, calls retried larger after ENOSPC */
+};
+
+typedef int (*mb_loop_fn)(struct mb_io *io);
+
+struct mb_syscall_op {
+	const char *driver;
+	const char *op;
+	int empties;
+	int walks;
+	mb_loop_fn run;
+};
 
 /* libbpf's log (verifier messages included) goes to a buffer the loader can show. */
 static char mb_log[1 << 16];
@@ -65,89 +90,88 @@ static __u64 mb_now_ns(void)
 }
 
 /*
- * One syscall per element over n elements, timed as a whole. keys may be NULL for maps
- * without keys (bloom filter: the value is the element). A lookup or delete of an absent key
- * (ENOENT) is counted in *missing; any other failure stops the loop and is returned as -errno.
+ * The syscall engine's loops (docs/method.md, "syscall engine"). Each times itself as a whole
+ * with CLOCK_MONOTONIC. keys may be NULL for maps without keys (bloom filter: the value is
+ * the element). Loops that read write into out_keys/out_values, buffers the caller allocated
+ * once, so that no page is touched for the first time inside the timing.
  */
-int mb_elem_loop(int fd, int op, const void *keys, void *values, size_t n, size_t key_size,
-		 size_t value_size, __u64 flags, __u64 *elapsed_ns, size_t *missing)
+static int mb_elem_loop(struct mb_io *io, int op)
 {
-	const char *k = keys;
-	char *v = values;
+	const char *k = io->keys;
+	const char *v = io->values;
+	char *out = io->out_values;
 	size_t i, absent = 0;
 	int rc = 0, err = 0;
 	__u64 t0 = mb_now_ns();
 
-	for (i = 0; i < n; i++) {
-		const void *key = k ? k + i * key_size : NULL;
+	for (i = 0; i < io->n; i++) {
+		const void *key = k ? k + i * io->key_size : NULL;
 
-		switch (op) {
-		case MB_LOOKUP:
-			rc = bpf_map_lookup_elem(fd, key, v + i * value_size);
-			break;
-		case MB_UPDATE:
-			rc = bpf_map_update_elem(fd, key, v + i * value_size, flags);
-			break;
-		case MB_DELETE:
-			rc = bpf_map_delete_elem(fd, key);
-			break;
-		default:
-			rc = -EINVAL;
-		}
-		if (rc == -ENOENT && op != MB_UPDATE) {
-			absent++;
+		if (op == MB_OP_LOOKUP)
+			rc = bpf_map_lookup_elem(io->fd, key, out + i * io->value_size);
+		else if (op == MB_OP_UPDATE)
+			rc = bpf_map_update_elem(io->fd, key, v + i * io->value_size, io->flags);
+		else
+			rc = bpf_map_delete_elem(io->fd, key);
+		if (rc == -ENOENT && op != MB_OP_UPDATE) {
+			absent++; /* an absent key is a finding, not a failure */
 		} else if (rc < 0) {
 			err = rc;
 			break;
 		}
 	}
-	*elapsed_ns = mb_now_ns() - t0;
-	*missing = absent;
+	io->elapsed_ns = mb_now_ns() - t0;
+	io->done = i;
+	io->missing = absent;
+	io->calls = i + (err ? 1 : 0);
 	return err;
 }
 
+static int mb_elem_lookup(struct mb_io *io) { return mb_elem_loop(io, MB_OP_LOOKUP); }
+static int mb_elem_update(struct mb_io *io) { return mb_elem_loop(io, MB_OP_UPDATE); }
+static int mb_elem_delete(struct mb_io *io) { return mb_elem_loop(io, MB_OP_DELETE); }
+
 /*
  * A whole-map walk with BPF_MAP_LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH), `batch` entries
- * asked per call. The kernel answers ENOSPC when a hash bucket holds more entries than asked
- * for: the call is retried with twice the count (counted in *retries). ENOENT ends the walk
- * while the count it returned is still valid. The in/out token is 8 bytes (hash maps use a
- * u32 bucket index, arrays a u32 key).
+ * asked per call, into out buffers of io->n slots. The kernel answers ENOSPC when a hash
+ * bucket holds more entries than asked for: the call is retried with twice the count, for
+ * this call only (counted in retries). ENOENT ends the walk while the count it returned is
+ * still valid. The in/out token is 8 bytes (hash maps use a u32 bucket index, arrays a u32 key).
  */
-int mb_lookup_walk(int fd, int and_delete, void *keys, void *values, size_t capacity,
-		   __u32 batch, size_t key_size, size_t value_size, __u64 *elapsed_ns,
-		   size_t *found, __u64 *retries, __u64 *calls)
+static int mb_lookup_walk(struct mb_io *io, int and_delete)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
-	__u64 token_in = 0, token_out = 0, nr_retries = 0, nr_calls = 0;
-	char *k = keys, *v = values;
+	__u64 token_in = 0, token_out = 0;
+	char *k = io->out_keys, *v = io->out_values;
 	size_t got = 0;
 	bool first = true;
 	int rc, err = 0;
 	__u64 t0 = mb_now_ns();
 
+	io->retries = io->calls = 0;
 	for (;;) {
-		size_t room = capacity - got;
-		__u32 ask = batch < room ? batch : (__u32)room;
+		size_t room = io->n - got;
+		__u32 ask = io->batch < room ? io->batch : (__u32)room;
 		__u32 count;
 
 		if (ask == 0) {
 			err = -ENOSPC; /* more entries than the buffers hold */
 			break;
 		}
-		for (;;) { /* a larger count for this call only; the next asks for `batch` again */
+		for (;;) {
 			count = ask;
 			if (and_delete)
-				rc = bpf_map_lookup_and_delete_batch(fd, first ? NULL : &token_in,
-								     &token_out, k + got * key_size,
-								     v + got * value_size, &count, &opts);
+				rc = bpf_map_lookup_and_delete_batch(io->fd, first ? NULL : &token_in,
+								     &token_out, k + got * io->key_size,
+								     v + got * io->value_size, &count, &opts);
 			else
-				rc = bpf_map_lookup_batch(fd, first ? NULL : &token_in, &token_out,
-							  k + got * key_size, v + got * value_size,
+				rc = bpf_map_lookup_batch(io->fd, first ? NULL : &token_in, &token_out,
+							  k + got * io->key_size, v + got * io->value_size,
 							  &count, &opts);
-			nr_calls++;
+			io->calls++;
 			if (rc != -ENOSPC || ask >= room)
 				break;
-			nr_retries++;
+			io->retries++;
 			ask = (size_t)ask * 2 < room ? ask * 2 : (__u32)room;
 		}
 		if (rc < 0 && rc != -ENOENT) {
@@ -160,45 +184,74 @@ int mb_lookup_walk(int fd, int and_delete, void *keys, void *values, size_t capa
 		token_in = token_out;
 		first = false;
 	}
-	*elapsed_ns = mb_now_ns() - t0;
-	*found = got;
-	*retries = nr_retries;
-	*calls = nr_calls;
+	io->elapsed_ns = mb_now_ns() - t0;
+	io->done = got;
 	return err;
 }
 
-/*
- * BPF_MAP_UPDATE_BATCH or BPF_MAP_DELETE_BATCH over n elements, `batch` per call. Returns 0
- * or -errno; *done counts the elements the kernel reported as processed.
- */
-int mb_batch_loop(int fd, int op, const void *keys, const void *values, size_t n, __u32 batch,
-		  size_t key_size, size_t value_size, __u64 elem_flags, __u64 *elapsed_ns,
-		  size_t *done, __u64 *calls)
+static int mb_batch_lookup(struct mb_io *io) { return mb_lookup_walk(io, 0); }
+static int mb_batch_lookup_and_delete(struct mb_io *io) { return mb_lookup_walk(io, 1); }
+
+/* BPF_MAP_UPDATE_BATCH or BPF_MAP_DELETE_BATCH over n elements, `batch` per call; done counts
+ * the elements of whole calls (an unsupported op leaves count as it was). */
+static int mb_write_batches(struct mb_io *io, int op)
 {
-	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = elem_flags);
-	const char *k = keys, *v = values;
+	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = io->flags);
+	const char *k = io->keys, *v = io->values;
 	size_t at = 0;
-	__u64 nr_calls = 0;
 	int rc = 0;
 	__u64 t0 = mb_now_ns();
 
-	while (at < n) {
-		__u32 count = n - at < batch ? (__u32)(n - at) : batch;
+	io->calls = 0;
+	while (at < io->n) {
+		__u32 count = io->n - at < io->batch ? (__u32)(io->n - at) : io->batch;
 
-		if (op == MB_UPDATE)
-			rc = bpf_map_update_batch(fd, k + at * key_size, v + at * value_size, &count,
-						  &opts);
+		if (op == MB_OP_UPDATE)
+			rc = bpf_map_update_batch(io->fd, k + at * io->key_size, v + at * io->value_size,
+						  &count, &opts);
 		else
-			rc = bpf_map_delete_batch(fd, k + at * key_size, &count, &opts);
-		nr_calls++;
-		if (rc < 0) /* unsupported ops leave count as it was: trust only whole calls */
+			rc = bpf_map_delete_batch(io->fd, k + at * io->key_size, &count, &opts);
+		io->calls++;
+		if (rc < 0)
 			break;
 		at += count;
 	}
-	*elapsed_ns = mb_now_ns() - t0;
-	*done = at;
-	*calls = nr_calls;
+	io->elapsed_ns = mb_now_ns() - t0;
+	io->done = at;
 	return rc < 0 ? rc : 0;
+}
+
+static int mb_batch_update(struct mb_io *io) { return mb_write_batches(io, MB_OP_UPDATE); }
+static int mb_batch_delete(struct mb_io *io) { return mb_write_batches(io, MB_OP_DELETE); }
+
+/*
+ * The one table of syscall ops: a new op is its loop above plus one line here. `empties`: the
+ * op leaves the map empty, so the engine refills it (untimed) after each pass; `walks`: the op
+ * finds the entries itself (no keys in), into the out buffers.
+ */
+static const struct mb_syscall_op mb_syscall_ops[] = {
+	{ "elem", "lookup", 0, 0, mb_elem_lookup },
+	{ "elem", "update", 0, 0, mb_elem_update },
+	{ "elem", "delete", 1, 0, mb_elem_delete },
+	{ "batch", "lookup", 0, 1, mb_batch_lookup },
+	{ "batch", "lookup_and_delete", 1, 1, mb_batch_lookup_and_delete },
+	{ "batch", "update", 0, 0, mb_batch_update },
+	{ "batch", "delete", 1, 0, mb_batch_delete },
+};
+
+const struct mb_syscall_op *mb_syscall_op(int index)
+{
+	if (index < 0 || index >= (int)(sizeof(mb_syscall_ops) / sizeof(mb_syscall_ops[0])))
+		return NULL;
+	return &mb_syscall_ops[index];
+}
+
+/* Run op `index` once over io; 0 or -errno (ENOENT of single lookups/deletes is io->missing). */
+int mb_syscall_run(int index, struct mb_io *io)
+{
+	const struct mb_syscall_op *op = mb_syscall_op(index);
+
+	return op ? op->run(io) : -EINVAL;
 }
 
 /*

@@ -56,8 +56,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _tool(name: str, *fallbacks: str) -> str:
-    for candidate in (os.environ.get(f"MAPBENCH_{name.upper()}"), name, *fallbacks):
+FALLBACKS = {"clang": ("clang-14",)}  # Debian 12's versioned name, when no plain clang is on PATH
+
+
+def tool(name: str) -> str:
+    for candidate in (os.environ.get(f"MAPBENCH_{name.upper()}"), name, *FALLBACKS.get(name, ())):
         if candidate and shutil.which(candidate):
             return candidate
     raise EnvironmentProblem(
@@ -67,7 +70,7 @@ def _tool(name: str, *fallbacks: str) -> str:
 
 @functools.cache
 def clang_version() -> str:
-    out = subprocess.run([_tool("clang", "clang-14"), "--version"], capture_output=True, text=True)
+    out = subprocess.run([tool("clang"), "--version"], capture_output=True, text=True)
     return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
 
 
@@ -89,7 +92,7 @@ def vmlinux_header() -> Path:
     header = cache_dir() / f"vmlinux-{btf_hash}" / "vmlinux.h"
     if not header.exists():
         header.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [_tool("bpftool"), "btf", "dump", "file", str(KERNEL_BTF), "format", "c"]
+        cmd = [tool("bpftool"), "btf", "dump", "file", str(KERNEL_BTF), "format", "c"]
         out = subprocess.run(cmd, capture_output=True)
         if out.returncode != 0:
             raise BuildFailed("bpftool could not dump the kernel BTF", out.stderr.decode())
@@ -97,10 +100,15 @@ def vmlinux_header() -> Path:
     return header
 
 
-def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltObject:
-    """Compile bpf/<source> with -DMB_STORAGE=<storage> for BPF ISA <isa> (cached)."""
+def check_isa(isa: str) -> str:
     if isa not in ISAS:
         raise BadInput(f"--isa {isa!r} is not a BPF ISA: use one of {', '.join(ISAS)}")
+    return isa
+
+
+def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltObject:
+    """Compile bpf/<source> with -DMB_STORAGE=<storage> for BPF ISA <isa> (cached)."""
+    check_isa(isa)
     src_dir = source_dir()
     src = src_dir / source
     header = vmlinux_header()
@@ -123,7 +131,7 @@ def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltOb
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             tmp_obj = Path(tmp) / out.name
-            cmd = [_tool("clang", "clang-14"), *flags, f"-I{header.parent}", f"-I{src_dir}",
+            cmd = [tool("clang"), *flags, f"-I{header.parent}", f"-I{src_dir}",
                    "-c", str(src), "-o", str(tmp_obj)]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:

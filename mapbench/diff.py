@@ -1,6 +1,15 @@
-"""Compare two result sets: a change is called only when it is larger than the noise threshold
-AND significant (Mann-Whitney U, Holm-corrected across every matched configuration), as asv and
-criterion do. Environments must match (host, kernel, ...) unless forced."""
+"""Compare two result sets, configuration by configuration (docs/method.md, "Diff").
+
+The independent units are loads: samples of one load share its maps and hash seeds. Per
+configuration the change is d = log(median new / median base); its standard error comes from
+the spread of per-load log medians, moderated (Smyth 2004) by the typical spread of the
+engine's other configurations, so that two loads a side still give a usable estimate. A
+change is called when it is significantly larger than the threshold (a minimum-effect t test,
+H0: |d| <= log(1 + threshold)) after Holm correction across every matched configuration.
+Each configuration also gets the smallest change it could have called; where that is larger
+than the resolution asked for, a change that was not called is "inconclusive", not
+"unchanged".
+"""
 
 from __future__ import annotations
 
@@ -11,19 +20,22 @@ import pandas as pd
 from scipy import stats as sps
 
 from .errors import BadInput
-from .results import CONFIG_KEYS
-from .stats import bootstrap_medians
+from .results import CONFIG_KEYS, ENV_KEYS, config_key, measured
+from .summary import load_ids
 
-ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
-            "libbpf_version"]
 MUST_MATCH = ["host", "kernel_release"]  # comparing across these needs --force
-BOOTSTRAP_RESAMPLES = 2000
+# From A/A runs of the default bench on this kind of VM (docs/method.md, "Diff"): the largest
+# change between two runs of the same code that the statistics alone did not explain.
+DEFAULT_THRESHOLD = 0.10
+DEFAULT_ALPHA = 0.01
+DEFAULT_RESOLUTION = 1.3  # a configuration that could not call a 1.3x change is inconclusive
+PRIOR_DF = 8  # weight of the engine's typical load-to-load variance, in degrees of freedom
 
 
 @dataclass(frozen=True)
 class Change:
     config: dict
-    verdict: str  # slower | faster | unchanged | only in base | only in new
+    verdict: str  # slower | faster | unchanged | inconclusive | only in base | only in new
     base_median: float | None = None
     new_median: float | None = None
     ratio: float | None = None  # new / base medians: > 1 is slower
@@ -31,8 +43,12 @@ class Change:
     ratio_ci_high: float | None = None
     p_value: float | None = None
     p_holm: float | None = None
+    detectable: float | None = None  # the smallest slowdown (ratio) this configuration could call
+    base_loads: int = 0
+    new_loads: int = 0
     base_samples: int = 0
     new_samples: int = 0
+    reason: str = ""
 
     def as_dict(self) -> dict:
         return {**self.config, **{k: v for k, v in asdict(self).items() if k != "config"}}
@@ -42,10 +58,17 @@ class Change:
 class DiffResult:
     changes: list[Change]
     env_differences: dict[str, tuple[list, list]]
+    threshold: float
+    alpha: float
+    resolution: float
 
     @property
     def regressions(self) -> list[Change]:
         return [c for c in self.changes if c.verdict == "slower"]
+
+    def counts(self) -> dict[str, int]:
+        verdicts = ("slower", "faster", "unchanged", "inconclusive", "only in base", "only in new")
+        return {v: sum(c.verdict == v for c in self.changes) for v in verdicts}
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -60,29 +83,28 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def ratio_ci(base: np.ndarray, new: np.ndarray, rng: np.random.Generator, confidence: float = 0.95,
-             base_groups: np.ndarray | None = None, new_groups: np.ndarray | None = None) -> tuple[float, float]:
-    """Percentile bootstrap CI of median(new) / median(base), resampling both sides by load
-    first (stats.bootstrap_medians), so that load-to-load spread widens it."""
-    b = bootstrap_medians(base, base_groups, rng, BOOTSTRAP_RESAMPLES)
-    n = bootstrap_medians(new, new_groups, rng, BOOTSTRAP_RESAMPLES)
-    ratios = n / b
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return float(low), float(high)
+@dataclass
+class _Side:
+    values: np.ndarray
+    load_log_medians: np.ndarray | None  # None: some load's median is not positive
+
+    @classmethod
+    def of(cls, g: pd.DataFrame) -> _Side:
+        medians = g.groupby(load_ids(g).to_numpy())["ns_per_op"].median().to_numpy()
+        return cls(g["ns_per_op"].to_numpy(dtype=float), np.log(medians) if np.all(medians > 0) else None)
+
+    @property
+    def loads(self) -> int:
+        return 0 if self.load_log_medians is None else len(self.load_log_medians)
+
+    def sum_squares(self) -> float:
+        x = self.load_log_medians
+        return float(np.sum((x - x.mean()) ** 2))
 
 
-def _measured(df: pd.DataFrame) -> pd.DataFrame:
-    return df[(df["strategy"] != "control") & (~df["warmup"].astype(bool)) & (df["status"] == "ok")]
-
-
-def _groups(df: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
-    """Per configuration: its samples and the load (run, instance) each came from."""
-    keys = [k for k in CONFIG_KEYS if k in df.columns]
-    return {tuple(None if pd.isna(v) else v for v in config):
-            (g["ns_per_op"].to_numpy(dtype=float),
-             (g["run_id"].astype(str) + "/" + g["instance"].fillna(0).astype(int).astype(str)).to_numpy())
-            for config, g in df.groupby(keys, dropna=False, sort=True)}
+def _groups(df: pd.DataFrame) -> dict[tuple, _Side]:
+    return {config_key(dict(zip(CONFIG_KEYS, config))): _Side.of(g)
+            for config, g in measured(df).groupby(CONFIG_KEYS, dropna=False, sort=True)}
 
 
 def env_differences(base: pd.DataFrame, new: pd.DataFrame) -> dict[str, tuple[list, list]]:
@@ -95,48 +117,85 @@ def env_differences(base: pd.DataFrame, new: pd.DataFrame) -> dict[str, tuple[li
     return out
 
 
-def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = 0.05, alpha: float = 0.01,
-         force: bool = False, seed: int = 0) -> DiffResult:
+def _prior_variances(pairs: dict[tuple, tuple[_Side, _Side]]) -> dict[str, float]:
+    """Per engine: the median load-to-load variance of log medians over its configurations."""
+    by_engine: dict[str, list[float]] = {}
+    engine_at = CONFIG_KEYS.index("engine")
+    for config, (a, b) in pairs.items():
+        df = a.loads + b.loads - 2
+        if a.loads and b.loads and df > 0:
+            by_engine.setdefault(config[engine_at], []).append((a.sum_squares() + b.sum_squares()) / df)
+    return {engine: float(np.median(v)) for engine, v in by_engine.items()}
+
+
+def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
+         alpha: float = DEFAULT_ALPHA, resolution: float = DEFAULT_RESOLUTION, force: bool = False) -> DiffResult:
     if not 0 <= threshold < 1:
         raise BadInput(f"--threshold {threshold} is outside [0, 1)")
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha} is outside (0, 1)")
+    if not resolution > 1:
+        raise BadInput(f"--resolution {resolution} must be above 1 (a ratio, e.g. 1.3)")
     envs = env_differences(base, new)
     blocking = [k for k in MUST_MATCH if k in envs]
     if blocking and not force:
         k = blocking[0]
         raise BadInput(f"the results come from different machines ({k}: {', '.join(envs[k][0])} vs "
                        f"{', '.join(envs[k][1])}); pass --force to compare them anyway")
-    a_groups, b_groups = _groups(_measured(base)), _groups(_measured(new))
+    a_groups, b_groups = _groups(base), _groups(new)
     shared = sorted(set(a_groups) & set(b_groups), key=str)
     if not shared:
         raise BadInput("the two result sets share no configuration: nothing to compare")
-    keys = [k for k in CONFIG_KEYS if k in base.columns]
-    rng = np.random.default_rng(seed)
-    p_values = []
-    for config in shared:
-        (a, _), (b, _) = a_groups[config], b_groups[config]
-        if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0 and a[0] == b[0]):
-            p_values.append(1.0)
-        else:
-            p_values.append(float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue))
+    pairs = {c: (a_groups[c], b_groups[c]) for c in shared}
+    prior = _prior_variances(pairs)
+    delta = np.log1p(threshold)
+    tests = []  # (config, d, se, df) or (config, reason)
+    for config, (a, b) in pairs.items():
+        ma, mb = float(np.median(a.values)), float(np.median(b.values))
+        engine = config[CONFIG_KEYS.index("engine")]
+        if ma <= 0 or mb <= 0 or not a.loads or not b.loads:
+            tests.append((config, "a median at or below zero (net of its control): no ratio to test"))
+            continue
+        df_own = a.loads + b.loads - 2
+        s2_own = (a.sum_squares() + b.sum_squares()) / df_own if df_own > 0 else None
+        s2_prior = prior.get(engine)
+        if s2_own is None and s2_prior is None:
+            tests.append((config, "one load a side, and no other configuration of the engine to "
+                                  "borrow a load-to-load spread from"))
+            continue
+        weights = [(PRIOR_DF, s2_prior), (df_own, s2_own)]
+        df = sum(w for w, s2 in weights if s2 is not None)
+        s2 = sum(w * s2 for w, s2 in weights if s2 is not None) / df
+        se = float(np.sqrt(s2 * (1 / a.loads + 1 / b.loads)))
+        tests.append((config, float(np.log(mb / ma)), se, df))
+    p_values = [sps.t.sf((abs(t[1]) - delta) / t[2], t[3]) if len(t) == 4 and t[2] > 0
+                else (0.0 if len(t) == 4 and abs(t[1]) > delta else 1.0) for t in tests]
     adjusted = holm(p_values)
+    m = len(tests)
     changes = []
-    for config, p, p_adj in zip(shared, p_values, adjusted):
-        (a, a_loads), (b, b_loads) = a_groups[config], b_groups[config]
-        ma, mb = float(np.median(a)), float(np.median(b))
-        ratio = mb / ma if ma > 0 else float("inf")
-        low, high = ratio_ci(a, b, rng, base_groups=a_loads, new_groups=b_loads) if ma > 0 else (ratio, ratio)
-        verdict = "unchanged"
-        # Called only when significant after Holm AND the whole 95 % CI of the ratio (resampled
-        # by load) lies beyond the threshold: on a VM, whole runs drift by a few per cent, more
-        # than the samples of one run show, so a point estimate past 5 % is not enough.
-        if p_adj < alpha and (low > 1 + threshold or high < 1 - threshold):
-            verdict = "slower" if ratio > 1 else "faster"
-        changes.append(Change(dict(zip(keys, config)), verdict, ma, mb, ratio, low, high, p, p_adj,
-                              len(a), len(b)))
+    for test, p, p_adj in zip(tests, p_values, adjusted):
+        config = test[0]
+        a, b = pairs[config]
+        fields = dict(zip(CONFIG_KEYS, config))
+        common = dict(base_median=float(np.median(a.values)), new_median=float(np.median(b.values)),
+                      base_loads=a.loads, new_loads=b.loads, base_samples=len(a.values), new_samples=len(b.values))
+        if len(test) == 2:
+            changes.append(Change(fields, "inconclusive", reason=test[1], **common))
+            continue
+        _, d, se, df = test
+        half = sps.t.ppf(0.975, df) * se
+        detectable = float(np.exp(delta + sps.t.isf(alpha / m, df) * se))
+        if p_adj < alpha:
+            verdict = "slower" if d > 0 else "faster"
+        else:
+            verdict = "unchanged" if detectable <= resolution else "inconclusive"
+        changes.append(Change(fields, verdict, ratio=float(np.exp(d)), ratio_ci_low=float(np.exp(d - half)),
+                              ratio_ci_high=float(np.exp(d + half)), p_value=float(p), p_holm=float(p_adj),
+                              detectable=detectable, **common,
+                              reason="" if verdict != "inconclusive" else
+                              f"could call only a change of {detectable:.2f}x or more"))
     for side, only in (("only in base", set(a_groups) - set(b_groups)),
                        ("only in new", set(b_groups) - set(a_groups))):
         for config in sorted(only, key=str):
-            changes.append(Change(dict(zip(keys, config)), side))
-    return DiffResult(changes, envs)
+            changes.append(Change(dict(zip(CONFIG_KEYS, config)), side))
+    return DiffResult(changes, envs, threshold, alpha, resolution)

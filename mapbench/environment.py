@@ -7,7 +7,6 @@ import os
 import platform
 import socket
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
@@ -61,11 +60,22 @@ def load_avg_1m() -> float:
     return os.getloadavg()[0]
 
 
+def libbpf_version() -> str:
+    """The loaded libbpf's full version: its file name in our mappings (libbpf.so.1.1.2) says
+    the patch level, which libbpf's own API (major, minor) does not."""
+    from ._libbpf import lib  # loads libbpf.so into this process
+
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        name = line.rsplit("/", 1)[-1]
+        if name.startswith("libbpf.so."):
+            return name.removeprefix("libbpf.so.")
+    return f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
+
+
 @functools.cache
 def run_environment() -> dict:
-    """The environment columns of every result row (DESIGN section 4)."""
+    """The environment columns of every result row (results.ENV_KEYS)."""
     from .build import clang_version
-    from .libbpf import libbpf_version
 
     return {
         "mapbench_version": __version__,
@@ -78,44 +88,3 @@ def run_environment() -> dict:
         "clang_version": clang_version(),
         "libbpf_version": libbpf_version(),
     }
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    required: bool = True
-
-
-def checks() -> list[Check]:
-    """Can this machine run mapbench, and if not, why not."""
-    from . import build
-
-    result = [
-        Check("privilege", bpf_privileged(),
-              "may load BPF programs" if bpf_privileged()
-              else "run as root: BPF needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN"),
-        Check("kernel BTF", build.KERNEL_BTF.exists(),
-              str(build.KERNEL_BTF) if build.KERNEL_BTF.exists() else "no /sys/kernel/btf/vmlinux"),
-        Check("JIT", jit_enabled(), "bpf_jit_enable=" + _read("/proc/sys/net/core/bpf_jit_enable", "?"),
-              required=False),
-    ]
-    for tool in ("clang", "bpftool"):
-        try:
-            build._tool(tool, "clang-14") if tool == "clang" else build._tool(tool)
-            result.append(Check(tool, True, build.clang_version() if tool == "clang" else "found"))
-        except Exception as exc:  # noqa: BLE001 - the message is the finding
-            result.append(Check(tool, False, str(exc)))
-    try:
-        from . import libbpf
-    except ImportError as exc:
-        result.append(Check("libbpf binding", False, f"cannot import the cffi module: {exc}"))
-        return result
-    result.append(Check("libbpf", True, libbpf.libbpf_version()))
-    if bpf_privileged():
-        for name in ("hash", "bloom_filter", "task_storage", "lru_hash", "percpu_hash", "array"):
-            ok = libbpf.probe_map_type(name)
-            result.append(Check(f"map {name}", ok, "supported" if ok else "not supported by this kernel",
-                                required=name in ("hash", "bloom_filter", "task_storage")))
-    return result

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .workloads import HIT_SCALE
+from ._libbpf import lib
+
+HIT_SCALE = lib.MB_HIT_SCALE
 
 _U64 = np.uint64
 

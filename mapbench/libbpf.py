@@ -24,7 +24,9 @@ BPF_MAP_TYPE = {
     "hash": 1,
     "array": 2,
     "percpu_hash": 5,
+    "percpu_array": 6,
     "lru_hash": 9,
+    "lru_percpu_hash": 10,
     "task_storage": 29,
     "bloom_filter": 30,
 }
@@ -49,16 +51,6 @@ def raise_for(rc: int, what: str) -> None:
     if err == 1 and not bpf_privileged():  # EPERM
         raise MissingPrivilege(f"{message}; run as root (BPF needs CAP_BPF and CAP_PERFMON)")
     raise KernelRefused(message, errno=err, log=log)
-
-
-def libbpf_version() -> str:
-    """The loaded libbpf's full version: its file name in our mappings (libbpf.so.1.1.2) says
-    the patch level, which libbpf's own API (major, minor) does not."""
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        name = line.rsplit("/", 1)[-1]
-        if name.startswith("libbpf.so."):
-            return name.removeprefix("libbpf.so.")
-    return f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"
 
 
 def possible_cpus() -> int:
@@ -123,70 +115,60 @@ class MapOps:
         raise_for(rc, f"deleting from map {self.name}")
         return True
 
-    def elem_loop(self, op: int, keys, values, flags: int = 0) -> tuple[int, int]:
-        """One syscall per element (lib.MB_LOOKUP/UPDATE/DELETE), looped in native code.
-        `keys` is None for maps without keys. Returns (elapsed ns, absent count)."""
-        n = len(values) if keys is None else len(keys)
-        elapsed = ffi.new("__u64 *")
-        missing = ffi.new("size_t *")
-        key_ptr = ffi.NULL if keys is None else ffi.from_buffer(keys)
-        value_ptr = ffi.NULL if values is None else ffi.from_buffer(values)
-        rc = lib.mb_elem_loop(self.fd, op, key_ptr, value_ptr, n, self.key_size,
-                              self.elem_value_bytes, flags, elapsed, missing)
-        raise_for(rc, f"{_OP_NAMES[op]} of map {self.name} element by element")
-        return elapsed[0], missing[0]
+    def run(self, op: SyscallOp, n: int, keys=None, values=None, out_keys=None, out_values=None,
+            batch: int = 1, flags: int = 0) -> Timing:
+        """One timed pass of a native syscall loop (_native.c) over n elements; buffers are numpy
+        arrays (or any contiguous buffer) passed without a copy. Walks write up to n entries
+        into out_keys/out_values. Failures other than an absent key raise KernelRefused."""
+        io = ffi.new("struct mb_io *")
+        io.fd, io.n, io.batch, io.flags = self.fd, n, min(batch, 2**32 - 1), flags
+        io.key_size, io.value_size = self.key_size, self.elem_value_bytes
+        keep = [ffi.from_buffer(b) if b is not None else ffi.NULL
+                for b in (keys, values, out_keys, out_values)]
+        io.keys, io.values, io.out_keys, io.out_values = keep
+        rc = lib.mb_syscall_run(op.index, io)
+        raise_for(rc, f"{op.driver} {op.op} of map {self.name} ({io.done} of {n} done)")
+        return Timing(io.elapsed_ns, io.done, io.missing, io.calls, io.retries)
 
-    def update_batch(self, keys, values, batch_size: int | None = None, flags: int = 0) -> tuple[int, int]:
-        """BPF_MAP_UPDATE_BATCH in calls of batch_size; returns (elapsed ns, calls)."""
-        return self._batch_loop(lib.MB_UPDATE, keys, values, batch_size, flags)
+    def update_batch(self, keys, values, batch: int = 1 << 16) -> Timing:
+        """Fill: BPF_MAP_UPDATE_BATCH over every key, `batch` per call."""
+        return self.run(SYSCALL_OPS["batch", "update"], len(keys), keys, values, batch=batch)
 
-    def delete_batch(self, keys, batch_size: int | None = None) -> tuple[int, int]:
-        """BPF_MAP_DELETE_BATCH in calls of batch_size; returns (elapsed ns, calls)."""
-        return self._batch_loop(lib.MB_DELETE, keys, None, batch_size, 0)
-
-    def _batch_loop(self, op, keys, values, batch_size, flags):
-        n = len(keys)
-        elapsed, done, calls = ffi.new("__u64 *"), ffi.new("size_t *"), ffi.new("__u64 *")
-        value_ptr = ffi.NULL if values is None else ffi.from_buffer(values)
-        rc = lib.mb_batch_loop(self.fd, op, ffi.from_buffer(keys), value_ptr, n,
-                               min(batch_size or n, 2**32 - 1) or 1, self.key_size,
-                               self.elem_value_bytes, flags, elapsed, done, calls)
-        raise_for(rc, f"batch {_OP_NAMES[op]} of map {self.name} ({done[0]} of {n} done)")
-        return elapsed[0], calls[0]
-
-    def lookup_walk(self, capacity: int, batch_size: int, delete: bool = False) -> BatchWalk:
-        """Every entry (at most `capacity`), by BPF_MAP_LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH)
-        calls of batch_size."""
-        import numpy as np
-
-        # One slot more than the map can hold: a walk that filled exactly `capacity` slots
-        # still needs room for the call that answers ENOENT (end of map).
-        capacity += 1
-        keys = np.empty(capacity * self.key_size, dtype=np.uint8)
-        values = np.empty(capacity * self.elem_value_bytes, dtype=np.uint8)
-        elapsed, found = ffi.new("__u64 *"), ffi.new("size_t *")
-        retries, calls = ffi.new("__u64 *"), ffi.new("__u64 *")
-        rc = lib.mb_lookup_walk(self.fd, int(delete), ffi.from_buffer(keys), ffi.from_buffer(values),
-                                capacity, min(batch_size, 2**32 - 1), self.key_size,
-                                self.elem_value_bytes, elapsed, found, retries, calls)
-        what = "lookup_and_delete" if delete else "lookup"
-        raise_for(rc, f"batch {what} of map {self.name}")
-        n = found[0]
-        return BatchWalk(keys[: n * self.key_size], values[: n * self.elem_value_bytes], n,
-                         elapsed[0], retries[0], calls[0])
-
-
-_OP_NAMES = {0: "lookup", 1: "update", 2: "delete"}
+    def push_all(self, elements) -> Timing:
+        """Fill a map without keys (bloom filter): one update per element, NULL key."""
+        return self.run(SYSCALL_OPS["elem", "update"], len(elements), values=elements)
 
 
 @dataclass(frozen=True)
-class BatchWalk:
-    keys: object  # uint8 arrays: view them with .view(dtype)
-    values: object
-    count: int
+class SyscallOp:
+    """An entry of _native.c's table of syscall loops."""
+
+    index: int
+    driver: str
+    op: str
+    empties: bool  # leaves the map empty: refilled, untimed, after each pass
+    walks: bool  # finds the entries itself, into the out buffers
+
+
+@dataclass(frozen=True)
+class Timing:
     elapsed_ns: int
-    retries: int
+    done: int  # elements processed (walks: entries found)
+    missing: int  # single lookups and deletes that found no entry
     calls: int
+    retries: int  # walks: calls retried with a larger count after ENOSPC
+
+
+def _syscall_ops() -> dict[tuple[str, str], SyscallOp]:
+    ops, i = {}, 0
+    while (entry := lib.mb_syscall_op(i)) != ffi.NULL:
+        driver, op = ffi.string(entry.driver).decode(), ffi.string(entry.op).decode()
+        ops[driver, op] = SyscallOp(i, driver, op, bool(entry.empties), bool(entry.walks))
+        i += 1
+    return ops
+
+
+SYSCALL_OPS = _syscall_ops()  # (driver, op) -> the native loop: the one list of syscall ops
 
 
 class BpfMap(MapOps):
@@ -262,7 +244,7 @@ class Map(MapOps):
         self.key_size = key_size
         self.value_size = value_size
         self.max_entries = max_entries
-        self.percpu = map_type.startswith("percpu")
+        self.percpu = "percpu" in map_type
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -380,6 +362,12 @@ class BpfObject:
         if ptr == ffi.NULL:
             raise KeyError(f"no program {name!r} in {self.path.name}")
         return BpfProgram(ptr, self)
+
+    def programs(self) -> list[BpfProgram]:
+        out, ptr = [], ffi.NULL
+        while (ptr := lib.bpf_object__next_program(self._live(), ptr)) != ffi.NULL:
+            out.append(BpfProgram(ptr, self))
+        return out
 
     def load(self) -> None:
         take_log()

@@ -3,11 +3,13 @@
  * The syscall engine's reference: a plain C loop over the same libbpf calls, with no Python
  * anywhere. mapbench.reference runs it side by side with the syscall engine and reports both.
  *
- *   ref_syscalls MAP_TYPE DRIVER OP SIZE BATCH SAMPLES REPS
+ *   ref_syscalls MAP_TYPE DRIVER OP SIZE BATCH REPS
  *     MAP_TYPE hash | lru_hash | percpu_hash | array
  *     DRIVER   elem (OP lookup | update | delete) or batch (OP lookup | lookup_and_delete |
  *              update | delete), BATCH entries per batch call (ignored for elem)
- * Prints one line per sample: nanoseconds per element. Same keys as mapbench:
+ * Creates and fills the map, prints "ready", then runs one sample (REPS passes) for every line
+ * it reads on stdin and prints its nanoseconds per element, until end of input: the engine
+ * interleaves these samples with its own. Same keys as mapbench:
  * key(i) = i * 0x9E3779B1 ^ 0x5BD1E995 (arrays: i); u32 keys, u64 values.
  */
 #include <errno.h>
@@ -36,13 +38,14 @@ static void die(const char *what, int rc)
 
 int main(int argc, char **argv)
 {
-	if (argc != 8) {
-		fprintf(stderr, "usage: %s MAP_TYPE DRIVER OP SIZE BATCH SAMPLES REPS\n", argv[0]);
+	if (argc != 7) {
+		fprintf(stderr, "usage: %s MAP_TYPE DRIVER OP SIZE BATCH REPS\n", argv[0]);
 		return 2;
 	}
 	const char *type = argv[1], *driver = argv[2], *op = argv[3];
 	uint32_t n = strtoul(argv[4], NULL, 0), batch = strtoul(argv[5], NULL, 0);
-	int samples = atoi(argv[6]), reps = atoi(argv[7]);
+	int reps = atoi(argv[6]);
+	char line[64];
 	enum bpf_map_type mt = !strcmp(type, "hash")        ? BPF_MAP_TYPE_HASH
 			       : !strcmp(type, "lru_hash")    ? BPF_MAP_TYPE_LRU_HASH
 			       : !strcmp(type, "percpu_hash") ? BPF_MAP_TYPE_PERCPU_HASH
@@ -55,7 +58,7 @@ int main(int argc, char **argv)
 	uint32_t slots = capacity + 1;
 	uint32_t *keys = malloc(sizeof(*keys) * slots), *out_keys = malloc(sizeof(*keys) * slots);
 	char *values = malloc(vbytes * slots), *out_values = malloc(vbytes * slots);
-	int fd, s, r;
+	int fd, r;
 
 	if (mt == BPF_MAP_TYPE_UNSPEC)
 		die("unknown map type", EINVAL);
@@ -72,7 +75,9 @@ int main(int argc, char **argv)
 	if (rc)
 		die("filling the map", rc);
 
-	for (s = 0; s < samples + 1; s++) { /* sample 0 is a warm-up, not printed */
+	printf("ready\n");
+	fflush(stdout);
+	while (fgets(line, sizeof(line), stdin)) { /* one sample per line asked */
 		uint64_t elapsed = 0, elements = 0;
 
 		for (r = 0; r < reps; r++) {
@@ -141,8 +146,8 @@ int main(int argc, char **argv)
 					die("refilling the map", rc);
 			}
 		}
-		if (s > 0)
-			printf("%.3f\n", (double)elapsed / (double)elements);
+		printf("%.3f\n", (double)elapsed / (double)elements);
+		fflush(stdout);
 	}
 	close(fd);
 	return 0;

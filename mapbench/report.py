@@ -1,250 +1,218 @@
-"""The Markdown report of a result set: environment, tables, and conclusions drawn from the data."""
+"""The Markdown report of a result set: environment, how steady the run was, conclusions (each
+a ratio of sides measured head to head in the same loads), plots and tables."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .summary import summaries
-
-ENV_COLUMNS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
-               "libbpf_version", "mapbench_version", "git_describe"]
-
-
-def _ns(x: float) -> str:
-    return f"{x:.1f}"
-
-
-def summary_frame(table) -> pd.DataFrame:
-    return pd.DataFrame(summaries(table))
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    cols = ["engine", "strategy", "op", "driver", "batch_size", "map_size", "hit_ratio",
-            "median_ns_per_op", "ci_low", "ci_high", "cv", "control_ns_per_op", "samples",
-            "map_memory_bytes", "bloom_fp_rate"]
-    head = ["engine", "strategy", "op", "driver", "map size", "hit ratio", "median ns/op",
-            "95 % CI", "CV", "control ns/op", "samples", "map memory", "bloom FP rate"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in df[cols].itertuples(index=False):
-        driver = "bpf prog" if pd.isna(r.driver) else (
-            "elem" if r.driver == "elem" else f"batch {int(r.batch_size):,}")
-        control = "" if pd.isna(r.control_ns_per_op) else _ns(r.control_ns_per_op)
-        mem = "unknown" if pd.isna(r.map_memory_bytes) else f"{r.map_memory_bytes / 2**20:.1f} MiB"
-        fp = "" if pd.isna(r.bloom_fp_rate) else f"{r.bloom_fp_rate:.4f}"
-        cv = f"{r.cv:.1%}" + (" (wide)" if r.cv > 0.10 else "")
-        lines.append(f"| {r.engine} | {r.strategy} | {r.op} | {driver} | {r.map_size:,} | "
-                     f"{r.hit_ratio:g} | {_ns(r.median_ns_per_op)} | {_ns(r.ci_low)} .. "
-                     f"{_ns(r.ci_high)} | {cv} | {control} | {r.samples} | {mem} | {fp} |")
-    return "\n".join(lines)
-
-
-def _compare(a: pd.Series, b: pd.Series) -> str:
-    """'faster'/'slower'/'indistinguishable' for a against b, by non-overlapping 95 % CIs."""
-    if a.ci_high < b.ci_low:
-        return "faster"
-    if a.ci_low > b.ci_high:
-        return "slower"
-    return "indistinguishable"
-
-
-def conclusions(df: pd.DataFrame) -> list[str]:
-    out = []
-    df = df[(df.engine == "kernel") & (df.isa == "v3") & (df.value_size.isin([8, 16])
-                                                          | ((df.strategy == "bloom") & (df.value_size == 4)))]
-    df = df[df.nr_hash_funcs.isna() | (df.nr_hash_funcs == 3)]
-    lookups = df[(df.op == "lookup") & (df.key_distribution == "uniform")]
-    for size in sorted(lookups.map_size.unique()):
-        at = lookups[lookups.map_size == size]
-        pays = []
-        for hit in sorted(at.hit_ratio.unique()):
-            h = at[(at.strategy == "hash") & (at.hit_ratio == hit)]
-            b = at[(at.strategy == "bloom") & (at.hit_ratio == hit)]
-            if h.empty or b.empty:
-                continue
-            h, b = h.iloc[0], b.iloc[0]
-            verdict = _compare(b, h)
-            pays.append((hit, verdict))
-            out.append(f"Lookup, {size:,} entries, hit ratio {hit:g}: bloom+hash "
-                       f"{_ns(b.median_ns_per_op)} ns vs hash {_ns(h.median_ns_per_op)} ns "
-                       f"({h.median_ns_per_op / b.median_ns_per_op:.2f}x): the filter is {verdict}"
-                       + (f"; measured false-positive rate {b.bloom_fp_rate:.3f}" if pd.notna(b.bloom_fp_rate) else "")
-                       + ".")
-        paying = [hit for hit, v in pays if v == "faster"]
-        if pays:
-            out.append(f"**At {size:,} entries the bloom filter pays for hit ratios "
-                       + (f"up to {max(paying):g}" if paying else "nowhere in the grid")
-                       + f" (of {', '.join(f'{h:g}' for h, _ in pays)}).**")
-    gets = df[df.op == "get"]
-    for size in sorted(gets.map_size.unique()):
-        p = gets[(gets.strategy == "pid_hash") & (gets.map_size == size)]
-        t = gets[(gets.strategy == "task_storage") & (gets.map_size == size)]
-        if p.empty or t.empty:
-            continue
-        p, t = p.iloc[0], t.iloc[0]
-        out.append(f"Per-task get, {size:,} tasks: task storage {_ns(t.median_ns_per_op)} ns vs pid-keyed "
-                   f"hash {_ns(p.median_ns_per_op)} ns: pid hash / task storage = "
-                   f"{p.median_ns_per_op / t.median_ns_per_op:.1f}x (task storage {_compare(t, p)} by 95 % CIs).")
-    updates = df[df.op == "update"]
-    for size in sorted(updates.map_size.unique()):
-        h = updates[(updates.strategy == "hash") & (updates.map_size == size)]
-        b = updates[(updates.strategy == "bloom") & (updates.map_size == size)]
-        if not h.empty and not b.empty:
-            out.append(f"Update, {size:,} entries: keeping a bloom filter beside the hash costs "
-                       f"{_ns(b.iloc[0].median_ns_per_op - h.iloc[0].median_ns_per_op)} ns more per update "
-                       f"({_ns(b.iloc[0].median_ns_per_op)} vs {_ns(h.iloc[0].median_ns_per_op)} ns).")
-    wide = df[df.cv > 0.10]
-    if not wide.empty:
-        out.append(f"{len(wide)} configuration(s) had a wide spread (CV > 10 %): read those figures with care.")
-    return out
-
+from . import render
+from .results import ENV_KEYS, measured
+from .stats import WIDE_SPREAD_CV
+from .summary import head_to_head, load_ids, summaries
 
 KNEE = 0.05  # "stops paying": a 10x larger batch saves less than this share per element
 
 
-def batching_conclusions(df: pd.DataFrame) -> list[str]:
-    """Per op and map size: the speed-up of batches over one syscall per element, and the batch
-    size past which a 10x larger batch saves less than KNEE per element."""
-    s = df[(df.engine == "syscall") & (df.family == "syscall")]
+def _verdict(r: dict, cheaper: str = "cheaper", dearer: str = "dearer") -> str:
+    """How a ratio's CI reads: below 1 the numerator is cheaper, above 1 dearer."""
+    if r["ratio"] is None:
+        return "not comparable (a net figure at or below its control)"
+    if r["ci_high"] < 1:
+        return cheaper
+    if r["ci_low"] > 1:
+        return dearer
+    return "not resolved from 1 by this run"
+
+
+def _where(ratios: list[dict], **want) -> list[dict]:
+    """Ratios whose numerator and denominator configurations have the given values; a key
+    prefixed `den_` applies to the denominator only, `num_` to the numerator only."""
+    def match(r):
+        for key, value in want.items():
+            side, _, k = key.partition("_") if key.startswith(("den_", "num_")) else ("both", "", key)
+            configs = {"den": [r["denominator_config"]], "num": [r["numerator_config"]],
+                       "both": [r["numerator_config"], r["denominator_config"]]}[side]
+            if any(c.get(k) != value for c in configs):
+                return False
+        return True
+    return [r for r in ratios if match(r)]
+
+
+def _r(r: dict) -> str:
+    return render.fmt_ratio(r)
+
+
+def membership(ratios) -> list[str]:
     out = []
-    for (strategy, size), group in s.groupby(["strategy", "map_size"], sort=True):
-        for op in ("lookup", "update", "delete", "lookup_and_delete"):
-            batch = group[(group.driver == "batch") & (group.op == op)].sort_values("batch_size")
-            elem = group[(group.driver == "elem") & (group.op == op)]
-            if batch.empty:
-                continue
-            base_op = "delete" if op == "lookup_and_delete" else op
-            elem = group[(group.driver == "elem") & (group.op == base_op)]
-            medians = list(zip(batch.batch_size.astype(int), batch.median_ns_per_op))
-            best_b, best = min(medians, key=lambda bm: bm[1])
-            knee = medians[-1][0]
-            for (b, m), (_, m_next) in zip(medians, medians[1:]):
-                if m_next > m * (1 - KNEE):
-                    knee = b
-                    break
-            text = f"{strategy} {op}, {int(size):,} entries: best {best:.0f} ns/element (batches of {best_b:,})"
-            if len(medians) > 1:
-                text += (f"; batching stops paying at about {knee:,} entries per call (a 10x larger "
-                         f"batch saves less than {KNEE:.0%} per element)")
-            if not elem.empty:
-                e = elem.iloc[0].median_ns_per_op
-                text += f"; one {base_op} syscall per element costs {e:.0f} ns: {e / best:.1f}x the best batch"
-                if medians[0][0] == 1:
-                    text += f", and a batch of 1 costs {medians[0][1] / e:.2f}x the element call"
-            out.append(text + ".")
+    lookups = _where(ratios, engine="kernel", op="lookup", key_distribution="uniform", isa="v3",
+                     num_strategy="bloom", den_strategy="hash", num_nr_hash_funcs=3, num_value_size=4)
+    by_size: dict[int, list] = {}
+    for r in sorted(lookups, key=lambda r: (r["numerator_config"]["map_size"], r["numerator_config"]["hit_ratio"])):
+        c = r["numerator_config"]
+        by_size.setdefault(c["map_size"], []).append((c["hit_ratio"], r))
+        out.append(f"Lookup, {c['map_size']:,} entries, hit ratio {c['hit_ratio']:g}: bloom+hash / hash = {_r(r)}: "
+                   f"the filter is {_verdict(r)}.")
+    for size, hits in by_size.items():
+        paying = [h for h, r in hits if _verdict(r) == "cheaper"]
+        out.append(f"**At {size:,} entries the bloom filter pays for hit ratios "
+                   + (f"up to {max(paying):g}" if paying else "nowhere in the grid")
+                   + f" (of {', '.join(f'{h:g}' for h, _ in hits)}).**")
+    for r in _where(ratios, engine="kernel", op="update", isa="v3", num_strategy="bloom", den_strategy="hash"):
+        out.append(f"Update, {r['numerator_config']['map_size']:,} entries: keeping a bloom filter beside the "
+                   f"hash costs bloom+hash / hash = {_r(r)} per update ({_verdict(r)}).")
     return out
 
 
-def reference_table(df: pd.DataFrame) -> str:
-    ref = df[df.family == "reference"]
-    if ref.empty:
-        return ""
-    lines = ["| map | op | driver | map size | mapbench ns/element | C reference ns/element | mapbench / C |",
-             "|---|---|---|---|---|---|---|"]
-    for (strategy, op, driver, size, batch), group in ref.groupby(
-            ["strategy", "op", "driver", "map_size", "batch_size"], dropna=False, sort=True):
-        mb = group[group.engine == "syscall"]
-        c = group[group.engine == "c_reference"]
-        if mb.empty or c.empty:
+def per_task(ratios) -> list[str]:
+    out = []
+    for r in sorted(_where(ratios, engine="attached", num_strategy="task_storage", den_strategy="pid_hash",
+                           isa="v3"),
+                    key=lambda r: (r["denominator_config"]["map_size"], r["denominator_config"]["nr_tasks"])):
+        d = r["denominator_config"]
+        out.append(f"**Per task, live scheduler events, {d['nr_tasks']} tasks switching, the hash holding "
+                   f"{d['map_size']:,} other pids: task storage / pid hash = {_r(r)} per event** "
+                   f"({_verdict(r)}).")
+    for r in _where(ratios, engine="kernel", num_strategy="task_storage", den_strategy="pid_hash", isa="v3"):
+        n = r["denominator_config"]["map_size"]
+        out.append(f"Per task in a test run, one task: getting the current task's record from task storage / "
+                   f"getting a random one of {n:,} pids from a pid-keyed hash = {_r(r)}. Task storage here "
+                   f"serves one task, not {n:,}: this is the cost of a lookup by pid in a hash of that size "
+                   "against a pointer chase; the live comparison above is the per-event figure.")
+    return out
+
+
+def article(ratios, df: pd.DataFrame) -> list[str]:
+    out = []
+    for r in _where(ratios, den_isa="v1"):
+        n, d = r["numerator_config"], r["denominator_config"]
+        if n["isa"] == d["isa"] or n["strategy"] != d["strategy"]:
             continue
-        m, r = mb.iloc[0], c.iloc[0]
-        label = "elem" if driver == "elem" else f"batch {int(batch):,}"
-        lines.append(f"| {strategy} | {op} | {label} | {int(size):,} | {_ns(m.median_ns_per_op)} "
-                     f"({_ns(m.ci_low)} .. {_ns(m.ci_high)}) | {_ns(r.median_ns_per_op)} "
-                     f"({_ns(r.ci_low)} .. {_ns(r.ci_high)}) | {m.median_ns_per_op / r.median_ns_per_op:.3f} |")
-    return "\n".join(lines)
+        out.append(f"ISA, {n['engine']} {n['strategy']} at {n['map_size']:,}: {n['isa']} / v1 = {_r(r)} "
+                   f"({_verdict(r, 'faster', 'slower')}).")
+    counts = _where(ratios, num_strategy="task_storage_maps", den_strategy="pid_hash")
+    if counts:
+        series = "; ".join(f"{r['numerator_config']['nr_maps']} maps: {_r(r)}"
+                           for r in sorted(counts, key=lambda r: r["numerator_config"]["nr_maps"]))
+        dearer = [r["numerator_config"]["nr_maps"] for r in counts if _verdict(r) == "dearer"]
+        out.append(f"Task storage with several maps on one task, ns per get / a pid hash of "
+                   f"{counts[0]['denominator_config']['map_size']:,} pids: {series}. Task storage "
+                   + (f"costs more than the hash from {min(dearer)} maps on (the kernel caches 16 storages "
+                      "per task)." if dearer else "stays cheaper up to the largest count measured."))
+    funcs = _where(ratios, num_strategy="bloom", den_strategy="bloom", den_nr_hash_funcs=1)
+    if funcs:
+        out.append("Bloom filter lookups of absent keys by hash functions, k / k=1: " + "; ".join(
+            f"k={r['numerator_config']['nr_hash_funcs']}: {_r(r)}"
+            for r in sorted(funcs, key=lambda r: r["numerator_config"]["nr_hash_funcs"])) + ".")
+    elems = _where(ratios, num_strategy="bloom", den_strategy="bloom", den_value_size=4)
+    elems = [r for r in elems if r["numerator_config"]["value_size"] != 4]
+    if elems:
+        out.append("Bloom filter lookups of absent keys by element size, against 4 B: " + "; ".join(
+            f"{r['numerator_config']['value_size']} B: {_r(r)}"
+            for r in sorted(elems, key=lambda r: r["numerator_config"]["value_size"])) + ".")
+    bloom = df[(df.strategy == "bloom") & df.bloom_fp_theory.notna() & (df.hit_ratio == 0) & (df.value_size == 4)]
+    by_k = bloom.groupby(["map_size", "nr_hash_funcs"]).agg(fp=("bloom_fp_rate", "mean"),
+                                                              theory=("bloom_fp_theory", "mean"))
+    if len(by_k) > 1:
+        out.append("Bloom filter false-positive rate, measured vs (1 - e^(-kn/m))^k for the bit array "
+                   "the kernel allocates: " + "; ".join(
+                       f"{int(n):,} entries, k={int(k)}: {r.fp:.4f} vs {r.theory:.4f}" for (n, k), r in by_k.iterrows())
+                   + ".")
+    return out
+
+
+def syscalls(ratios, df: pd.DataFrame) -> list[str]:
+    out = []
+    groups: dict[str, list] = {}
+    for r in _where(ratios, engine="syscall", den_driver="elem", strategy="hash"):
+        groups.setdefault(r["comparison"], []).append(r)
+    for rs in groups.values():
+        rs = sorted(rs, key=lambda r: r["numerator_config"]["batch_size"] or 0)
+        c = rs[0]["denominator_config"]
+        best = min(rs, key=lambda r: r["ratio"] or np.inf)
+        text = (f"hash {c['op']}, {c['map_size']:,} entries: batches of n / one syscall per element: "
+                + "; ".join(f"{r['numerator_config']['batch_size']:,}: {r['ratio']:.2f}" for r in rs)
+                + f". Best: batches of {best['numerator_config']['batch_size']:,}, {_r(best)}")
+        steps = [(a["numerator_config"]["batch_size"], a["ratio"], b["ratio"]) for a, b in zip(rs, rs[1:])]
+        knee = next((size for size, a, b in steps if b > a * (1 - KNEE)), None)
+        if knee is not None:
+            text += (f"; batching stops paying at about {knee:,} entries per call (a 10x larger batch saves "
+                     f"less than {KNEE:.0%} per element)")
+        out.append(text + ".")
+    types = _where(ratios, engine="syscall", den_strategy="hash", den_map_size=100000)
+    types = [r for r in types if r["numerator_config"]["strategy"] != "hash"]
+    if types:
+        out.append("Other map types against a hash of the same size, same op and driver: " + "; ".join(
+            f"{r['numerator_config']['strategy']} {render.config_label(r['numerator_config'], ['op', 'driver'])}: "
+            f"{_r(r)}" for r in types) + ".")
+    refs = _where(ratios, engine="reference", num_implementation="mapbench", den_implementation="c")
+    if refs:
+        out.append("mapbench's native loops / a plain C loop over the same calls: " + "; ".join(
+            f"{render.config_label(r['numerator_config'], ['strategy', 'op', 'driver', 'map_size'])}: {_r(r)}"
+            for r in refs) + ".")
+    return out
+
+
+def steadiness(df: pd.DataFrame) -> list[str]:
+    """What this run measured of its own noise: the spread of per-load medians, per engine."""
+    m = measured(df)
+    out = []
+    for engine, g in m.groupby("engine"):
+        cvs = []
+        for _, c in g.groupby(["comparison", "position"], dropna=False):
+            medians = c.groupby(load_ids(c).to_numpy()).ns_per_op.median()
+            if len(medians) > 1 and medians.mean() > 0:
+                cvs.append(medians.std(ddof=1) / medians.mean())
+        if cvs:
+            out.append(f"{engine}: loads of one configuration differed by {np.median(cvs):.1%} (median CV of "
+                       f"per-load medians over {len(cvs)} configurations; 90th percentile "
+                       f"{np.percentile(cvs, 90):.1%}).")
+    return out
 
 
 def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
     df_rows = table.to_pandas()
-    df = summary_frame(table)
+    records, ratios = summaries(table), head_to_head(table)
+    df = pd.DataFrame(records)
     env = df_rows.iloc[0]
     status = df_rows[df_rows.strategy != "control"].groupby("status").size().to_dict()
     lines = [f"# {title}", "",
-             "Kernel engine: nanoseconds per map operation inside a BPF program, net of a control "
-             "build that runs the same loop and key stream without the map operation. Syscall "
-             "engine: nanoseconds per element from user space, timed in native code around the "
-             "syscalls. Medians over all measured samples of several fresh loads, with 95 % "
-             "bootstrap confidence intervals (loads resampled, then samples).", "",
-             "The CIs cover the spread within this run. On a shared VM whole runs also drift: two "
-             "runs of the same code differed by up to 8 % here, and a 100,000-entry hash (which "
-             "straddles the cache) by much more between runs an hour apart. Compare runs with "
-             "`mapbench diff`, and read differences between grids measured at different times "
-             "with that in mind.", "",
+             "Kernel engine: nanoseconds per map operation inside a BPF program, net of a control build "
+             "that runs the same loop and key stream without the map operation. Syscall engine: "
+             "nanoseconds per element from user space, timed in native code. Attached engine: "
+             "nanoseconds per scheduler event from BPF run stats, net of empty programs. Medians with "
+             "95 % bootstrap CIs (loads resampled, then samples). How each is measured: docs/method.md.", "",
+             "Every conclusion below is a ratio of sides measured head to head: loaded together and run "
+             "sample by sample in rotating order, in this run. Absolute figures drift between runs and "
+             "machines of this kind (by 1.1x to 2.6x between two VMs); ratios measured this way do not "
+             "carry that drift. Compare absolute figures only with `mapbench diff`.", "",
              "## Environment", ""]
-    lines += [f"- {c}: {env[c]}" for c in ENV_COLUMNS]
-    lines += [f"- rows by status: {status}", "", "## Conclusions", ""]
-    found = conclusions(df) + batching_conclusions(df) + article_conclusions(df)
-    lines += [f"- {c}" for c in found] or ["- (no comparable configurations)"]
+    lines += [f"- {c}: {env[c]}" for c in ENV_KEYS]
+    lines += [f"- rows by status: {status}", "", "## How steady this run was", ""]
+    lines += [f"- {s}" for s in steadiness(df_rows)] or ["- (one load per configuration: no spread to show)"]
+    lines += ["", "## Conclusions", ""]
+    found = membership(ratios) + per_task(ratios) + syscalls(ratios, df) + article(ratios, df)
+    if not df.empty:
+        wide = df[df.cv > WIDE_SPREAD_CV]
+        if not wide.empty:
+            found.append(f"{len(wide)} configuration(s) had a wide spread (CV > {WIDE_SPREAD_CV:.0%}): read "
+                         "those figures with care.")
+    lines += [f"- {c}" for c in found] or ["- (no comparisons in this result set)"]
     lines += [""]
     for plot in plots:
         if plot.suffix == ".png":
             lines += [f"![{plot.stem}]({plot.relative_to(path.parent)})", ""]
-    ref = reference_table(df)
-    if ref:
-        lines += ["## Syscall engine vs a plain C loop", "",
-                  "Same calls, same keys, same passes per sample, alternating round by round on "
-                  "the same CPU; the C loop is mapbench/ref_syscalls.c.", "", ref, ""]
-    lines += ["## Results", "", markdown_table(df), ""]
-    unsupported = df_rows[df_rows.status != "ok"]
+    if ratios:
+        lines += ["## Head-to-head ratios", "", render.markdown(render.RATIO_HEADER, render.ratio_rows(ratios)), ""]
+    if records:
+        lines += ["## Results", "", render.markdown(render.SUMMARY_HEADER, render.summary_rows(records, markup=False)),
+                  ""]
+    unsupported = df_rows[(df_rows.status != "ok") & (df_rows.strategy != "control")]
     if not unsupported.empty:
         lines += ["## Not measured", ""]
-        lines += [f"- {r.strategy} {r.op} {r.map_size:,}: {r.status}: {r.message}"
-                  for r in unsupported.itertuples()]
+        lines += [f"- {render.config_label(r._asdict())}: {r.status}: {r.message}"
+                  for r in unsupported.itertuples(index=False)]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def article_conclusions(df: pd.DataFrame) -> list[str]:
-    """The article's questions: runqslower storage, ISA, storage map count, bloom theory."""
-    out = []
-    att = df[df.engine == "attached"]
-    for (size, tasks, isa), g in att.groupby(["map_size", "nr_tasks", "isa"], sort=True):
-        h, t = g[g.strategy == "pid_hash"], g[g.strategy == "task_storage"]
-        if h.empty or t.empty:
-            continue
-        h, t = h.iloc[0], t.iloc[0]
-        out.append(f"runqslower ({int(tasks)} tasks, ISA {isa}), {int(size):,} dummy pids in the hash: pid hash "
-                   f"{_ns(h.median_ns_per_op)} ns per event vs task storage {_ns(t.median_ns_per_op)} ns "
-                   f"({_compare(t, h)} by 95 % CIs); {h.events_per_s / 1e3:.0f}k vs {t.events_per_s / 1e3:.0f}k "
-                   f"events/s, {h.cpu_overhead_share:.2%} vs {t.cpu_overhead_share:.2%} of CPU time.")
-    kernel = df[df.engine.isin(["kernel", "attached"])]
-    keys = ["engine", "strategy", "op", "map_size", "hit_ratio", "nr_maps", "nr_tasks", "value_size",
-            "nr_hash_funcs"]
-    for config, g in kernel.groupby(keys, dropna=False, sort=True):
-        if g.isa.nunique() < 2 or "v1" not in set(g.isa) or "v3" not in set(g.isa):
-            continue
-        v1, v3 = g[g.isa == "v1"].iloc[0], g[g.isa == "v3"].iloc[0]
-        out.append(f"ISA, {config[0]} {config[1]} {config[2]} at {int(config[3]):,}: v1 "
-                   f"{_ns(v1.median_ns_per_op)} ns ({int(v1.prog_xlated_bytes or 0)} B translated, "
-                   f"{int(v1.prog_jited_bytes or 0)} B JIT-ed) vs v3 {_ns(v3.median_ns_per_op)} ns "
-                   f"({int(v3.prog_xlated_bytes or 0)} B, {int(v3.prog_jited_bytes or 0)} B): v3 is "
-                   f"{_compare(v3, v1)}.")
-    maps = df[(df.strategy == "task_storage_maps")].sort_values("nr_maps")
-    if not maps.empty:
-        pid = df[(df.strategy == "pid_hash") & (df.engine == "kernel")].sort_values("map_size")
-        series = ", ".join(f"{int(m)}: {_ns(v)} ns" for m, v in zip(maps.nr_maps, maps.median_ns_per_op))
-        text = f"Task storage with several maps on one task, ns per get by map count: {series}."
-        if not pid.empty:
-            ref = pid.iloc[0]
-            worse = maps[maps.median_ns_per_op > ref.median_ns_per_op]
-            text += (f" Against the pid-keyed hash with {int(ref.map_size):,} tasks "
-                     f"({_ns(ref.median_ns_per_op)} ns), task storage "
-                     + (f"loses its edge from {int(worse.nr_maps.iloc[0])} maps on."
-                        if not worse.empty else "keeps its edge up to the largest count measured."))
-        out.append(text)
-    bloom = df[(df.strategy == "bloom") & df.bloom_fp_theory.notna() & (df.hit_ratio == 0)]
-    by_k = bloom[bloom.value_size == 4].groupby(["map_size", "nr_hash_funcs"]).agg(
-        fp=("bloom_fp_rate", "mean"), theory=("bloom_fp_theory", "mean"),
-        ns=("median_ns_per_op", "median"))
-    if len(by_k) > 1:
-        out.append("Bloom filter false-positive rate, measured vs (1 - e^(-kn/m))^k for the bit array "
-                   "the kernel allocates: " + "; ".join(
-                       f"{int(n):,} entries, k={int(k)}: {r.fp:.4f} vs {r.theory:.4f} ({_ns(r.ns)} ns)"
-                       for (n, k), r in by_k.iterrows()) + ".")
-    sizes = bloom.groupby(["map_size", "value_size"]).median_ns_per_op.median()
-    if sizes.index.get_level_values(1).nunique() > 1:
-        out.append("Bloom lookups of absent keys by element size: " + "; ".join(
-            f"{int(n):,} entries, {int(v)} B: {_ns(ns)} ns" for (n, v), ns in sizes.items()) + ".")
-    return out

@@ -5,6 +5,7 @@ and a crash keeps the previous content; appending rewrites the file with the new
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import tempfile
 import uuid
@@ -45,8 +46,13 @@ FIELDS = [
     ("hit_ratio", pa.float64()),
     ("measured_hit_ratio", pa.float64()),
     ("batch_size", pa.int64()),
+    ("implementation", pa.string()),
     ("retries", pa.int64()),
+    ("passes", pa.int64()),
     ("nr_hash_funcs", pa.int32()),
+    ("comparison", pa.string()),
+    ("position", pa.int32()),
+    ("run_order", pa.int32()),
     ("instance", pa.int32()),
     ("sample", pa.int32()),
     ("warmup", pa.bool_()),
@@ -77,10 +83,50 @@ FIELDS = [
 SCHEMA = pa.schema(FIELDS, metadata={SCHEMA_KEY: SCHEMA_VERSION.encode()})
 COLUMNS = [name for name, _ in FIELDS]
 
-# The columns that say which configuration a row measures (diff and stats group on them).
-CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "map_size", "value_size",
+# The one list of the columns that say which configuration a row measures: summaries, diff,
+# resume and labels all derive from it.
+CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "value_size",
                "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks",
                "nr_maps"]
+# The environment columns: where and with what a row was measured.
+ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
+            "libbpf_version", "mapbench_version", "git_describe"]
+# A load: samples of one load share its maps and hash seeds, so they are not independent.
+LOAD_KEYS = ["run_id", "instance"]
+
+
+def measured(df):
+    """The rows that are measurements of a configuration: no control, no warm-up, status ok."""
+    return df[(df["strategy"] != "control") & (df["warmup"] == False) & (df["status"] == "ok")]  # noqa: E712
+
+
+def plain(value):
+    """numpy/pandas scalars and NaN as plain Python values (None for missing)."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+INTEGER_COLUMNS = {name for name, kind in FIELDS if pa.types.is_integer(kind)}
+
+
+def config_of(row) -> dict:
+    """The configuration of a row (a dict, a pandas row or a group key), as plain values with
+    whole numbers as ints (pandas makes a column with nulls float)."""
+    get = row.get if hasattr(row, "get") else row.__getitem__
+    out = {}
+    for k in CONFIG_KEYS:
+        v = plain(get(k))
+        out[k] = int(v) if v is not None and k in INTEGER_COLUMNS else v
+    return out
+
+
+def config_key(fields: dict) -> tuple:
+    return tuple(config_of(fields).values())
 
 
 def new_run_id() -> str:

@@ -1,9 +1,10 @@
-"""Per-configuration summaries: median, IQR, 95 % bootstrap CI of the median, CV.
+"""Statistics of clustered samples (docs/method.md, "Statistics").
 
-Samples come in clusters: several samples from each fresh load (instance) of the programs and
-maps, and loads differ more than samples do (hash seeds, where the kernel placed the map). The
-bootstrap therefore resamples loads first and samples within them, so that a CI is as wide as
-the load-to-load spread says it should be."""
+Samples come in clusters: several samples from each fresh load of the programs and maps, and
+loads differ more than samples do (hash seeds, where the kernel placed the map). Bootstraps
+therefore resample loads first and samples within them, so that a CI is as wide as the
+load-to-load spread says it should be. Head-to-head sides were run in the same loads, sample
+by sample, so their resamples keep the pairs: the same loads, the same sample indices."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 WIDE_SPREAD_CV = 0.10  # pyperf's rule: warn when the spread is 10 % of the centre or more
 BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -30,37 +32,66 @@ class Summary:
         return self.cv > WIDE_SPREAD_CV
 
 
-def bootstrap_medians(values: np.ndarray, groups: np.ndarray | None, rng: np.random.Generator,
-                      resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
-    """Medians of `resamples` two-level bootstrap resamples: clusters (loads) with replacement,
-    then samples with replacement within each chosen cluster. One cluster: a plain bootstrap."""
-    values = np.asarray(values, dtype=float)
-    if groups is None:
-        groups = np.zeros(len(values))
-    clusters = [values[groups == g] for g in np.unique(groups)]
-    k, widest = len(clusters), max(len(c) for c in clusters)
-    padded = np.full((k, widest), np.nan)  # one row per cluster, NaN past its end
-    for i, c in enumerate(clusters):
-        padded[i, : len(c)] = c
-    sizes = np.array([len(c) for c in clusters])
-    chosen = rng.integers(0, k, (resamples, k)) if k > 1 else np.zeros((resamples, 1), dtype=int)
-    # within a chosen cluster of size m, positions drawn uniformly from 0..m-1; slots past m stay NaN
-    slots = np.arange(widest)
-    positions = (rng.random((resamples, k, widest)) * sizes[chosen][..., None]).astype(int)
-    drawn = padded[chosen[..., None], positions]
-    drawn[slots[None, None, :] >= sizes[chosen][..., None]] = np.nan
-    return np.nanmedian(drawn.reshape(resamples, -1), axis=1)
+def bootstrap_paired_medians(columns: list[np.ndarray], groups: np.ndarray | None, rng: np.random.Generator,
+                             resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """(len(columns), resamples) medians of two-level bootstrap resamples: clusters (loads)
+    with replacement, then positions with replacement within each chosen cluster; every
+    column is resampled at the same positions, so paired samples stay paired."""
+    columns = [np.asarray(c, dtype=float) for c in columns]
+    n = len(columns[0])
+    groups = np.zeros(n) if groups is None else np.asarray(groups)
+    labels = np.unique(groups)
+    members = [np.flatnonzero(groups == g) for g in labels]
+    k, widest = len(members), max(len(m) for m in members)
+    index = np.full((k, widest), -1)  # row i: the positions of cluster i, -1 past its end
+    for i, m in enumerate(members):
+        index[i, : len(m)] = m
+    sizes = np.array([len(m) for m in members])
+    chosen = rng.integers(0, k, (resamples, k))
+    within = (rng.random((resamples, k, widest)) * sizes[chosen][..., None]).astype(int)
+    picked = index[chosen[..., None], within]  # positions into the columns
+    past_end = np.arange(widest)[None, None, :] >= sizes[chosen][..., None]
+    out = np.empty((len(columns), resamples))
+    for j, c in enumerate(columns):
+        drawn = c[picked]
+        drawn[past_end] = np.nan
+        out[j] = np.nanmedian(drawn.reshape(resamples, -1), axis=1)
+    return out
 
 
-def median_ci(values, groups=None, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_medians(values, groups, rng, resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    return bootstrap_paired_medians([values], groups, rng, resamples)[0]
+
+
+def percentile_ci(draws: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def median_ci(values, groups=None, seed: int = 0) -> tuple[float, float]:
     values = np.asarray(values, dtype=float)
     if len(values) < 2 or np.all(values == values[0]):
         m = float(np.median(values))
         return m, m
-    medians = bootstrap_medians(values, groups, np.random.default_rng(seed))
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(medians, [tail, 100 - tail])
-    return float(low), float(high)
+    return percentile_ci(bootstrap_medians(values, groups, np.random.default_rng(seed)))
+
+
+def paired_ratio(numerator, denominator, groups, seed: int = 0) -> tuple[float | None, float | None, float | None]:
+    """median(numerator) / median(denominator) of paired samples, with the 95 % CI of the
+    paired, load-clustered bootstrap. None where the denominator's median is not positive
+    (a net figure at or below its control): a ratio would mean nothing there."""
+    num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    if len(num) == 0 or np.median(den) <= 0:
+        return None, None, None
+    ratio = float(np.median(num) / np.median(den))
+    if len(num) < 2:
+        return ratio, ratio, ratio
+    draws = bootstrap_paired_medians([num, den], groups, np.random.default_rng(seed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(draws[1] > 0, draws[0] / draws[1], np.nan)
+    low, high = percentile_ci(ratios)
+    return ratio, low, high
 
 
 def summarize(values, groups=None) -> Summary:

@@ -1,58 +1,79 @@
-"""From result rows to one summary per configuration (what `run` prints and `--json` emits)."""
+"""From result rows to one summary per configuration, and to the head-to-head ratios of each
+comparison (what `run` prints, `--json` emits, and the report and plots draw)."""
 
 from __future__ import annotations
-
-import math
 
 import pandas as pd
 import pyarrow as pa
 
-from .results import CONFIG_KEYS
-from .stats import summarize
+from .render import config_label, varying_keys
+from .results import CONFIG_KEYS, LOAD_KEYS, config_of, measured, plain
+from .stats import paired_ratio, summarize
+
+SAMPLE_KEYS = [*LOAD_KEYS, "sample"]
+# What a ratio's context names, of what its sides share
+CONTEXT_KEYS = ["engine", "strategy", "op", "driver", "map_size", "hit_ratio", "nr_hash_funcs", "isa", "nr_tasks"]
+
+
+def _frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    return table.to_pandas() if isinstance(table, pa.Table) else table
+
+
+def load_ids(df: pd.DataFrame) -> pd.Series:
+    """One label per load: a load of another run is another load, whatever its index."""
+    return df["run_id"].astype(str) + "/" + df["instance"].fillna(0).astype(int).astype(str)
 
 
 def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
     """One dict per measured configuration (controls excluded, warm-up samples dropped)."""
-    df = table.to_pandas() if isinstance(table, pa.Table) else table
-    df = df[(df["strategy"] != "control") & (~df["warmup"].astype(bool)) & (df["status"] == "ok")]
+    df = measured(_frame(table))
     out = []
-    keys = [k for k in CONFIG_KEYS if k in df.columns]
-    for config, group in df.groupby(keys, dropna=False, sort=False):
-        s = summarize(group["ns_per_op"].to_numpy(), group["instance"].fillna(0).to_numpy())
-        record = {k: _plain(v) for k, v in zip(keys, config)}
+    for config, group in df.groupby(CONFIG_KEYS, dropna=False, sort=False):
+        s = summarize(group["ns_per_op"].to_numpy(), load_ids(group).to_numpy())
+        gross = float(group["gross_ns_per_op"].median())
+        record = config_of(dict(zip(CONFIG_KEYS, config)))
         record.update(
-            median_ns_per_op=s.median,
-            ci_low=s.ci_low,
-            ci_high=s.ci_high,
-            iqr_ns=s.q3 - s.q1,
-            cv=s.cv,
-            wide_spread=s.wide,
-            samples=s.n,
-            instances=int(group["instance"].nunique()),
-            ops_per_s=1e9 / s.median if s.median > 0 else None,
-            gross_median_ns_per_op=float(group["gross_ns_per_op"].median()),
-            control_ns_per_op=_plain(group["control_ns_per_op"].median()),
-            map_memory_bytes=_plain(group["map_memory_bytes"].max()),
-            bloom_fp_rate=_plain(group["bloom_fp_rate"].mean()),
-            bloom_fp_theory=_plain(group["bloom_fp_theory"].mean()),
-            prog_xlated_bytes=_plain(group["prog_xlated_bytes"].max()),
-            prog_jited_bytes=_plain(group["prog_jited_bytes"].max()),
-            events_per_s=_plain(group["events_per_s"].median()),
-            cpu_overhead_share=_plain(group["cpu_overhead_share"].median()),
-            delay_median_ns=_plain(group["delay_median_ns"].median()),
-            measured_hit_ratio=_plain(group["measured_hit_ratio"].mean()),
-            run_id=str(group["run_id"].iloc[0]),
+            median_ns_per_op=s.median, ci_low=s.ci_low, ci_high=s.ci_high, iqr_ns=s.q3 - s.q1, cv=s.cv,
+            wide_spread=s.wide, samples=s.n, instances=int(load_ids(group).nunique()),
+            # what one operation really takes, loop included: the rate a program can sustain
+            ops_per_s=1e9 / gross if gross > 0 else None,
+            gross_median_ns_per_op=gross,
+            run_ids=sorted(group["run_id"].astype(str).unique()),
+            **{f"{c}": plain(getattr(group[c], how)()) for c, how in (
+                ("control_ns_per_op", "median"), ("map_memory_bytes", "max"), ("bloom_fp_rate", "mean"),
+                ("bloom_fp_theory", "mean"), ("prog_xlated_bytes", "max"), ("prog_jited_bytes", "max"),
+                ("events_per_s", "median"), ("cpu_overhead_share", "median"), ("delay_median_ns", "median"),
+                ("measured_hit_ratio", "mean"))},
         )
         out.append(record)
     return out
 
 
-def _plain(value):
-    """numpy/pandas scalars and NaN to JSON-able Python values."""
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def head_to_head(table: pa.Table | pd.DataFrame) -> list[dict]:
+    """Per comparison with more than one side: each side's ratio to the first side (position
+    0), from samples paired by load and sample index, with the paired bootstrap's 95 % CI."""
+    df = measured(_frame(table))
+    df = df[df["comparison"].notna()]
+    out = []
+    for comparison, group in df.groupby("comparison", sort=False):
+        sides = {int(p): g.set_index(SAMPLE_KEYS) for p, g in group.groupby("position")}
+        if 0 not in sides or len(sides) < 2:
+            continue
+        base = sides[0]
+        configs = [config_of(g.iloc[0]) for g in sides.values()]
+        varying = varying_keys(configs)
+        context = config_label(configs[0], [k for k in CONTEXT_KEYS if k not in varying])
+        for position, side in sorted(sides.items()):
+            if position == 0:
+                continue
+            paired = side[["ns_per_op"]].join(base[["ns_per_op"]], rsuffix="_base", how="inner")
+            loads = [f"{r}/{i}" for r, i, _ in paired.index]
+            ratio, low, high = paired_ratio(paired["ns_per_op"], paired["ns_per_op_base"], loads)
+            num, den = config_of(side.iloc[0]), config_of(base.iloc[0])
+            out.append({
+                "comparison": comparison, "context": context,
+                "numerator": config_label(num, varying), "denominator": config_label(den, varying),
+                "ratio": ratio, "ci_low": low, "ci_high": high, "pairs": len(paired),
+                "numerator_config": num, "denominator_config": den,
+            })
+    return out

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from mapbench.attached_engine import AttachedSpec, measure
+from mapbench.engines.attached import AttachedSpec, check_options, measure
 from mapbench.errors import BadInput
-from mapbench.kernel_engine import MeasureOptions
+from mapbench.runner import MeasureOptions
 
-pytestmark = pytest.mark.kernel
 PROGRAM_NAMES = {"on_wakeup", "on_wakeup_new", "on_switch"}
 
 
@@ -36,14 +35,15 @@ def none_left(seconds: float = 5.0) -> bool:
 
 def delays(strategy: str) -> tuple[np.ndarray, float]:
     """Summed delay histogram of a few samples, and delays recorded per load round trip."""
-    rows = measure(AttachedSpec(strategy, map_size=1000, nr_tasks=4, seconds=0.3),
-                   MeasureOptions(samples=3, instances=1, warmup=1))
+    rows = measure([AttachedSpec(strategy, map_size=1000, nr_tasks=4)],
+                   MeasureOptions(samples=3, instances=1, warmup=1, target_ms=300))
     mine = [r for r in rows if r["strategy"] == strategy and not r["warmup"]]
     assert all(r["ops"] > 1000 and r["delays_recorded"] > 100 for r in mine), mine
     per_round = sum(r["delays_recorded"] for r in mine) / sum(r["load_round_trips"] for r in mine)
     return np.sum([r["delay_hist"] for r in mine], axis=0), per_round
 
 
+@pytest.mark.kernel
 def test_pair_reports_the_same_delays():
     result = {s: delays(s) for s in ("pid_hash", "task_storage")}
     for strategy, (_, per_round) in result.items():
@@ -59,6 +59,7 @@ def test_pair_reports_the_same_delays():
     assert abs(tail["pid_hash"] - tail["task_storage"]) < 0.02, tail
 
 
+@pytest.mark.kernel
 def test_a_finished_run_leaves_no_program_attached():
     assert none_left(), "programs of another run are still loaded"
     res = run_cli("run", "--engine", "attached", "--map", "task_storage", "--size", "100",
@@ -68,6 +69,7 @@ def test_a_finished_run_leaves_no_program_attached():
     assert none_left()
 
 
+@pytest.mark.kernel
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_an_interrupted_run_detaches_every_program(sig):
     assert none_left(), "programs of another run are still loaded"
@@ -85,6 +87,7 @@ def test_an_interrupted_run_detaches_every_program(sig):
     assert none_left()
 
 
+@pytest.mark.kernel
 def test_a_load_generator_that_cannot_start_says_why():
     def few_fds():
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
@@ -98,12 +101,16 @@ def test_a_load_generator_that_cannot_start_says_why():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"strategy": "bloom"}, "not a strategy of the attached engine"),
+    ({"strategy": "bloom"}, "--map 'bloom' is unknown: choose one of pid_hash, task_storage"),
     ({"strategy": "pid_hash", "nr_tasks": 3}, "--tasks 3 must be an even number"),
     ({"strategy": "pid_hash", "nr_tasks": 10000}, "in 2..4096"),
     ({"strategy": "pid_hash", "map_size": 10**8}, "outside 1..10_000_000"),
-    ({"strategy": "pid_hash", "seconds": 0.001}, "--sample-ms 1 is outside 50..60000"),
 ])
 def test_bad_attached_input(kwargs, message):
     with pytest.raises(BadInput, match=message):
         AttachedSpec(**kwargs)
+
+
+def test_attached_samples_must_hold_enough_events():
+    with pytest.raises(BadInput, match="--sample-ms 5 is below 50, the attached engine's minimum"):
+        check_options(MeasureOptions(target_ms=5))

@@ -2,6 +2,7 @@
 
 import os
 import struct
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -9,10 +10,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mapbench import keys, libbpf
-from mapbench.kernel_engine import KernelPair, LoadedProgram, instance_config
-from mapbench.workloads import KernelSpec
+from mapbench.engines import kernel
+from mapbench.engines.kernel import KernelSpec, LoadedBuild, instance_config
+from mapbench.runner import MeasureOptions
+from mapbench.strategies import bloom_fp_theory
 
 pytestmark = pytest.mark.kernel
+
+
+@contextmanager
+def pair(spec: KernelSpec, instance: int = 0):
+    """A strategy build and its family's control, loaded with the same key stream."""
+    config = instance_config(spec, instance)
+    with LoadedBuild(spec, False, config) as strategy, LoadedBuild(spec, True, config) as control:
+        yield strategy, control
 
 hit_ratios = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0, max_value=1))
 
@@ -31,12 +42,10 @@ def test_hash_and_bloom_find_exactly_the_predicted_keys(size, hit_ratio, seed, n
     assert {**instance_config(hash_spec, 0), "bloom_words": 0} == {**config, "bloom_words": 0}
     expected = keys.expected_hits(config["seed"], start, nr_loops, hash_spec.hit_thresh)
     results = {}
-    for spec, macro in ((hash_spec, "MB_HASH"), (bloom_spec, "MB_BLOOM"), (hash_spec, "MB_CONTROL")):
-        program = LoadedProgram(spec, macro, config)
-        try:
-            results[macro] = program.run(nr_loops, start)
-        finally:
-            program.close()
+    for spec, control, name in ((hash_spec, False, "MB_HASH"), (bloom_spec, False, "MB_BLOOM"),
+                                (hash_spec, True, "MB_CONTROL")):
+        with LoadedBuild(spec, control, config) as program:
+            results[name] = program.run(nr_loops, start)
     assert results["MB_HASH"].hits == expected
     assert results["MB_BLOOM"].hits == expected
     # no false negatives: the filter said "maybe" for every key that was present
@@ -55,28 +64,25 @@ def test_bloom_filter_has_no_false_negatives(size, seed, hash_funcs, value_size)
     config = instance_config(spec, 0)
     members = keys.member_keys(np.arange(size, dtype=np.uint64), config["key_mult"], config["key_salt"])
     elements = keys.bloom_elements(members, value_size // 4)
-    program = LoadedProgram(spec, "MB_BLOOM", config)
-    try:
+    with LoadedBuild(spec, False, config) as program:
         bloom = program.obj.map("filter")
         assert bloom.value_size == value_size
         for element in elements:  # a user-space peek: lookup with a NULL key, the element as value
             rc = libbpf.lib.bpf_map_lookup_elem(bloom.fd, libbpf.ffi.NULL, libbpf.ffi.from_buffer(element))
             assert rc == 0, f"element {element} inserted but the filter says absent ({rc})"
-    finally:
-        program.close()
 
 
 def test_update_touches_only_present_keys():
     spec = KernelSpec("hash", op="update", map_size=1000)
-    with KernelPair(spec, 0) as pair:
-        r = pair.strategy.run(5000, 0)
+    with pair(spec) as (strategy, _):
+        r = strategy.run(5000, 0)
         assert r.hits == r.ops == 5000  # BPF_EXIST succeeded every time
-        assert pair.strategy.obj.map("members").memlock_bytes() > 0
+        assert strategy.obj.map("members").memlock_bytes() > 0
 
 
-def _task_count(program: LoadedProgram) -> int:
+def _task_count(program: LoadedBuild) -> int:
     states = program.obj.map("states")
-    if program.macro == "MB_TASK_STORAGE":
+    if program.spec.strategy == "task_storage":
         pidfd = libbpf.pidfd_open(os.getpid())
         try:
             value = states.lookup(struct.pack("i", pidfd))
@@ -93,47 +99,40 @@ def test_per_task_pair_counts_the_same_whatever_the_storage(runs):
     counts = {}
     for strategy in ("pid_hash", "task_storage"):
         spec = KernelSpec(strategy, map_size=1)
-        program = LoadedProgram(spec, {"pid_hash": "MB_PID_HASH", "task_storage": "MB_TASK_STORAGE"}[strategy],
-                                instance_config(spec, 0))
-        try:
+        with LoadedBuild(spec, False, instance_config(spec, 0)) as program:
             start = 0
             for n in runs:
                 r = program.run(n, start)
                 assert r.hits == r.ops == n
                 start += n
             counts[strategy] = _task_count(program)
-        finally:
-            program.close()
     assert counts["pid_hash"] == counts["task_storage"] == sum(runs)
 
 
 def test_pid_hash_spreads_gets_over_its_population():
     spec = KernelSpec("pid_hash", map_size=1000)
-    with KernelPair(spec, 0) as pair:
-        r = pair.strategy.run(20000, 0)
+    with pair(spec) as (strategy, _):
+        r = strategy.run(20000, 0)
         assert r.hits == 20000
-        states = pair.strategy.obj.map("states")
+        states = strategy.obj.map("states")
         total = sum(struct.unpack("QQ", states.lookup(struct.pack("I", os.getpid() + i)))[1]
                     for i in range(1000))
         assert total == 20000
 
 
 def test_objects_are_closed_when_a_load_fails(monkeypatch):
-    # A map too large for the kernel fails at load; the pair must not leak the first object.
+    # The control's build fails after the strategy's loaded: the run must not leak the first object.
     before = set(os.listdir("/proc/self/fd"))
-    spec = KernelSpec("hash", map_size=1000)
-    import mapbench.kernel_engine as ke
+    real = kernel.build.compile_object
 
-    real = ke.LoadedProgram._fill
-
-    def failing_fill(self):
-        if self.macro == ke.CONTROL_MACRO:
+    def failing(source, storage, isa="v3"):
+        if storage == "MB_CONTROL":
             raise RuntimeError("injected")
-        real(self)
+        return real(source, storage, isa)
 
-    monkeypatch.setattr(ke.LoadedProgram, "_fill", failing_fill)
+    monkeypatch.setattr(kernel.build, "compile_object", failing)
     with pytest.raises(RuntimeError, match="injected"):
-        KernelPair(spec, 0)
+        kernel.measure([KernelSpec("hash", map_size=1000)], MeasureOptions(samples=1, instances=1, warmup=0))
     assert set(os.listdir("/proc/self/fd")) == before
 
 
@@ -141,15 +140,13 @@ def test_bloom_filter_matches_the_fp_theory_of_the_filter_the_kernel_builds():
     # 20k keys, all misses. Each load hashes with a new seed, so one filter's rate scatters about
     # theory by more than the binomial error of its lookups (sd 0.0038 at k=1, seen over 30
     # loads): the mean of 8 loads is held to the binomial bound.
-    from mapbench.workloads import bloom_fp_theory
-
     loads = 8
     for k in (1, 3, 7):
         spec = KernelSpec("bloom", map_size=20000, hit_ratio=0.0, nr_hash_funcs=k)
         rates, draws = [], 0
         for instance in range(loads):
-            with KernelPair(spec, instance) as pair:
-                r = pair.strategy.run(200000, 0)
+            with pair(spec, instance) as (strategy, _):
+                r = strategy.run(200000, 0)
             rates.append(r.filter_positives / r.ops)
             draws = r.ops
         measured, theory = sum(rates) / loads, bloom_fp_theory(20000, k)
@@ -158,7 +155,7 @@ def test_bloom_filter_matches_the_fp_theory_of_the_filter_the_kernel_builds():
 
 def test_task_storage_in_many_maps_counts_every_get():
     spec = KernelSpec("task_storage_maps", map_size=1, nr_maps=20)
-    with KernelPair(spec, 0) as pair:
-        r = pair.strategy.run(1000, 0)
+    with pair(spec) as (strategy, control):
+        r = strategy.run(1000, 0)
         assert r.ops == 20000 and r.hits == 20000
-        assert pair.control.run(1000, 0).hits == 0
+        assert control.run(1000, 0).hits == 0

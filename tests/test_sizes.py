@@ -2,8 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mapbench.engines.kernel import KernelSpec
 from mapbench.errors import BadInput
-from mapbench.workloads import MAX_MAP_SIZE, KernelSpec, parse_size
+from mapbench.strategies import MAX_MAP_SIZE, parse_size
 
 
 @given(st.integers(min_value=1, max_value=MAX_MAP_SIZE))
@@ -46,8 +47,9 @@ def test_size_beyond_memory_is_refused_before_any_map_exists():
     ({"strategy": "task_storage", "op": "lookup"}, "not an op of task_storage"),
     ({"strategy": "hash", "hit_ratio": 1.5}, "--hit-ratio 1.5 is outside [0, 1]"),
     ({"strategy": "hash", "hit_ratio": -0.1}, "outside [0, 1]"),
-    ({"strategy": "hash", "op": "update", "hit_ratio": 0.5}, "applies to lookup only"),
     ({"strategy": "bloom", "nr_hash_funcs": 16}, "1..15"),
+    ({"strategy": "task_storage_maps", "map_size": 5}, "--size 5: task_storage_maps works on the current task only"),
+    ({"strategy": "task_storage_maps", "nr_maps": 65}, "--task-maps 65 is outside 1..64"),
     ({"strategy": "hash", "isa": "v4"}, "--isa 'v4'"),
     ({"strategy": "hash", "key_distribution": "zipf"}, "--keys 'zipf'"),
 ])

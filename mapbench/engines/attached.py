@@ -1,0 +1,241 @@
+"""The attached engine: the article's runqslower on live scheduler events (docs/method.md,
+"Attached engine").
+
+tp_btf programs on sched_wakeup, sched_wakeup_new and sched_switch keep an enqueue timestamp
+per task, in a pid-keyed hash (pre-filled with map_size dummy pids) or in task local storage.
+A native load generator (threads ping-ponging through pipes, pinned with the runner to one
+CPU) drives the events. Every side and its ISA's control (empty programs on the same hooks)
+are loaded together and attached one at a time, sample by sample in rotating order; a side's
+cost per event is run_time_ns / run_cnt from BPF run stats, net of the control's median.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import build
+from .._libbpf import lib
+from ..environment import load_avg_1m
+from ..errors import BadInput, EnvironmentProblem
+from ..libbpf import BpfObject, run_stats
+from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from ..strategies import CONTROL_MACRO, STRATEGIES, parse_choice, parse_whole_number
+from . import Axis
+
+NAME = "attached"
+DESCRIPTION = "runqslower on live scheduler events (tp_btf), net of empty programs on the same hooks"
+PROGRAMS = ("on_wakeup", "on_wakeup_new", "on_switch")
+SOURCE = "runqslower.bpf.c"
+STRATEGY_NAMES = ("pid_hash", "task_storage")  # the per-task pair; macros from their records
+DUMMY_PID_BASE = 0x40000000  # above any pid_max (at most 2^22): never a live task's pid
+LIVE_TASK_ROOM = 65536  # hash entries for live tasks beside the dummies
+MAX_TASKS = 4096
+MAX_SIZE = 10_000_000
+
+
+def _size(text) -> int:
+    value = parse_whole_number(text, "--size", " of dummy pids")
+    if not 1 <= value <= MAX_SIZE:
+        raise BadInput(f"--size {value} is outside 1..{MAX_SIZE:_} for the attached engine")
+    return value
+
+
+def _tasks(text) -> int:
+    value = parse_whole_number(text, "--tasks")
+    if not 2 <= value <= MAX_TASKS or value % 2:
+        raise BadInput(f"--tasks {value} must be an even number in 2..{MAX_TASKS} "
+                       "(the load generator runs pairs)")
+    return value
+
+
+AXES = (
+    Axis("strategies", "--map", "strategy", lambda t: parse_choice(t, "--map", STRATEGY_NAMES),
+         default=STRATEGY_NAMES, help="pid_hash or task_storage"),
+    Axis("sizes", "--size", "map_size", _size, help="dummy pids pre-filled in the pid hash"),
+    Axis("tasks", "--tasks", "nr_tasks", _tasks, help="load generator threads (an even number)"),
+    Axis("isas", "--isa", "isa", build.check_isa),
+)
+SIDES = ("strategies", "isas")
+DEFAULTS = MeasureOptions(samples=3, instances=2, warmup=1, target_ms=300.0)
+MIN_SAMPLE_MS = 50  # below this a sample holds too few events for run stats to mean much
+
+
+@dataclass(frozen=True)
+class AttachedSpec:
+    strategy: str
+    map_size: int = 1000  # dummy pids in the hash (task storage holds only live tasks)
+    nr_tasks: int = 8  # load generator threads (pairs)
+    isa: str = build.DEFAULT_ISA
+
+    def __post_init__(self):
+        parse_choice(self.strategy, "--map", STRATEGY_NAMES)
+        _size(self.map_size)
+        _tasks(self.nr_tasks)
+        build.check_isa(self.isa)
+
+    @property
+    def holds_pids(self) -> bool:
+        """The dummies go into the strategy's sized map; task storage has none."""
+        return any(plan.sized for plan in STRATEGIES[self.strategy].maps)
+
+    def used_fields(self) -> set[str]:
+        # map_size names the pid population of the comparison, on both sides of the pair
+        return {"strategy", "isa", "nr_tasks", "map_size"}
+
+    def config_fields(self) -> dict:
+        return {"engine": NAME, "family": "runqslower", "strategy": self.strategy, "op": "sched_event",
+                "map_size": self.map_size, "value_size": 8, "hit_ratio": 1.0, "isa": self.isa,
+                "key_distribution": "live", "nr_tasks": self.nr_tasks}
+
+
+def make_spec(fields: dict) -> AttachedSpec:
+    return AttachedSpec(**fields)
+
+
+def check_options(opts: MeasureOptions) -> None:
+    if opts.target_ms < MIN_SAMPLE_MS:
+        raise BadInput(f"--sample-ms {opts.target_ms:g} is below {MIN_SAMPLE_MS}, the attached engine's "
+                       "minimum (a sample must hold enough scheduler events)")
+
+
+def pingpong(nr_tasks: int, seconds: float) -> int:
+    rounds = lib.mb_pingpong(nr_tasks, seconds)
+    if rounds < 0:
+        raise EnvironmentProblem(f"the load generator could not start {nr_tasks} threads: "
+                                 f"{os.strerror(-rounds)}")
+    return rounds
+
+
+class AttachedBuild:
+    """One loaded build of runqslower.bpf.c (a side's, or the control). `attached(stack)`
+    attaches every program through links owned by the stack; nothing is ever pinned."""
+
+    def __init__(self, spec: AttachedSpec, control: bool):
+        self.spec, self.control = spec, control
+        macro = CONTROL_MACRO if control else STRATEGIES[spec.strategy].macro
+        self.built = build.compile_object(SOURCE, macro, spec.isa)
+        self.obj = BpfObject(self.built.path)
+        try:
+            self.obj.map(".rodata").data("struct mb_sched_config").target_tgid = os.getpid()
+            holds_pids = not control and spec.holds_pids
+            if holds_pids:
+                self.obj.map("start").set_max_entries(spec.map_size + LIVE_TASK_ROOM)
+            self.obj.load()
+            if holds_pids:
+                dummies = (DUMMY_PID_BASE + np.arange(spec.map_size, dtype=np.uint64)).astype(np.uint32)
+                self.obj.map("start").update_batch(dummies, np.zeros(spec.map_size, np.uint64))
+            self.programs = [self.obj.program(name) for name in PROGRAMS]
+            infos = [p.info() for p in self.programs]
+            self.sizes = {"prog_xlated_bytes": sum(i["xlated_prog_len"] for i in infos),
+                          "prog_jited_bytes": sum(i["jited_prog_len"] for i in infos)}
+        except BaseException:
+            self.obj.close()
+            raise
+
+    def attach(self, stack: ExitStack) -> None:
+        for program in self.programs:
+            stack.enter_context(program.attach())
+
+    def stats(self) -> tuple[int, int]:
+        infos = [p.info() for p in self.programs]
+        return sum(i["run_time_ns"] for i in infos), sum(i["run_cnt"] for i in infos)
+
+    def delay_histogram(self) -> np.ndarray:
+        res = self.obj.map(".bss").read("struct mb_sched_result")
+        return np.array(list(res.delay_hist), dtype=np.uint64)
+
+    def sample(self, seconds: float) -> Sample:
+        """Attach, drive the load for `seconds`, detach: what the programs did meanwhile."""
+        with ExitStack() as links:
+            self.attach(links)
+            t0, (rt0, rc0), h0 = time.monotonic_ns(), self.stats(), self.delay_histogram()
+            rounds = pingpong(self.spec.nr_tasks, seconds)
+            t1, (rt1, rc1), h1 = time.monotonic_ns(), self.stats(), self.delay_histogram()
+        return Sample(rt1 - rt0, rc1 - rc0, t1 - t0, rounds, h1 - h0)
+
+    def close(self) -> None:
+        self.obj.close()
+
+    def __enter__(self) -> AttachedBuild:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def histogram_median_ns(hist: np.ndarray) -> float | None:
+    """Median of a log2 histogram (slot i holds delays in [2^i, 2^(i+1)) ns), geometric midpoint."""
+    total = int(hist.sum())
+    if total == 0:
+        return None
+    slot = int(np.searchsorted(np.cumsum(hist), (total + 1) / 2))
+    return float(2 ** slot * math.sqrt(2))
+
+
+@dataclass(frozen=True)
+class Sample:
+    run_time_ns: int
+    run_cnt: int
+    wall_ns: int
+    rounds: int
+    hist: np.ndarray
+
+    @property
+    def ns_per_event(self) -> float:
+        return self.run_time_ns / self.run_cnt if self.run_cnt else float("nan")
+
+
+def runs_per_sample(sides) -> int:
+    return len(sides) + len({s.isa for s in sides})
+
+
+def measure(sides: list[AttachedSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
+    """Every sample of every side and control of one comparison, attached one at a time."""
+    require_bpf_privilege()
+    check_options(opts)
+    rows: list[dict] = []
+    # The load generator's threads inherit this affinity: with every task on one CPU each event
+    # is a local wakeup or switch, the same work from run to run; left to roam, the share of
+    # cross-CPU wakeups (and so the cost per event) changed from run to run by half.
+    with run_stats(), pinned_to(opts.cpu) as cpu:
+        for instance in range(opts.instances):
+            with ExitStack() as stack:
+                programs = [(i, stack.enter_context(AttachedBuild(spec, False))) for i, spec in enumerate(sides)]
+                controls = {}
+                for spec in sides:
+                    if spec.isa not in controls:
+                        controls[spec.isa] = stack.enter_context(AttachedBuild(spec, True))
+                programs += [(None, b) for b in controls.values()]
+                samples = {id(b): [] for _, b in programs}
+                for sample in range(opts.warmup + opts.samples):
+                    for order, (_, b) in enumerate(rotation(programs, sample)):
+                        samples[id(b)].append((order, b.sample(opts.target_ms / 1000)))
+                        on_sample()
+                control_ns = {isa: statistics.median(s.ns_per_event for _, s in samples[id(b)][opts.warmup:])
+                              for isa, b in controls.items()}
+                for position, b in programs:
+                    net_of = None if b.control else control_ns[b.spec.isa]
+                    fields = {**b.spec.config_fields(), **({"strategy": "control"} if b.control else {})}
+                    for i, (order, s) in enumerate(samples[id(b)]):
+                        rows.append({
+                            **fields, **b.sizes, "instance": instance, "sample": i, "warmup": i < opts.warmup,
+                            "position": position, "run_order": order, "cpu": cpu,
+                            "object_sha256": b.built.sha256, "ops": s.run_cnt, "elapsed_ns": s.run_time_ns,
+                            "ns_per_op": s.ns_per_event - (net_of or 0.0), "gross_ns_per_op": s.ns_per_event,
+                            "control_ns_per_op": net_of,
+                            "events_per_s": s.run_cnt / (s.wall_ns / 1e9),
+                            # the load and the programs share one CPU: their share of it
+                            "cpu_overhead_share": s.run_time_ns / s.wall_ns,
+                            "delay_median_ns": histogram_median_ns(s.hist),
+                            "delays_recorded": int(s.hist.sum()), "load_round_trips": s.rounds,
+                            "delay_hist": s.hist.tolist(),
+                            "load_avg_1m": load_avg_1m(), "status": "ok", "message": "",
+                        })
+    return rows

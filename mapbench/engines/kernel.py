@@ -1,0 +1,350 @@
+"""The kernel engine: a map operation's cost inside the kernel (docs/method.md, "Kernel engine").
+
+A raw_tp program run by BPF_PROG_TEST_RUN times a bpf_loop of N operations with
+bpf_ktime_get_ns. Every side of a comparison and its family's control build (same loop, same
+key stream, no map operation) are loaded together and run sample by sample in rotating order;
+a side's figure is its gross ns/op less the median control ns/op of the same load, family
+and ISA.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import build
+from .._libbpf import ffi, lib
+from ..environment import load_avg_1m
+from ..errors import BadInput
+from ..libbpf import BpfObject
+from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from ..strategies import (
+    CONTROL_MACRO,
+    DEFAULT_HASH_FUNCS,
+    MAP_COUNT,
+    MAX_HASH_FUNCS,
+    STRATEGIES,
+    bloom_fp_theory,
+    check_fixed_size,
+    check_memory,
+    parse_choice,
+    parse_number,
+    parse_size,
+    parse_whole_number,
+)
+from . import Axis, NotMeasured
+
+NAME = "kernel"
+DESCRIPTION = "a map operation inside a BPF program (raw_tp test run), net of a control build"
+BPF_LOOP_MAX = 1 << 23  # the kernel's bound on bpf_loop iterations
+# uniform: each draw asks for a random entry (hit or miss by the hit ratio);
+# sequential: draw i asks for entry i % map_size, as the kernel's hashmap lookup bench does.
+KEY_DISTRIBUTIONS = ("uniform", "sequential")
+OP_CODES = {"lookup": lib.MB_OP_LOOKUP, "update": lib.MB_OP_UPDATE, "get": lib.MB_OP_GET}
+
+
+def _hit_ratio(text) -> float:
+    value = parse_number(text, "--hit-ratio")
+    if not 0.0 <= value <= 1.0:
+        raise BadInput(f"--hit-ratio {text} is outside [0, 1]")
+    return value
+
+
+def _bounded(flag: str, low: int, high: int, what: str = ""):
+    def parse(text) -> int:
+        value = parse_whole_number(text, flag)
+        if not low <= value <= high:
+            raise BadInput(f"--{flag.lstrip('-')} {value} is outside {low}..{high}{what}")
+        return value
+    return parse
+
+
+def _bloom_value_size(text) -> int:
+    value = parse_whole_number(text, "--bloom-value-size")
+    if value % 4 or not 4 <= value <= 4 * lib.MB_BLOOM_MAX_WORDS:
+        raise BadInput(f"--bloom-value-size {value} must be a multiple of 4 in 4..{4 * lib.MB_BLOOM_MAX_WORDS} bytes")
+    return value
+
+
+AXES = (
+    Axis("strategies", "--map", "strategy", lambda t: parse_choice(t, "--map", STRATEGIES),
+         help="strategy: " + ", ".join(STRATEGIES)),
+    Axis("sizes", "--size", "map_size", parse_size, help="entries in the map"),
+    Axis("ops", "--op", "op", str, help="operation (default: the strategy's first)"),
+    Axis("hit_ratios", "--hit-ratio", "hit_ratio", _hit_ratio, help="share of lookups whose key is present"),
+    Axis("keys", "--keys", "key_distribution", lambda t: parse_choice(t, "--keys", KEY_DISTRIBUTIONS),
+         help="uniform (random entries) or sequential (entry i % size, always a hit)"),
+    Axis("hash_funcs", "--hash-funcs", "nr_hash_funcs", _bounded("--hash-funcs", 1, MAX_HASH_FUNCS,
+                                                               " (the kernel's bound)"),
+         help="bloom: hash functions"),
+    Axis("bloom_value_sizes", "--bloom-value-size", "bloom_value_size", _bloom_value_size,
+         help="bloom: bytes of an element, 4..64"),
+    Axis("task_maps", "--task-maps", "nr_maps", _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS),
+         help="task_storage_maps: task-storage maps each draw gets from"),
+    Axis("seeds", "--seed", "seed", lambda t: parse_whole_number(t, "--seed"), help="seed of the key sets"),
+    Axis("isas", "--isa", "isa", build.check_isa, help="BPF ISA (clang -mcpu): v1, v2, v3"),
+)
+SIDES = ("strategies", "isas")
+DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel-engine configuration: plain data, validated, no kernel access."""
+
+    strategy: str
+    op: str | None = None  # default: the strategy's first op
+    map_size: int | None = None  # default: 1000, or what a fixed-size strategy needs
+    hit_ratio: float = 1.0
+    nr_hash_funcs: int = DEFAULT_HASH_FUNCS
+    isa: str = build.DEFAULT_ISA
+    key_distribution: str = "uniform"
+    nr_maps: int = 1
+    bloom_value_size: int = 4  # bytes of a bloom filter element (the key, then derived words)
+    seed: int = 0
+    check_memory: bool = field(default=True, compare=False)
+
+    def __post_init__(self):
+        s = STRATEGIES.get(self.strategy)
+        if s is None:
+            raise BadInput(f"--map {self.strategy!r} is unknown: choose one of {', '.join(STRATEGIES)}")
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        set_("op", self.op or s.ops[0])
+        if self.op not in s.ops:
+            raise BadInput(f"--op {self.op!r} is not an op of {self.strategy}: it has {', '.join(s.ops)}")
+        if self.map_size is None:
+            set_("map_size", s.fixed_size or 1000)
+        parse_size(self.map_size)
+        check_fixed_size(self.strategy, s.fixed_size, self.map_size, "works on the current task only")
+        if s.family.name == "membership" and self.map_size > 2**31:
+            raise BadInput(f"--size {self.map_size} is above 2^31, the largest set whose miss keys "
+                           "fit beside it in the u32 key space")
+        _hit_ratio(self.hit_ratio)
+        parse_choice(self.key_distribution, "--keys", KEY_DISTRIBUTIONS)
+        build.check_isa(self.isa)
+        # what does not change this strategy's work is normalised, so that equal work is one spec
+        if "hit_ratio" not in self.used_fields():
+            set_("hit_ratio", 1.0)
+        for name, default in (("nr_hash_funcs", DEFAULT_HASH_FUNCS), ("bloom_value_size", 4), ("nr_maps", 1)):
+            if name not in s.params:
+                set_(name, default)
+        _bounded("--hash-funcs", 1, MAX_HASH_FUNCS)(self.nr_hash_funcs)
+        _bloom_value_size(self.bloom_value_size)
+        _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS)(self.nr_maps)
+        if self.check_memory:
+            check_memory(s.estimate_bytes(self), self.strategy, self.map_size)
+
+    @property
+    def family(self):
+        return STRATEGIES[self.strategy].family
+
+    @property
+    def hit_thresh(self) -> int:
+        """The hit ratio as the programs compare it: a draw's low bits below this hit."""
+        return round(self.hit_ratio * lib.MB_HIT_SCALE)
+
+    def used_fields(self) -> set[str]:
+        """The spec fields that change what this configuration measures."""
+        s = STRATEGIES[self.strategy]
+        used = {"strategy", "op", "isa", "seed"} | s.params
+        if s.fixed_size is None:
+            used.add("map_size")
+        if s.family is not MAP_COUNT:
+            used.add("key_distribution")
+            if self.op == "lookup" and self.key_distribution == "uniform":
+                used.add("hit_ratio")
+        return used
+
+    def control_key(self) -> tuple:
+        return (self.family.name, self.isa)  # sides of one family and ISA share a control build
+
+    def config_fields(self) -> dict:
+        """The configuration columns (results.CONFIG_KEYS) of this spec's rows."""
+        used = self.used_fields()
+        return {"engine": NAME, "family": self.family.name, "strategy": self.strategy, "op": self.op,
+                "map_size": self.map_size, "hit_ratio": float(self.hit_ratio), "isa": self.isa,
+                # bloom: the filter element's size is the value size that matters there
+                "value_size": self.bloom_value_size if "bloom_value_size" in used else self.family.value_size,
+                "nr_hash_funcs": self.nr_hash_funcs if "nr_hash_funcs" in used else None,
+                "key_distribution": self.key_distribution,
+                "nr_maps": self.nr_maps if "nr_maps" in used else None}
+
+
+def make_spec(fields: dict) -> KernelSpec | NotMeasured:
+    s = STRATEGIES.get(fields.get("strategy"))
+    if s is not None and fields.get("op") not in (None, *s.ops):
+        return NotMeasured((("engine", NAME), ("family", s.family.name), ("strategy", s.name),
+                            ("op", fields["op"]), ("map_size", fields.get("map_size"))),
+                           f"--op {fields['op']!r} is not an op of {s.name}: it has {', '.join(s.ops)}")
+    if s is not None and s.fixed_size is not None:
+        fields = {**fields, "map_size": s.fixed_size}
+    return KernelSpec(**fields)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one test run of one program reported (struct mb_result)."""
+
+    elapsed_ns: int
+    ops: int
+    hits: int
+    filter_positives: int
+    checksum: int
+    nr_loops: int
+
+    @property
+    def ns_per_op(self) -> float:
+        return self.elapsed_ns / self.ops
+
+    @property
+    def ns_per_loop(self) -> float:
+        return self.elapsed_ns / self.nr_loops
+
+
+def instance_config(spec: KernelSpec, instance: int) -> dict:
+    """struct mb_config of one load: the key stream is deterministic from (seed, instance), so
+    every side and control of a comparison draws the same keys."""
+    rng = np.random.default_rng([spec.seed, instance])
+    return {
+        "seed": int(rng.integers(0, 2**63)),
+        "map_size": spec.map_size,
+        "hit_thresh": spec.hit_thresh,
+        "key_mult": int(rng.integers(0, 2**31)) * 2 + 1,
+        "key_salt": int(rng.integers(0, 2**32)),
+        "op": OP_CODES[spec.op],
+        "base_pid": os.getpid(),
+        "sequential": int(spec.key_distribution == "sequential"),
+        "nr_maps": spec.nr_maps,
+        "bloom_words": spec.bloom_value_size // 4,
+    }
+
+
+class LoadedBuild:
+    """One loaded build of a family source (a strategy's, or the control), its maps sized and
+    filled as the strategy's record says. Owns the object: close it, or use `with`."""
+
+    def __init__(self, spec: KernelSpec, control: bool, config: dict):
+        self.spec, self.control, self.config = spec, control, config
+        strategy = STRATEGIES[spec.strategy]
+        self.plans = () if control else strategy.maps
+        self.built = build.compile_object(spec.family.source, CONTROL_MACRO if control else strategy.macro,
+                                          spec.isa)
+        self.obj = BpfObject(self.built.path)
+        try:
+            cfg = self.obj.map(".rodata").data("struct mb_config")
+            for name, value in config.items():
+                setattr(cfg, name, value)
+            for plan in self.plans:
+                m = self.obj.map(plan.name)
+                if plan.sized:
+                    m.set_max_entries(spec.map_size)
+                if plan.configure:
+                    plan.configure(m, spec)
+            self.obj.load()
+            for plan in self.plans:
+                if plan.fill:
+                    plan.fill(self.obj.map(plan.name), spec, config)
+            self.prog = self.obj.program("run")
+            self.bss = self.obj.map(".bss")
+            info = self.prog.info()  # what the verifier and the JIT made of this ISA
+            self.sizes = {"prog_xlated_bytes": info["xlated_prog_len"], "prog_jited_bytes": info["jited_prog_len"]}
+            self.memory = None if control else strategy.memory_bytes(self)
+        except BaseException:
+            self.obj.close()
+            raise
+
+    def run(self, nr_loops: int, start: int) -> RunResult:
+        args = ffi.new("struct mb_run_args *", {"nr_loops": nr_loops, "start": start})
+        self.prog.test_run(args)
+        r = self.bss.read("struct mb_result")
+        return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, nr_loops)
+
+    def close(self) -> None:
+        self.obj.close()
+
+    def __enter__(self) -> LoadedBuild:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def calibrate(builds: list[LoadedBuild], target_ns: float) -> int:
+    """N loops such that a run of the slowest build lasts about target_ns. Per loop, not per
+    op: a map-count loop does nr_maps gets."""
+    n = 4096
+    for _ in range(3):  # the first pilot also warms the code and the maps
+        slowest = max(b.run(n, 0).ns_per_loop for b in builds)
+        n = int(min(BPF_LOOP_MAX, max(1024, target_ns / max(slowest, 0.1))))
+    return n
+
+
+def runs_per_sample(sides) -> int:
+    return len(sides) + len({s.control_key() for s in sides})  # every side, one control per family and ISA
+
+
+def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
+    """Every sample of every side and control of one comparison, as result rows."""
+    require_bpf_privilege()
+    rows: list[dict] = []
+    nr_loops = None
+    with pinned_to(opts.cpu) as cpu:
+        for instance in range(opts.instances):
+            with ExitStack() as stack:
+                def load(spec: KernelSpec, control: bool, instance: int = instance) -> LoadedBuild:
+                    return stack.enter_context(LoadedBuild(spec, control, instance_config(spec, instance)))
+
+                programs = [(i, load(spec, False)) for i, spec in enumerate(sides)]
+                controls = {}
+                for spec in sides:  # one per family and ISA, with the first such side's key stream
+                    if spec.control_key() not in controls:
+                        controls[spec.control_key()] = load(spec, True)
+                programs += [(None, b) for b in controls.values()]
+                if nr_loops is None:
+                    nr_loops = calibrate([b for _, b in programs], opts.target_ms * 1e6)
+                runs = {id(b): [] for _, b in programs}
+                for sample in range(opts.warmup + opts.samples):
+                    start = (sample + 1) * nr_loops  # draws 0.. were the calibration's
+                    for order, (_, b) in enumerate(rotation(programs, sample)):
+                        runs[id(b)].append((order, b.run(nr_loops, start)))
+                        on_sample()
+                control_median = {key: statistics.median(r.ns_per_op for _, r in runs[id(b)][opts.warmup:])
+                                  for key, b in controls.items()}
+                common = {"instance": instance, "cpu": cpu, "load_avg_1m": load_avg_1m(), "status": "ok",
+                          "message": ""}
+                for position, b in programs:
+                    for sample, (order, r) in enumerate(runs[id(b)]):
+                        rows.append(_row(b, position, sample, order, r, opts.warmup,
+                                         None if b.control else control_median[b.spec.control_key()], common))
+    return rows
+
+
+def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, warmup: int,
+         control_ns: float | None, common: dict) -> dict:
+    spec = b.spec
+    fp_rate = fp_theory = None
+    misses = r.ops - r.hits
+    if not b.control and "nr_hash_funcs" in spec.used_fields() and spec.op == "lookup" and misses > 0:
+        fp_rate = (r.filter_positives - r.hits) / misses
+        fp_theory = bloom_fp_theory(spec.map_size, spec.nr_hash_funcs)
+    fields = spec.config_fields()
+    if b.control:
+        fields.update(strategy="control", value_size=None, nr_hash_funcs=None)
+    return {
+        **fields, **common, **b.sizes,
+        "object_sha256": b.built.sha256,
+        "position": position, "run_order": order,
+        "sample": sample, "warmup": sample < warmup,
+        "ops": r.ops, "elapsed_ns": r.elapsed_ns,
+        "ns_per_op": r.ns_per_op if b.control else r.ns_per_op - control_ns,
+        "gross_ns_per_op": r.ns_per_op,
+        "control_ns_per_op": control_ns,
+        "hits": r.hits,
+        "measured_hit_ratio": None if b.control else r.hits / r.ops,
+        "map_memory_bytes": b.memory,
+        "bloom_fp_rate": fp_rate, "bloom_fp_theory": fp_theory,
+    }

@@ -1,0 +1,156 @@
+"""The syscall engine head to head with a plain C loop over the same libbpf calls
+(mapbench/ref_syscalls.c; docs/method.md, "C reference").
+
+The C program runs as a co-process on the same CPU: it creates and fills its own map, then
+runs one sample for every line it is sent. The engine alternates its own samples with the C
+program's, in rotating order, with the same passes per sample, so the ratio mapbench / C says
+how far the engine's native loops are from plain C.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import subprocess
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..build import BuildFailed, cache_dir
+from ..environment import load_avg_1m
+from ..errors import BadInput
+from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from ..strategies import parse_choice
+from . import Axis, syscall
+
+NAME = "reference"
+DESCRIPTION = "the syscall engine's loops head to head with a plain C loop (ref_syscalls.c)"
+SOURCE = Path(__file__).resolve().parent.parent / "ref_syscalls.c"
+REFERENCE_MAPS = ("hash", "lru_hash", "percpu_hash", "array")  # what ref_syscalls.c creates
+IMPLEMENTATIONS = ("c", "mapbench")  # the C loop first: ratios read mapbench / C
+
+AXES = (
+    Axis("implementations", "--implementation", "implementation",
+         lambda t: parse_choice(t, "--implementation", IMPLEMENTATIONS), default=IMPLEMENTATIONS),
+    *(a if a.key != "maps" else Axis("maps", "--map", "map_type",
+                                     lambda t: parse_choice(t, "--map", REFERENCE_MAPS), default=("hash",))
+      for a in syscall.AXES),
+)
+SIDES = ("implementations",)
+DEFAULTS = MeasureOptions(samples=5, instances=3, warmup=1, target_ms=20.0)
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    implementation: str
+    syscall: syscall.SyscallSpec
+
+    def used_fields(self) -> set[str]:
+        return {"implementation"} | self.syscall.used_fields()
+
+    def config_fields(self) -> dict:
+        return {**self.syscall.config_fields(), "engine": NAME, "family": NAME,
+                "implementation": self.implementation}
+
+
+def make_spec(fields: dict):
+    implementation = fields.pop("implementation", IMPLEMENTATIONS[0])
+    spec = syscall.make_spec(fields)
+    if not isinstance(spec, syscall.SyscallSpec):
+        return spec
+    if spec.map_type not in REFERENCE_MAPS:
+        raise BadInput(f"--map {spec.map_type!r}: the C reference covers {', '.join(REFERENCE_MAPS)}")
+    return ReferenceSpec(implementation, spec)
+
+
+def build_reference() -> Path:
+    source = SOURCE.read_bytes()
+    out = cache_dir() / "ref" / f"ref_syscalls-{hashlib.sha256(source).hexdigest()[:16]}"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            exe = Path(tmp) / out.name
+            res = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(SOURCE), "-lbpf"],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                raise BuildFailed("gcc failed to build the C reference", res.stderr)
+            os.replace(exe, out)
+    return out
+
+
+class CLoop:
+    """ref_syscalls.c as a co-process: one sample per request. Ends it on close."""
+
+    def __init__(self, spec: syscall.SyscallSpec, reps: int):
+        self.spec = spec
+        args = [str(build_reference()), spec.map_type, spec.driver, spec.op, str(spec.map_size),
+                str(spec.batch_size or 1), str(reps)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self._expect("ready")
+
+    def _expect(self, what: str) -> str:
+        line = self.proc.stdout.readline().strip()
+        if not line or (what == "ready" and line != "ready"):
+            self.close()
+            raise BuildFailed(f"the C reference failed on {self.spec}", self.proc.stderr.read())
+        return line
+
+    def sample(self) -> float:
+        self.proc.stdin.write("sample\n")
+        self.proc.stdin.flush()
+        return float(self._expect("sample"))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> CLoop:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _engine_sample(side: syscall.SyscallSide, reps: int) -> float:
+    elements, elapsed, _ = side.run_once(reps)
+    return elapsed / elements
+
+
+def runs_per_sample(sides) -> int:
+    return len(sides)
+
+
+def measure(sides: list[ReferenceSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
+    """Rows of every side; the C loop and mapbench's loop alternate sample by sample."""
+    require_bpf_privilege()
+    rows: list[dict] = []
+    with pinned_to(opts.cpu) as cpu:
+        with syscall.SyscallSide(sides[0].syscall) as side:
+            reps = syscall.calibrate(side, opts.target_ms * 1e6)  # the same passes for both
+        for instance in range(opts.instances):
+            with ExitStack() as stack:
+                runners = []
+                for position, spec in enumerate(sides):
+                    if spec.implementation == "c":
+                        c = stack.enter_context(CLoop(spec.syscall, reps))
+                        runners.append((position, spec, c.sample))
+                    else:
+                        s = stack.enter_context(syscall.SyscallSide(spec.syscall))
+                        runners.append((position, spec, functools.partial(_engine_sample, s, reps)))
+                for sample in range(opts.warmup + opts.samples):
+                    for order, (position, spec, run) in enumerate(rotation(runners, sample)):
+                        ns = run()
+                        rows.append({**spec.config_fields(), "instance": instance, "sample": sample,
+                                     "warmup": sample < opts.warmup, "position": position, "run_order": order,
+                                     "ns_per_op": ns, "gross_ns_per_op": ns, "passes": reps, "cpu": cpu,
+                                     "load_avg_1m": load_avg_1m(), "status": "ok", "message": ""})
+                        on_sample()
+    return rows

@@ -1,0 +1,305 @@
+"""The syscall engine: what map operations cost from user space (docs/method.md, "Syscall engine").
+
+Per-element bpf_map_{lookup,update,delete}_elem and the BPF_MAP_*_BATCH commands, over map
+types, sizes and batch sizes. The loops are _native.c's table (libbpf.SYSCALL_OPS), timed in
+native code; buffers are numpy arrays allocated and touched once per side, passed without a
+copy. A figure is nanoseconds per element. What the kernel refuses for a map type and op
+(probed once on a small map) is an `unsupported` row; any other failure is an error.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import functools
+import os
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import build, keys
+from ..environment import load_avg_1m
+from ..errors import BadInput, KernelRefused, Unsupported
+from ..libbpf import SYSCALL_OPS, BpfObject, Map, MapOps, SyscallOp, pidfd_open
+from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from ..strategies import check_fixed_size, parse_choice, parse_size, parse_whole_number
+from . import Axis
+
+NAME = "syscall"
+DESCRIPTION = "map operations from user space: one syscall per element, or BPF_MAP_*_BATCH"
+MAX_BATCH = 2**32 - 1  # the count is a u32
+ENOTSUPP = 524  # the kernel's internal "not supported", which batch ops leak to user space
+# What a kernel answers for an op a map type does not have. Only the probe reads these.
+REFUSALS = {errno_codes.EINVAL, errno_codes.EOPNOTSUPP, ENOTSUPP}
+LRU_LOCAL_FREE = 128  # the kernel's LOCAL_FREE_TARGET (kernel/bpf/bpf_lru_list.h)
+KEY_MULT, KEY_SALT = 0x9E3779B1, 0x5BD1E995  # key(i) = i * KEY_MULT ^ KEY_SALT, as the C reference
+DRIVERS = sorted({driver for driver, _ in SYSCALL_OPS})
+OPS = sorted({op for _, op in SYSCALL_OPS})
+
+
+@dataclass(frozen=True)
+class MapType:
+    """What the engine needs to know of a map type to create, fill and measure it."""
+
+    name: str
+    value_size: int  # bytes of one value (per CPU for per-CPU maps)
+    keyed: bool = True  # False: a bloom filter, whose value is the element
+    index_keys: bool = False  # keys are entry numbers (arrays)
+    fixed_size: int | None = None  # measured on mapbench's own task only
+    btf_map: tuple[str, str, str] | None = None  # (source, macro, map): needs BTF, so from an object
+    spare: Callable[[int], int] = lambda n: 0  # max_entries beyond the entries held
+
+    @property
+    def memory_known(self) -> bool:
+        return self.btf_map is None  # task storage's fdinfo memlock is a constant 480 B
+
+
+MAP_TYPES = {m.name: m for m in (
+    MapType("hash", 8),
+    # An LRU hash can evict before it is full: each CPU keeps a local list of free nodes, so one
+    # CPU filling the map may find none while others hold some. Room for those lists keeps all.
+    MapType("lru_hash", 8, spare=lambda n: LRU_LOCAL_FREE * (os.cpu_count() or 1) * 2),
+    MapType("percpu_hash", 8),
+    MapType("array", 8, index_keys=True),
+    MapType("bloom_filter", 4, keyed=False),
+    MapType("task_storage", 16, fixed_size=1, btf_map=("taskstate.bpf.c", "MB_TASK_STORAGE", "states")),
+)}
+
+
+def _batch_size(text) -> int:
+    value = parse_whole_number(text, "--batch-size")
+    if not 1 <= value <= MAX_BATCH:
+        raise BadInput(f"--batch-size {text!r} is outside 1..{MAX_BATCH}")
+    return value
+
+
+AXES = (
+    Axis("maps", "--map", "map_type", lambda t: parse_choice(t, "--map", MAP_TYPES), default=("hash",),
+         help="map type: " + ", ".join(MAP_TYPES)),
+    Axis("sizes", "--size", "map_size", parse_size),
+    Axis("ops", "--op", "op", lambda t: parse_choice(t, "--op", OPS), default=("lookup",)),
+    Axis("drivers", "--driver", "driver", lambda t: parse_choice(t, "--driver", DRIVERS),
+         default=("elem", "batch"), help="elem: one syscall per element; batch: BPF_MAP_*_BATCH"),
+    Axis("batch_sizes", "--batch-size", "batch_size", _batch_size, default=(1000,),
+         help="entries per batch call"),
+)
+SIDES = ("maps", "drivers", "batch_sizes")
+DEFAULTS = MeasureOptions(samples=5, instances=2, warmup=1, target_ms=20.0)
+
+
+@dataclass(frozen=True)
+class SyscallSpec:
+    map_type: str
+    driver: str
+    op: str
+    map_size: int | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self):
+        m = MAP_TYPES.get(self.map_type)
+        if m is None:
+            raise BadInput(f"--map {self.map_type!r} is not a map type of the syscall engine: "
+                           f"choose one of {', '.join(MAP_TYPES)}")
+        if (self.driver, self.op) not in SYSCALL_OPS:
+            raise BadInput(f"--op {self.op!r} is not a {self.driver} op: it has "
+                           f"{', '.join(op for d, op in SYSCALL_OPS if d == self.driver)}")
+        if self.driver == "batch":
+            _batch_size(self.batch_size if self.batch_size is not None else 0)
+        elif self.batch_size is not None:
+            raise BadInput("--batch-size applies to --driver batch only")
+        if self.map_size is None:
+            object.__setattr__(self, "map_size", m.fixed_size or 1000)
+        check_fixed_size(self.map_type, m.fixed_size, self.map_size,
+                         "is keyed by pidfd from user space, and mapbench measures it on its own task")
+        if not 1 <= self.map_size <= 2**31:
+            raise BadInput(f"--size {self.map_size} is outside 1..{2**31}")
+
+    @property
+    def syscall_op(self) -> SyscallOp:
+        return SYSCALL_OPS[self.driver, self.op]
+
+    def used_fields(self) -> set[str]:
+        used = {"map_type", "driver", "op"} | ({"batch_size"} if self.driver == "batch" else set())
+        return used | ({"map_size"} if MAP_TYPES[self.map_type].fixed_size is None else set())
+
+    def config_fields(self) -> dict:
+        return {"engine": NAME, "family": NAME, "strategy": self.map_type, "op": self.op,
+                "driver": self.driver, "map_size": self.map_size, "batch_size": self.batch_size,
+                "value_size": MAP_TYPES[self.map_type].value_size, "hit_ratio": 1.0,
+                "key_distribution": "all"}
+
+
+def make_spec(fields: dict):
+    from . import NotMeasured
+
+    driver, op = fields.get("driver"), fields.get("op")
+    if (driver, op) not in SYSCALL_OPS:  # e.g. elem x lookup_and_delete: no such operation
+        return NotMeasured((), "")
+    m = MAP_TYPES.get(fields.get("map_type"))
+    fields = {**fields, "batch_size": fields.get("batch_size") if driver == "batch" else None}
+    if m is not None and m.fixed_size is not None:
+        fields["map_size"] = m.fixed_size
+    return SyscallSpec(**fields)
+
+
+class SyscallSide:
+    """The map under test for one spec, filled, with its buffers; owns its fds."""
+
+    def __init__(self, spec: SyscallSpec):
+        self.spec, self.type = spec, MAP_TYPES[spec.map_type]
+        self.op = spec.syscall_op
+        self._obj: BpfObject | None = None
+        self._pidfd: int | None = None
+        n = spec.map_size
+        try:
+            if self.type.btf_map:
+                source, macro, name = self.type.btf_map
+                self._obj = BpfObject(build.compile_object(source, macro).path)
+                for program in self._obj.programs():
+                    program.set_autoload(False)  # the map is all we want of the object
+                self._obj.load()
+                self.map: MapOps = self._obj.map(name)
+                self._pidfd = pidfd_open(os.getpid())
+                self.keys = np.array([self._pidfd], dtype=np.int32)
+            else:
+                self.map = Map(self.type.name, 4 if self.type.keyed else 0, self.type.value_size,
+                               n + self.type.spare(n))
+                index = np.arange(n, dtype=np.uint64)
+                self.keys = (index.astype(np.uint32) if self.type.index_keys
+                             else keys.member_keys(index, KEY_MULT, KEY_SALT))
+            words = self.map.elem_value_bytes // 8 or 1
+            self.values = np.random.default_rng(n).integers(0, 2**63, size=(n, words), dtype=np.uint64)
+            if not self.type.keyed:  # the bloom filter's elements are the keys, as u32
+                self.values, self.keys = self.keys, None
+            self.capacity = getattr(self.map, "max_entries", n)
+            # Out buffers for lookups, written once here so that no page is touched for the first
+            # time inside a timed pass; one slot more than the map holds, for a walk's last call.
+            self.out_keys = np.empty((self.capacity + 1) * max(self.map.key_size, 1), np.uint8)
+            self.out_values = np.empty((self.capacity + 1) * self.map.elem_value_bytes, np.uint8)
+            self.out_keys.fill(1)
+            self.out_values.fill(1)
+            if not self.type.keyed:  # a bloom lookup reads its element from the value buffer
+                self.out_values[: self.values.nbytes] = self.values.view(np.uint8).ravel()
+            self.refill()
+        except BaseException:
+            self.close()
+            raise
+
+    def refill(self) -> None:
+        """Put every entry back (untimed)."""
+        if self.keys is None:
+            self.map.push_all(self.values)
+        elif self.type.btf_map:
+            self.map.update(self.keys.tobytes(), self.values.tobytes())
+        else:
+            self.map.update_batch(self.keys, self.values)
+
+    def run_once(self, reps: int) -> tuple[int, int, int]:
+        """One sample: `reps` passes of the op over every entry; only the op is timed.
+        Returns (elements, elapsed ns, walk retries)."""
+        spec, n = self.spec, self.spec.map_size
+        elements = elapsed = retries = 0
+        for _ in range(reps):
+            t = self.map.run(self.op, self.capacity + 1 if self.op.walks else n, self.keys, self.values,
+                             self.out_keys, self.out_values, spec.batch_size or 1)
+            if t.done - t.missing != n:
+                raise KernelRefused(f"{spec.driver} {spec.op} of {spec.map_type} handled {t.done - t.missing} "
+                                    f"of {n} entries")
+            elements, elapsed, retries = elements + n, elapsed + t.elapsed_ns, retries + t.retries
+            if self.op.empties:
+                self.refill()
+        return elements, elapsed, retries
+
+    def close(self) -> None:
+        if isinstance(getattr(self, "map", None), Map):
+            self.map.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    def __enter__(self) -> SyscallSide:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@functools.cache
+def refusal(map_type: str, driver: str, op: str) -> str | None:
+    """Whether the kernel refuses this op on this map type: tried once on a small map. The
+    kernel's answer (EINVAL, EOPNOTSUPP, ENOTSUPP) is the reason; None when it works."""
+    small = 1 if MAP_TYPES[map_type].fixed_size else 8
+    try:
+        with SyscallSide(SyscallSpec(map_type, driver, op, small, 4 if driver == "batch" else None)) as side:
+            side.run_once(1)
+    except KernelRefused as exc:
+        if exc.errno in REFUSALS:
+            return str(exc)
+        raise
+    return None
+
+
+def calibrate(side: SyscallSide, target_ns: float) -> int:
+    """Passes per sample so that a sample lasts about target_ns (at least one pass)."""
+    _, elapsed, _ = side.run_once(1)
+    return max(1, min(10_000, round(target_ns / max(elapsed, 1))))
+
+
+def runs_per_sample(sides) -> int:
+    return len(sides)
+
+
+def measure(sides: list[SyscallSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None,
+            reps: dict | None = None) -> list[dict]:
+    """Every sample of every side, interleaved; a side the kernel refuses is one unsupported row.
+    A sample is `reps` passes over its map (calibrated to opts.target_ms unless given)."""
+    require_bpf_privilege()
+    rows: list[dict] = []
+    measured = []
+    for position, spec in enumerate(sides):
+        reason = refusal(spec.map_type, spec.driver, spec.op)
+        if reason:
+            rows.append({**spec.config_fields(), "position": position, "status": "unsupported",
+                         "message": reason})
+            on_sample_n(on_sample, opts.instances * (opts.warmup + opts.samples))
+        else:
+            measured.append((position, spec))
+    if not measured:
+        return rows
+    reps = dict(reps or {})
+    with pinned_to(opts.cpu) as cpu:
+        for instance in range(opts.instances):
+            with ExitStack() as stack:
+                loaded = [(position, stack.enter_context(SyscallSide(spec))) for position, spec in measured]
+                memory = {}
+                for position, side in loaded:
+                    reps.setdefault(position, calibrate(side, opts.target_ms * 1e6))
+                    memory[position] = side.map.memlock_bytes() if side.type.memory_known else None
+                for sample in range(opts.warmup + opts.samples):
+                    for order, (position, side) in enumerate(rotation(loaded, sample)):
+                        elements, elapsed, retries = side.run_once(reps[position])
+                        rows.append({**side.spec.config_fields(), "instance": instance, "sample": sample,
+                                     "position": position, "run_order": order,
+                                     "warmup": sample < opts.warmup, "ops": elements, "elapsed_ns": elapsed,
+                                     "ns_per_op": elapsed / elements, "gross_ns_per_op": elapsed / elements,
+                                     "retries": retries, "passes": reps[position],
+                                     "map_memory_bytes": memory[position],
+                                     "cpu": cpu, "load_avg_1m": load_avg_1m(), "status": "ok", "message": ""})
+                        on_sample()
+    return rows
+
+
+def on_sample_n(on_sample: OnSample, n: int) -> None:
+    for _ in range(n):
+        on_sample()
+
+
+def check_supported(spec: SyscallSpec) -> None:
+    """For `run`, which asked for exactly this: a refusal is an error, not a row."""
+    reason = refusal(spec.map_type, spec.driver, spec.op)
+    if reason:
+        raise Unsupported(f"{spec.map_type} {spec.driver} {spec.op}: the kernel does not support it: {reason}")

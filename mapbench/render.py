@@ -1,0 +1,193 @@
+"""One way to show results, for the terminal, the Markdown report and the plots: one label
+function per configuration, one set of table rows, two outputs (rich and Markdown)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.table import Table
+
+from .results import CONFIG_KEYS, plain
+
+# How each configuration key reads in a label; family is implied by the strategy.
+_LABEL = {
+    "engine": lambda c: c["engine"],
+    "strategy": lambda c: c["strategy"],
+    "implementation": lambda c: {"c": "C loop", "mapbench": "mapbench"}.get(c["implementation"]),
+    "op": lambda c: c["op"],
+    "driver": lambda c: (f"batch {int(c['batch_size']):,}" if c.get("driver") == "batch" and c.get("batch_size")
+                         else c["driver"]),
+    "map_size": lambda c: f"{int(c['map_size']):,} " + ("dummy pids" if c.get("engine") == "attached"
+                                                       else "entry" if c["map_size"] == 1 else "entries"),
+    "hit_ratio": lambda c: f"hit {c['hit_ratio']:g}" if c.get("op") == "lookup" and c.get("engine") == "kernel" else "",
+    "key_distribution": lambda c: f"{c['key_distribution']} keys",
+    "value_size": lambda c: f"{int(c['value_size'])} B values",
+    "nr_hash_funcs": lambda c: f"k={int(c['nr_hash_funcs'])}",
+    "isa": lambda c: c["isa"],
+    "nr_tasks": lambda c: f"{int(c['nr_tasks'])} tasks",
+    "nr_maps": lambda c: f"{int(c['nr_maps'])} maps",
+}
+SKIP = {"family", "batch_size"}  # implied by strategy; shown with the driver
+
+
+def config_label(config: dict, keys: Iterable[str] | None = None) -> str:
+    """'bloom lookup 1,000,000 hit 0': the given keys (default: every key with a value)."""
+    config = {k: plain(v) for k, v in config.items()}  # NaN, as pandas gives a missing value, is None
+    keys = CONFIG_KEYS if keys is None else [k for k in CONFIG_KEYS if k in set(keys)]
+    if "batch_size" in keys and "driver" not in keys:
+        keys = [*keys, "driver"]
+    parts = [_LABEL[k](config) for k in keys if k not in SKIP and config.get(k) is not None]
+    return " ".join(p for p in parts if p)
+
+
+FOLLOW_STRATEGY = ("value_size", "nr_hash_funcs", "key_distribution")  # often set by the strategy
+
+
+def varying_keys(configs: list[dict]) -> list[str]:
+    """The keys that tell these configurations apart (at least the strategy); a key that only
+    changes with the strategy (bloom's element size beside the hash's value) is left out."""
+    distinct = lambda cs, k: len({str(c.get(k)) for c in cs})  # noqa: E731
+    keys = [k for k in CONFIG_KEYS if distinct(configs, k) > 1]
+    if "strategy" in keys:
+        by_strategy: dict[str, list] = {}
+        for c in configs:
+            by_strategy.setdefault(c.get("strategy"), []).append(c)
+        keys = [k for k in keys if k not in FOLLOW_STRATEGY
+                or any(distinct(cs, k) > 1 for cs in by_strategy.values())]
+    return keys or ["strategy"]
+
+
+def fmt_bytes(n) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def fmt_ns(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def fmt_ratio(r: dict) -> str:
+    if r.get("ratio") is None:
+        return "undefined (denominator at or below its control)"
+    return f"{r['ratio']:.3f} ({r['ci_low']:.3f} .. {r['ci_high']:.3f})"
+
+
+SUMMARY_HEADER = ["configuration", "median ns/op", "95% CI", "CV", "ops/s", "control ns/op", "samples",
+                  "map memory", "notes"]
+
+
+def summary_rows(records: list[dict], markup: bool = True) -> list[list[str]]:
+    keys = varying_keys(records)
+    rows = []
+    for r in records:
+        wide = " (CV>10%)" if r["wide_spread"] else ""
+        rows.append([
+            config_label(r, keys),
+            fmt_ns(r["median_ns_per_op"]) + (f" [yellow]{wide}[/]" if markup and wide else wide),
+            f"{fmt_ns(r['ci_low'])} .. {fmt_ns(r['ci_high'])}",
+            f"{r['cv']:.1%}",
+            f"{r['ops_per_s'] / 1e6:.2f} M" if r["ops_per_s"] else "-",
+            fmt_ns(r["control_ns_per_op"]),
+            f"{r['samples']} / {r['instances']} loads",
+            fmt_bytes(r["map_memory_bytes"]),
+            notes(r),
+        ])
+    return rows
+
+
+def notes(r: dict) -> str:
+    out = []
+    if r.get("bloom_fp_rate") is not None:
+        out.append(f"FP rate {r['bloom_fp_rate']:.4f} (theory {r['bloom_fp_theory']:.4f})")
+    if r.get("events_per_s"):
+        out.append(f"{r['events_per_s'] / 1e3:.0f}k events/s, {r['cpu_overhead_share']:.1%} of the CPU")
+    if r.get("delay_median_ns"):
+        out.append(f"median run-queue delay {r['delay_median_ns'] / 1e3:.1f} us")
+    return "; ".join(out)
+
+
+RATIO_HEADER = ["comparison", "side", "vs", "ratio (95% CI)", "pairs"]
+
+
+def ratio_rows(ratios: list[dict]) -> list[list[str]]:
+    return [[r["context"], r["numerator"], r["denominator"], fmt_ratio(r), str(r["pairs"])] for r in ratios]
+
+
+ENGINE_NOTES = {
+    "kernel": "kernel engine: ns per map operation inside a BPF program, net of the control build "
+              "(same loop and keys, no map operation); ops/s from the gross figure.",
+    "syscall": "syscall engine: ns per element, timed in native code around the syscalls.",
+    "attached": "attached engine: ns per scheduler event from BPF run stats, net of empty programs "
+                "on the same hooks.",
+    "reference": "reference engine: mapbench's native loops and a plain C loop over the same calls.",
+}
+STAT_NOTE = ("The CI is a 95 % bootstrap interval of the median, resampling loads, then samples. "
+             "Ratios come from sides measured in the same loads, interleaved sample by sample: "
+             "only they survive the drift of a shared machine between runs.")
+
+
+def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 or name in ("verdict", "side", "vs", "notes") else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+DIFF_HEADER = ["verdict", "configuration", "base ns/op", "new ns/op", "new/base (95% CI)", "p (Holm)",
+               "detects"]
+_VERDICT_COLOUR = {"slower": "red", "faster": "green", "unchanged": "white", "inconclusive": "yellow"}
+
+
+def diff_rows(changes, markup: bool = True) -> list[list[str]]:
+    keys = varying_keys([c.config for c in changes])
+    rows = []
+    for c in changes:
+        colour = _VERDICT_COLOUR.get(c.verdict, "yellow")
+        verdict = f"[{colour}]{c.verdict}[/]" if markup else c.verdict
+        if c.ratio is None:
+            rows.append([verdict, config_label(c.config, keys), fmt_ns(c.base_median), fmt_ns(c.new_median),
+                         c.reason, "", ""])
+            continue
+        rows.append([verdict, config_label(c.config, keys), fmt_ns(c.base_median), fmt_ns(c.new_median),
+                     f"{c.ratio:.3f} ({c.ratio_ci_low:.3f} .. {c.ratio_ci_high:.3f})", f"{c.p_holm:.2g}",
+                     f">= {c.detectable:.2f}x"])
+    return rows
+
+
+def diff_title(result) -> str:
+    return (f"mapbench diff (threshold {result.threshold:.0%}, alpha {result.alpha} after Holm, "
+            f"resolution {result.resolution:g}x)")
+
+
+def diff_counts(result) -> str:
+    return ", ".join(f"{n} {v}" for v, n in result.counts().items() if n or v in ("slower", "faster", "unchanged"))
+
+
+def diff_markdown(result) -> str:
+    """A pull-request comment: the verdict first, then what moved, then the rest folded."""
+    moved = [c for c in result.changes if c.verdict in ("slower", "faster")]
+    rest = [c for c in result.changes if c not in moved]
+    lines = [f"**{diff_title(result)}**: {diff_counts(result)}", ""]
+    if result.env_differences:
+        lines += ["Environment differs: " + "; ".join(f"{k}: {', '.join(a)} -> {', '.join(b)}"
+                                                      for k, (a, b) in result.env_differences.items()), ""]
+    if moved:
+        lines += [markdown(DIFF_HEADER, diff_rows(moved, markup=False)), ""]
+    if rest:
+        lines += ["<details><summary>" + f"{len(rest)} other configuration(s)</summary>", "",
+                  markdown(DIFF_HEADER, diff_rows(rest, markup=False)), "", "</details>"]
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""What every engine shares when it measures: options, pinning, the privilege check, the
+interleaving order of the sides of a comparison, and `mapbench env`'s checks.
+See docs/method.md ("Head to head") for why sides are interleaved and rotated."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from . import build
+from .environment import _read, bpf_privileged, jit_enabled
+from .errors import BadInput, MissingPrivilege
+
+T = TypeVar("T")
+OnSample = Callable[[], None]  # progress: called once per program run of a sample
+
+
+@dataclass(frozen=True)
+class MeasureOptions:
+    samples: int = 12  # measured samples per load, per side
+    instances: int = 5  # fresh loads of every side's programs and maps
+    warmup: int = 2  # samples per load flagged as warm-up (kept, not summarised)
+    target_ms: float = 5.0  # how long one sample of the slowest side should last
+    cpu: int | None = None
+
+    def validate(self) -> MeasureOptions:
+        for name, value, low in (("--samples", self.samples, 1), ("--instances", self.instances, 1),
+                                 ("--warmup", self.warmup, 0)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadInput(f"{name} {value!r} must be a whole number")
+            if value < low:
+                raise BadInput(f"{name} {value} must be at least {low}")
+        if not (0.1 <= self.target_ms <= 60_000):
+            raise BadInput(f"--sample-ms {self.target_ms:g} is outside 0.1 .. 60000")
+        return dataclasses.replace(self, cpu=resolve_cpu(self.cpu))
+
+
+def require_bpf_privilege() -> None:
+    if not bpf_privileged():
+        raise MissingPrivilege("mapbench loads BPF programs: run as root (it needs CAP_BPF and "
+                               f"CAP_PERFMON, or CAP_SYS_ADMIN; euid is {os.geteuid()})")
+
+
+def default_cpu() -> int:
+    """The last CPU this process may run on: away from CPU 0's interrupts where there is a choice."""
+    return max(os.sched_getaffinity(0))
+
+
+def resolve_cpu(cpu: int | None) -> int:
+    allowed = sorted(os.sched_getaffinity(0))
+    if cpu is None:
+        return default_cpu()
+    if cpu not in allowed:
+        raise BadInput(f"--cpu {cpu} is not one this process may run on ({allowed})")
+    return cpu
+
+
+@contextlib.contextmanager
+def pinned_to(cpu: int | None) -> Iterator[int | None]:
+    """Run the block on one CPU (threads started inside inherit it), then restore the affinity."""
+    if cpu is None:
+        yield None
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def rotation(items: Sequence[T], sample: int) -> list[T]:
+    """The order in which sample `sample` runs the programs of a comparison: rotated by one
+    each sample, so that no side (nor the control) always runs first or right after another."""
+    k = sample % len(items)
+    return [*items[k:], *items[:k]]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    required: bool = True
+
+
+def checks() -> list[Check]:
+    """Can this machine run mapbench, and if not, why not."""
+    result = [
+        Check("privilege", bpf_privileged(),
+              "may load BPF programs" if bpf_privileged()
+              else "run as root: BPF needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN"),
+        Check("kernel BTF", build.KERNEL_BTF.exists(),
+              str(build.KERNEL_BTF) if build.KERNEL_BTF.exists() else "no /sys/kernel/btf/vmlinux"),
+        Check("JIT", jit_enabled(), "bpf_jit_enable=" + _read("/proc/sys/net/core/bpf_jit_enable", "?"),
+              required=False),
+    ]
+    for tool in ("clang", "bpftool"):
+        try:
+            build.tool(tool)
+            result.append(Check(tool, True, build.clang_version() if tool == "clang" else "found"))
+        except Exception as exc:  # noqa: BLE001 - the message is the finding
+            result.append(Check(tool, False, str(exc)))
+    try:
+        from . import libbpf
+    except ImportError as exc:
+        result.append(Check("libbpf binding", False, f"cannot import the cffi module: {exc}"))
+        return result
+    from .environment import libbpf_version
+
+    result.append(Check("libbpf", True, libbpf_version()))
+    if bpf_privileged():
+        for name in libbpf.BPF_MAP_TYPE:
+            ok = libbpf.probe_map_type(name)
+            result.append(Check(f"map {name}", ok, "supported" if ok else "not supported by this kernel",
+                                required=name in ("hash", "bloom_filter", "task_storage")))
+    return result

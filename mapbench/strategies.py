@@ -1,0 +1,225 @@
+"""The registry of the kernel engine's strategies: one record per strategy says everything the
+engines need to know about it (its family's source, its -DMB_STORAGE macro, its ops, which
+maps its build has and how each is sized, filled and charged), so that no engine branches on
+a strategy's name. Adding a strategy: its record here and its `#if` branch in the family's
+BPF source. See docs/method.md ("Pairs").
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import keys
+from ._libbpf import lib
+from .errors import BadInput
+
+MAX_MAP_SIZE = 2**32 - 1  # max_entries is a u32
+MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
+DEFAULT_HASH_FUNCS = 3  # as the kernel's own bloom bench
+BLOOM_VALUE_SIZES = range(4, 4 * lib.MB_BLOOM_MAX_WORDS + 1, 4)
+MEMORY_SHARE = 0.8  # never plan to take more than this share of MemAvailable
+FILL_CHUNK = 1 << 16  # entries per BPF_MAP_UPDATE_BATCH call when filling
+CONTROL_MACRO = "MB_CONTROL"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    source: str  # bpf/<source>
+    description: str
+    value_size: int  # bytes of the value the programs keep, as the BPF source defines it
+
+
+MEMBERSHIP = Family("membership", "membership.bpf.c", "is a key in the set?", 8)
+PER_TASK = Family("per_task", "taskstate.bpf.c", "find or create a record for a task", 16)
+MAP_COUNT = Family("map_count", "storagecount.bpf.c",
+                   "one task carrying several task-storage maps (the kernel caches 16 per task)", 16)
+FAMILIES = {f.name: f for f in (MEMBERSHIP, PER_TASK, MAP_COUNT)}
+
+
+@dataclass(frozen=True)
+class MapPlan:
+    """How the loader prepares one map of a build: between open and load it sizes it
+    (`sized`: max_entries = map_size) and sets what `configure` says; after load, `fill`
+    puts the entries the programs will draw."""
+
+    name: str
+    sized: bool = True
+    configure: Callable | None = None  # (BpfMap, spec) -> None, before load
+    fill: Callable | None = None  # (BpfMap, spec, instance config) -> None, after load
+
+
+def _fill_members(m, spec, config) -> None:
+    members = keys.member_keys(np.arange(spec.map_size, dtype=np.uint64), config["key_mult"],
+                               config["key_salt"])
+    m.update_batch(members, members.astype(np.uint64), FILL_CHUNK)
+
+
+def _configure_filter(m, spec) -> None:
+    m.set_map_extra(spec.nr_hash_funcs)
+    m.set_value_size(spec.bloom_value_size)
+
+
+def _fill_filter(m, spec, config) -> None:
+    """The bloom filter has no batch ops: one push per element, in a native loop."""
+    members = keys.member_keys(np.arange(spec.map_size, dtype=np.uint64), config["key_mult"],
+                               config["key_salt"])
+    m.push_all(keys.bloom_elements(members, spec.bloom_value_size // 4))
+
+
+def _fill_pids(m, spec, config) -> None:
+    pids = (config["base_pid"] + np.arange(spec.map_size, dtype=np.uint64)).astype(np.uint32)
+    m.update_batch(pids, np.zeros((spec.map_size, 2), dtype=np.uint64), FILL_CHUNK)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def hash_bytes(entries: int, key_size: int, value_size: int) -> int:
+    """A preallocated hash: the kernel's htab_elem (48 bytes) plus key and value rounded to 8
+    per entry, and a power of two of 16-byte buckets; plus the numpy arrays of the fill."""
+    r8 = lambda n: (n + 7) // 8 * 8  # noqa: E731
+    return entries * (48 + r8(key_size) + r8(value_size)) + _pow2(entries) * 16 \
+        + entries * (key_size + value_size)
+
+
+def bloom_bits(map_size: int, nr_hash_funcs: int) -> int:
+    """The bit-array size the kernel gives a bloom filter (kernel/bpf/bloom_filter.c): n * k
+    scaled by 7/5 (about 1/ln 2), rounded up to a power of two, at least 64, capped at 2^32."""
+    bits = (map_size * nr_hash_funcs) // 5 * 7
+    if bits > 2**31:
+        return 2**32
+    return 64 if bits <= 64 else _pow2(bits)
+
+
+def bloom_fp_theory(map_size: int, nr_hash_funcs: int) -> float:
+    """(1 - e^(-k n / m))^k for the filter the kernel builds."""
+    k, m = nr_hash_funcs, bloom_bits(map_size, nr_hash_funcs)
+    return (1 - math.exp(-k * map_size / m)) ** k
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    family: Family
+    macro: str  # -DMB_STORAGE=<macro>
+    ops: tuple[str, ...]
+    description: str
+    maps: tuple[MapPlan, ...] = ()
+    # the spec fields (besides size and op) that change what this strategy does
+    params: frozenset[str] = frozenset()
+    fixed_size: int | None = None  # works on the current task only: --size must be this
+    memory_known: bool = True  # False: fdinfo memlock says nothing (task storage: a constant)
+    estimate_bytes: Callable = field(default=lambda spec: 4096, repr=False)
+
+    def memory_bytes(self, build) -> int | None:
+        """fdinfo memlock of the strategy's maps in a loaded build, or None when unknown."""
+        if not self.memory_known or not self.maps:
+            return None
+        return sum(build.obj.map(p.name).memlock_bytes() or 0 for p in self.maps)
+
+
+_MEMBERS = MapPlan("members", fill=_fill_members)
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("hash", MEMBERSHIP, "MB_HASH", ("lookup", "update"), "hash map holding the set",
+             maps=(_MEMBERS,),
+             estimate_bytes=lambda spec: hash_bytes(spec.map_size, 4, 8)),
+    Strategy("bloom", MEMBERSHIP, "MB_BLOOM", ("lookup", "update"),
+             "bloom filter in front of the same hash; the hash is asked only on 'maybe'",
+             maps=(_MEMBERS, MapPlan("filter", configure=_configure_filter, fill=_fill_filter)),
+             params=frozenset({"nr_hash_funcs", "bloom_value_size"}),
+             estimate_bytes=lambda spec: hash_bytes(spec.map_size, 4, 8)
+             + bloom_bits(spec.map_size, spec.nr_hash_funcs) // 8),
+    Strategy("pid_hash", PER_TASK, "MB_PID_HASH", ("get",),
+             "hash keyed by pid holding map_size pids; each draw asks for a random one of them",
+             maps=(MapPlan("states", fill=_fill_pids),),
+             estimate_bytes=lambda spec: hash_bytes(spec.map_size, 4, 16)),
+    Strategy("task_storage", PER_TASK, "MB_TASK_STORAGE", ("get",),
+             "task local storage of the current task, created on first use (one record, "
+             "whatever --size says: see docs/method.md)",
+             maps=(MapPlan("states", sized=False),), memory_known=False),
+    Strategy("task_storage_maps", MAP_COUNT, "MB_TASK_STORAGE", ("get",),
+             "the current task's record in each of --task-maps storage maps",
+             params=frozenset({"nr_maps"}), fixed_size=1, memory_known=False),
+)}
+
+
+def check_fixed_size(what: str, fixed: int | None, size: int, why: str) -> None:
+    """The one rule for things measured on mapbench's own task: --size must be `fixed`."""
+    if fixed is not None and size != fixed:
+        raise BadInput(f"--size {size}: {what} {why}: use --size {fixed}")
+
+
+def parse_whole_number(text, flag: str, what: str = "") -> int:
+    """'1e6', '1000000', '1_000_000' (or a TOML number) -> 1000000, exactly (plain integers
+    never go through a float); anything else is a one-line BadInput naming the flag."""
+    if isinstance(text, bool):
+        raise BadInput(f"{flag} {text!r} is not a number")
+    if isinstance(text, int):
+        return text
+    if isinstance(text, float):
+        if not math.isfinite(text) or text != int(text):
+            raise BadInput(f"{flag} {text!r} is not a whole number{what}")
+        return int(text)
+    raw = str(text).strip().replace("_", "")
+    if "e" not in raw.lower():
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadInput(f"{flag} {text!r} is not a number (examples: 1e6, 1000000, 1_000_000)") from None
+    if not math.isfinite(value) or value != int(value):
+        raise BadInput(f"{flag} {text!r} is not a whole number{what}")
+    return int(value)
+
+
+def parse_size(text) -> int:
+    """A map size within the kernel's bounds; anything else is a one-line BadInput."""
+    value = parse_whole_number(text, "--size", " of entries")
+    if value < 1:
+        raise BadInput(f"--size {text!r} must be at least 1 entry")
+    if value > MAX_MAP_SIZE:
+        raise BadInput(f"--size {text!r} is above the kernel's u32 limit of {MAX_MAP_SIZE} entries")
+    return value
+
+
+def parse_number(text, flag: str) -> float:
+    if isinstance(text, bool):
+        raise BadInput(f"{flag} {text!r} is not a number")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise BadInput(f"{flag} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadInput(f"{flag} {text!r} is not a finite number")
+    return value
+
+
+def parse_choice(text, flag: str, choices) -> str:
+    if text not in choices:
+        raise BadInput(f"{flag} {text!r} is unknown: choose one of {', '.join(choices)}")
+    return text
+
+
+def available_memory_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_memory(need: int, what: str, size: int) -> None:
+    have = available_memory_bytes()
+    if need > MEMORY_SHARE * have:
+        raise BadInput(f"--size {size} needs about {need / 2**30:.1f} GiB for {what}; the bound is "
+                       f"{MEMORY_SHARE:.0%} of the {have / 2**30:.1f} GiB available")
