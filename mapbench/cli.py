@@ -193,23 +193,21 @@ def show_cmd(paths, as_json):
               help="Smallest change worth calling, as a fraction of the base median (default 0.10, "
                    "from A/A runs: docs/method.md).")
 @click.option("--alpha", type=float, default=None, help="Significance after Holm correction (default 0.01).")
-@click.option("--resolution", type=float, default=None,
-              help="A configuration that could not call a change of this ratio is inconclusive (default 1.3).")
 @click.option("--force", is_flag=True, help="Compare results from different hosts or kernels.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
               show_default=True, help="markdown: a table ready for a pull-request comment.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw the ratios with their CIs to this PNG (an SVG is written beside it).")
-def diff_cmd(base, new, threshold, alpha, resolution, force, fmt, as_json, plot_path):
+def diff_cmd(base, new, threshold, alpha, force, fmt, as_json, plot_path):
     """Significant changes from BASE to NEW (files or directories). Exit 1 on a regression.
 
     Loads are the independent units; a change is called when it is significantly larger than
     --threshold after Holm correction across all matched configurations (docs/method.md)."""
     from . import diff, results
 
-    defaults = dict(threshold=diff.DEFAULT_THRESHOLD, alpha=diff.DEFAULT_ALPHA, resolution=diff.DEFAULT_RESOLUTION)
-    given = {k: v for k, v in dict(threshold=threshold, alpha=alpha, resolution=resolution).items() if v is not None}
+    defaults = dict(threshold=diff.DEFAULT_THRESHOLD, alpha=diff.DEFAULT_ALPHA)
+    given = {k: v for k, v in dict(threshold=threshold, alpha=alpha).items() if v is not None}
     result = diff.diff(results.read(base).to_pandas(), results.read(new).to_pandas(), force=force,
                        **{**defaults, **given})
     for key, (a, b) in result.env_differences.items():
@@ -271,9 +269,9 @@ def main() -> None:
     except click.exceptions.Abort:
         err.print("mapbench: interrupted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+    except click.ClickException as exc:  # one line, as every other bad input
+        click.echo(f"mapbench: error: {exc.format_message()}", err=True)
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except MapbenchError as exc:
         click.echo(f"mapbench: error: {exc}", err=True)
         log = getattr(exc, "log", "")

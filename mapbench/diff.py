@@ -3,12 +3,11 @@
 The independent units are loads: samples of one load share its maps and hash seeds. Per
 configuration the change is d = log(median new / median base); its standard error comes from
 the spread of per-load log medians, moderated (Smyth 2004) by the typical spread of the
-engine's other configurations, so that two loads a side still give a usable estimate. A
+engine's configurations, so that two loads a side still give a usable estimate. A
 change is called when it is significantly larger than the threshold (a minimum-effect t test,
 H0: |d| <= log(1 + threshold)) after Holm correction across every matched configuration.
-Each configuration also gets the smallest change it could have called; where that is larger
-than the resolution asked for, a change that was not called is "inconclusive", not
-"unchanged".
+A change that was not called is "unchanged" only when its 95 % CI lies inside the threshold
+band; otherwise it is "inconclusive", with the smallest change its samples could have called.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ MUST_MATCH = ["host", "kernel_release"]  # comparing across these needs --force
 # change between two runs of the same code that the statistics alone did not explain.
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ALPHA = 0.01
-DEFAULT_RESOLUTION = 1.3  # a configuration that could not call a 1.3x change is inconclusive
-PRIOR_DF = 8  # weight of the engine's typical load-to-load variance, in degrees of freedom
+MAX_PRIOR_DF = 20  # the engine's pooled load variance is worth at most this many degrees of freedom
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,6 @@ class DiffResult:
     env_differences: dict[str, tuple[list, list]]
     threshold: float
     alpha: float
-    resolution: float
 
     @property
     def regressions(self) -> list[Change]:
@@ -117,25 +114,39 @@ def env_differences(base: pd.DataFrame, new: pd.DataFrame) -> dict[str, tuple[li
     return out
 
 
-def _prior_variances(pairs: dict[tuple, tuple[_Side, _Side]]) -> dict[str, float]:
-    """Per engine: the median load-to-load variance of log medians over its configurations."""
-    by_engine: dict[str, list[float]] = {}
+def fit_prior(variances: list[float], dfs: list[int]) -> tuple[float, float]:
+    """The prior of a moderated t (Smyth 2004): the variance s0^2 the configurations' load
+    variances scatter around, and the degrees of freedom d0 it is worth. s0^2 is a median (one
+    noisy configuration must not move it), each variance first divided by the median of its
+    chi^2/df so that the median is unbiased; d0 is what the engine's configurations hold
+    together, at most MAX_PRIOR_DF. (limma fits d0 from the spread of the variances; with two
+    degrees of freedom a configuration, as here, that fit swings on one outlier.)"""
+    v, d = np.asarray(variances, dtype=float), np.asarray(dfs, dtype=float)
+    if not len(v):
+        return np.nan, 0.0
+    s0 = float(np.median(v / (sps.chi2.median(d) / d)))
+    return s0, float(min(d.sum(), MAX_PRIOR_DF))
+
+
+def _priors(pairs: dict[tuple, tuple[_Side, _Side]]) -> dict[str, tuple[float, float]]:
+    """Per engine: (s0^2, d0) from the load-to-load variances of its configurations."""
+    found: dict[str, tuple[list, list]] = {}
     engine_at = CONFIG_KEYS.index("engine")
     for config, (a, b) in pairs.items():
         df = a.loads + b.loads - 2
         if a.loads and b.loads and df > 0:
-            by_engine.setdefault(config[engine_at], []).append((a.sum_squares() + b.sum_squares()) / df)
-    return {engine: float(np.median(v)) for engine, v in by_engine.items()}
+            v, d = found.setdefault(config[engine_at], ([], []))
+            v.append((a.sum_squares() + b.sum_squares()) / df)
+            d.append(df)
+    return {engine: fit_prior(v, d) for engine, (v, d) in found.items()}
 
 
 def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
-         alpha: float = DEFAULT_ALPHA, resolution: float = DEFAULT_RESOLUTION, force: bool = False) -> DiffResult:
+         alpha: float = DEFAULT_ALPHA, force: bool = False) -> DiffResult:
     if not 0 <= threshold < 1:
         raise BadInput(f"--threshold {threshold} is outside [0, 1)")
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha} is outside (0, 1)")
-    if not resolution > 1:
-        raise BadInput(f"--resolution {resolution} must be above 1 (a ratio, e.g. 1.3)")
     envs = env_differences(base, new)
     blocking = [k for k in MUST_MATCH if k in envs]
     if blocking and not force:
@@ -147,7 +158,7 @@ def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRES
     if not shared:
         raise BadInput("the two result sets share no configuration: nothing to compare")
     pairs = {c: (a_groups[c], b_groups[c]) for c in shared}
-    prior = _prior_variances(pairs)
+    priors = _priors(pairs)
     delta = np.log1p(threshold)
     tests = []  # (config, d, se, df) or (config, reason)
     for config, (a, b) in pairs.items():
@@ -158,12 +169,14 @@ def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRES
             continue
         df_own = a.loads + b.loads - 2
         s2_own = (a.sum_squares() + b.sum_squares()) / df_own if df_own > 0 else None
-        s2_prior = prior.get(engine)
+        s2_prior, df_prior = priors.get(engine, (None, 0))
+        if s2_prior is not None and not np.isfinite(s2_prior):
+            s2_prior = None
         if s2_own is None and s2_prior is None:
             tests.append((config, "one load a side, and no other configuration of the engine to "
                                   "borrow a load-to-load spread from"))
             continue
-        weights = [(PRIOR_DF, s2_prior), (df_own, s2_own)]
+        weights = [(df_prior, s2_prior), (df_own, s2_own)]
         df = sum(w for w, s2 in weights if s2 is not None)
         s2 = sum(w * s2 for w, s2 in weights if s2 is not None) / df
         se = float(np.sqrt(s2 * (1 / a.loads + 1 / b.loads)))
@@ -187,15 +200,15 @@ def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRES
         detectable = float(np.exp(delta + sps.t.isf(alpha / m, df) * se))
         if p_adj < alpha:
             verdict = "slower" if d > 0 else "faster"
-        else:
-            verdict = "unchanged" if detectable <= resolution else "inconclusive"
+        else:  # unchanged only when the whole CI lies within the threshold band
+            verdict = "unchanged" if abs(d) + half <= delta else "inconclusive"
         changes.append(Change(fields, verdict, ratio=float(np.exp(d)), ratio_ci_low=float(np.exp(d - half)),
                               ratio_ci_high=float(np.exp(d + half)), p_value=float(p), p_holm=float(p_adj),
                               detectable=detectable, **common,
                               reason="" if verdict != "inconclusive" else
-                              f"could call only a change of {detectable:.2f}x or more"))
+                              f"its CI reaches past the threshold; it could call only {detectable:.2f}x or more"))
     for side, only in (("only in base", set(a_groups) - set(b_groups)),
                        ("only in new", set(b_groups) - set(a_groups))):
         for config in sorted(only, key=str):
             changes.append(Change(dict(zip(CONFIG_KEYS, config)), side))
-    return DiffResult(changes, envs, threshold, alpha, resolution)
+    return DiffResult(changes, envs, threshold, alpha)

@@ -191,6 +191,10 @@ class BpfMap(MapOps):
         return lib.bpf_map__max_entries(self._ptr)
 
     @property
+    def map_type(self) -> int:
+        return lib.bpf_map__type(self._ptr)
+
+    @property
     def key_size(self) -> int:
         return lib.bpf_map__key_size(self._ptr)
 
@@ -353,6 +357,12 @@ class BpfObject:
         if ptr == ffi.NULL:
             raise KeyError(f"no map {name!r} in {self.path.name}")
         return BpfMap(ptr, self)
+
+    def maps(self) -> list[BpfMap]:
+        out, ptr = [], ffi.NULL
+        while (ptr := lib.bpf_object__next_map(self._live(), ptr)) != ffi.NULL:
+            out.append(BpfMap(ptr, self))
+        return out
 
     def has_map(self, name: str) -> bool:
         return lib.bpf_object__find_map_by_name(self._live(), name.encode()) != ffi.NULL

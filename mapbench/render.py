@@ -152,8 +152,8 @@ DIFF_HEADER = ["verdict", "configuration", "base ns/op", "new ns/op", "new/base 
 _VERDICT_COLOUR = {"slower": "red", "faster": "green", "unchanged": "white", "inconclusive": "yellow"}
 
 
-def diff_rows(changes, markup: bool = True) -> list[list[str]]:
-    keys = varying_keys([c.config for c in changes])
+def diff_rows(changes, markup: bool = True, keys: list[str] | None = None) -> list[list[str]]:
+    keys = keys or varying_keys([c.config for c in changes])
     rows = []
     for c in changes:
         colour = _VERDICT_COLOUR.get(c.verdict, "yellow")
@@ -169,8 +169,7 @@ def diff_rows(changes, markup: bool = True) -> list[list[str]]:
 
 
 def diff_title(result) -> str:
-    return (f"mapbench diff (threshold {result.threshold:.0%}, alpha {result.alpha} after Holm, "
-            f"resolution {result.resolution:g}x)")
+    return f"mapbench diff (threshold {result.threshold:.0%}, alpha {result.alpha} after Holm)"
 
 
 def diff_counts(result) -> str:
@@ -181,13 +180,14 @@ def diff_markdown(result) -> str:
     """A pull-request comment: the verdict first, then what moved, then the rest folded."""
     moved = [c for c in result.changes if c.verdict in ("slower", "faster")]
     rest = [c for c in result.changes if c not in moved]
+    keys = varying_keys([c.config for c in result.changes])
     lines = [f"**{diff_title(result)}**: {diff_counts(result)}", ""]
     if result.env_differences:
         lines += ["Environment differs: " + "; ".join(f"{k}: {', '.join(a)} -> {', '.join(b)}"
                                                       for k, (a, b) in result.env_differences.items()), ""]
     if moved:
-        lines += [markdown(DIFF_HEADER, diff_rows(moved, markup=False)), ""]
+        lines += [markdown(DIFF_HEADER, diff_rows(moved, False, keys)), ""]
     if rest:
         lines += ["<details><summary>" + f"{len(rest)} other configuration(s)</summary>", "",
-                  markdown(DIFF_HEADER, diff_rows(rest, markup=False)), "", "</details>"]
+                  markdown(DIFF_HEADER, diff_rows(rest, False, keys)), "", "</details>"]
     return "\n".join(lines)

@@ -116,6 +116,11 @@ class Strategy:
     params: frozenset[str] = frozenset()
     fixed_size: int | None = None  # works on the current task only: --size must be this
     memory_known: bool = True  # False: fdinfo memlock says nothing (task storage: a constant)
+    # True: two builds of it in one load interfere: their storages share the task's one storage
+    # list, so each lengthens the other's walk. Such sides get a comparison each (the other
+    # sides in every one). Removing the other build's storages before each run would add its
+    # own cost: 131 against 114 ns per get at 64 maps (docs/method.md, "Kernel engine").
+    alone: bool = False
     estimate_bytes: Callable = field(default=lambda spec: 4096, repr=False)
 
     def memory_bytes(self, build) -> int | None:
@@ -146,7 +151,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              maps=(MapPlan("states", sized=False),), memory_known=False),
     Strategy("task_storage_maps", MAP_COUNT, "MB_TASK_STORAGE", ("get",),
              "the current task's record in each of --task-maps storage maps",
-             params=frozenset({"nr_maps"}), fixed_size=1, memory_known=False),
+             params=frozenset({"nr_maps"}), fixed_size=1, memory_known=False, alone=True),
 )}
 
 

@@ -66,7 +66,8 @@ def head_to_head(table: pa.Table | pd.DataFrame) -> list[dict]:
         for position, side in sorted(sides.items()):
             if position == 0:
                 continue
-            paired = side[["ns_per_op"]].join(base[["ns_per_op"]], rsuffix="_base", how="inner")
+            paired = side[["ns_per_op"]].join(base[["ns_per_op"]].rename(columns={"ns_per_op": "ns_per_op_base"}),
+                                              how="inner")
             loads = [f"{r}/{i}" for r, i, _ in paired.index]
             ratio, low, high = paired_ratio(paired["ns_per_op"], paired["ns_per_op_base"], loads)
             num, den = config_of(side.iloc[0]), config_of(base.iloc[0])

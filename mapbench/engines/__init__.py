@@ -4,7 +4,8 @@
     AXES      the grid axes it takes: TOML key, CLI flag, spec field, parser, default
     SIDES     the axes whose values are measured head to head, in one load, by default
     DEFAULTS  MeasureOptions that suit it
-    make_spec(values, strict) -> its frozen spec (or NotMeasured) for one grid point
+    make_spec(fields) -> its frozen spec (or NotMeasured) for one grid point
+    split(sides) -> optional: the sides of one group as several comparisons
     measure(sides, opts, on_sample) -> result rows of one comparison, sides interleaved
     runs_per_sample(sides) -> program runs per sample (progress)
 
@@ -121,10 +122,12 @@ def comparisons(engine, raw: dict[str, list], opts: MeasureOptions,
         if spec not in sides:
             sides.append(spec)
     out, seen = [], set()
-    for sides in groups.values():
-        if tuple(sides) not in seen:
-            seen.add(tuple(sides))
-            out.append(Comparison(engine.NAME, tuple(sides), opts))
+    split = getattr(engine, "split", lambda sides: [sides])  # sides that must not share a load
+    for group in groups.values():
+        for sides in split(group):
+            if tuple(sides) not in seen:
+                seen.add(tuple(sides))
+                out.append(Comparison(engine.NAME, tuple(sides), opts))
     return out
 
 

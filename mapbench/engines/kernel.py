@@ -160,7 +160,9 @@ class KernelSpec:
         return used
 
     def control_key(self) -> tuple:
-        return (self.family.name, self.isa)  # sides of one family and ISA share a control build
+        """Sides with the same control key share a control build: same family and ISA, and the
+        same loop (draws, hit branch, inner map count) for the control to run."""
+        return (self.family.name, self.isa, self.map_size, self.hit_thresh, self.key_distribution, self.nr_maps)
 
     def config_fields(self) -> dict:
         """The configuration columns (results.CONFIG_KEYS) of this spec's rows."""
@@ -281,6 +283,16 @@ def calibrate(builds: list[LoadedBuild], target_ns: float) -> int:
         slowest = max(b.run(n, 0).ns_per_loop for b in builds)
         n = int(min(BPF_LOOP_MAX, max(1024, target_ns / max(slowest, 0.1))))
     return n
+
+
+def split(sides: list) -> list[list]:
+    """Sides of a strategy whose builds interfere in one load (Strategy.alone) get a comparison
+    each, with every other side in it."""
+    alone = [s for s in sides if isinstance(s, KernelSpec) and STRATEGIES[s.strategy].alone]
+    if len(alone) < 2:
+        return [sides]
+    rest = [s for s in sides if s not in alone]
+    return [[*rest, s] for s in alone]
 
 
 def runs_per_sample(sides) -> int:

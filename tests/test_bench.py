@@ -1,0 +1,108 @@
+"""The whole bench pipeline on a tiny grid over every engine (sweep, Parquet, report, plots),
+so that a broken report or plot fails CI; and head-to-head measurement as a user runs it."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from mapbench import results
+
+TINY = Path(__file__).resolve().parent / "data" / "tiny.toml"
+FAST = ["--samples", "3", "--instances", "2", "--warmup", "1", "--sample-ms", "1"]
+
+
+@pytest.mark.kernel
+def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
+    res = run_cli("bench", "--config", str(TINY), "--out-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    [parquet] = tmp_path.glob("*.parquet")
+    df = results.read(parquet).to_pandas()
+    assert set(df.engine) == {"kernel", "syscall", "attached", "reference"}
+    assert (df.status == "ok").sum() > 100
+    assert df.comparison.notna().all()
+    report = parquet.with_suffix(".md").read_text()
+    for heading in ("## Environment", "## How steady this run was", "## Conclusions", "## Head-to-head ratios",
+                    "## Results", "## Not measured"):
+        assert heading in report, heading
+    assert "bloom+hash / hash = " in report and "task storage / pid hash = " in report
+    assert "batches of n / one syscall per element" in report and "mapbench's native loops / a plain C loop" in report
+    assert "8 %" not in report  # no fixed claim about drift: the run says what it measured
+    plots = {p.name for p in (tmp_path / f"{parquet.stem}-plots").iterdir()}
+    for name in ("kernel_scaling", "batch_sizes", "attached", "bloom_fp", "head_to_head"):
+        assert {f"{name}.png", f"{name}.svg"} <= plots, name
+
+
+@pytest.mark.kernel
+def test_head_to_head_run_prints_both_sides_and_the_ratio(tmp_path):
+    out = tmp_path / "r.parquet"
+    res = run_cli("run", "--map", "hash,bloom", "--size", "1e4", "--hit-ratio", "0", *FAST, "--out", str(out),
+                  "--json")
+    assert res.returncode == 0, res.stderr
+    objects = [json.loads(line) for line in res.stdout.splitlines()]
+    sides = [o for o in objects if "median_ns_per_op" in o]
+    [ratio] = [o for o in objects if "numerator" in o]
+    assert [s["strategy"] for s in sides] == ["hash", "bloom"]
+    assert ratio["numerator"] == "bloom" and ratio["denominator"] == "hash"
+    assert ratio["ci_low"] <= ratio["ratio"] <= ratio["ci_high"]
+    # the ratio is of the sides' medians
+    assert ratio["ratio"] == pytest.approx(sides[1]["median_ns_per_op"] / sides[0]["median_ns_per_op"], rel=1e-9)
+    df = results.read(out).to_pandas()
+    assert df.comparison.nunique() == 1
+    assert set(df[df.strategy == "hash"].position) == {0} and set(df[df.strategy == "bloom"].position) == {1}
+    assert df[df.strategy == "control"].position.isna().all()
+    # sample by sample, in rotating order: each sample runs every program once, and each of the
+    # three programs (hash, bloom, control) runs first in some sample
+    for (_, _), sample in df.groupby(["instance", "sample"]):
+        assert sorted(sample.run_order) == [0, 1, 2]
+    firsts = df[df.run_order == 0].strategy
+    assert set(firsts) == {"hash", "bloom", "control"}
+
+
+@pytest.mark.kernel
+def test_head_to_head_in_every_engine(tmp_path):
+    # (flags, ratios expected): --batch-size alone keeps one syscall per element as the baseline
+    for args, expected in ((["--map", "hash", "--driver", "elem,batch", "--batch-size", "100", "--size", "1e3"], 1),
+                           (["--map", "hash", "--batch-size", "1,100", "--size", "1e3"], 2),
+                           (["--map", "hash", "--driver", "batch", "--batch-size", "1,100", "--size", "1e3"], 1),
+                           (["--map", "hash", "--isa", "v1,v3", "--size", "1e3"], 1),
+                           (["--engine", "attached", "--map", "pid_hash,task_storage", "--tasks", "2",
+                             "--sample-ms", "50", "--samples", "2", "--instances", "1"], 1)):
+        res = run_cli("run", *args, *([] if "--engine" in args else FAST), "--json")
+        assert res.returncode == 0, (args, res.stderr)
+        ratios = [json.loads(line) for line in res.stdout.splitlines() if '"numerator"' in line]
+        assert len(ratios) == expected and all(r["ratio"] > 0 for r in ratios), (args, ratios)
+
+
+@pytest.mark.kernel
+def test_the_readme_attached_command_runs_with_the_engine_defaults():
+    res = run_cli("run", "--engine", "attached", "--map", "task_storage", "--size", "1e5", "--tasks", "8")
+    assert res.returncode == 0, res.stderr
+    assert "attached engine" in res.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--map", "hash", "--driver", "elem", "--hit-ratio", "0.5"], "--hit-ratio does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--isa", "v1"], "--isa does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--seed", "3"], "--seed does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--keys", "sequential"], "--keys does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--task-maps", "3"], "--task-maps does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--hash-funcs", "3"], "--hash-funcs does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--tasks", "4"], "--tasks does not apply to the syscall engine"),
+    (["--engine", "attached", "--map", "pid_hash", "--op", "get"], "--op does not apply to the attached engine"),
+    (["--engine", "attached", "--map", "pid_hash", "--hit-ratio", "0"], "--hit-ratio does not apply to the attached"),
+    (["--map", "hash", "--hash-funcs", "5"], "--hash-funcs does not apply to hash lookup"),
+    (["--map", "hash", "--op", "update", "--hit-ratio", "0.5"], "--hit-ratio does not apply to hash update"),
+    (["--map", "task_storage_maps", "--size", "5"], "--size does not apply to task_storage_maps get"),
+    (["--map", "pid_hash", "--task-maps", "3"], "--task-maps does not apply to pid_hash get"),
+    (["--engine", "attached", "--map", "pid_hash", "--sample-ms", "5"], "--sample-ms 5 is below 50"),
+    (["--map", "hash", "--samples", "1.5"], "'1.5' is not a valid integer"),
+])
+def test_flags_that_do_not_apply_are_one_line_errors(tmp_path, args, message):
+    out = tmp_path / "r.parquet"
+    res = run_cli("run", *args, "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert message in res.stderr and len(lines) == 1, res.stderr
+    assert not out.exists()

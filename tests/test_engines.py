@@ -1,0 +1,75 @@
+"""Engine behaviour that a user could not see in the figures, against the real kernel: what is
+timed, what is counted as unsupported, what resume skips."""
+
+import errno
+import resource
+
+import pytest
+
+from mapbench import results, sweep
+from mapbench.engines import attached, kernel, syscall
+from mapbench.errors import KernelRefused
+from mapbench.runner import MeasureOptions
+
+
+def test_resume_keys_on_every_configuration_column(tmp_path):
+    # A file holding bloom lookups with 4-byte elements must not make resume skip 16-byte ones.
+    grid = tmp_path / "g.toml"
+    grid.write_text("[[grid]]\nengine = 'kernel'\nstrategies = ['bloom']\nsizes = [1e3]\n"
+                    "bloom_value_sizes = [4, 16]\ncompare = []\n")
+    comparisons = sweep.load(grid)
+    assert len(comparisons) == 2
+    done = tmp_path / "r.parquet"
+    [four] = comparisons[0].sides
+    results.write(done, results.make_table([{**four.config_fields(), "status": "ok", "warmup": False}], "r", {}))
+    skip = sweep.done_keys(done)
+    keys = [results.config_key(c.sides[0].config_fields()) for c in comparisons]
+    assert keys[0] in skip and keys[1] not in skip
+
+
+@pytest.mark.kernel
+def test_a_map_count_sample_lasts_what_was_asked():
+    # Calibrated per loop iteration, not per get: 64 gets an iteration must not make it 64x longer.
+    rows = kernel.measure([kernel.KernelSpec("task_storage_maps", nr_maps=64)],
+                          MeasureOptions(samples=3, instances=1, warmup=1, target_ms=5.0, cpu=None))
+    mine = [r for r in rows if r["strategy"] == "task_storage_maps"]
+    assert all(1e6 < r["elapsed_ns"] < 20e6 for r in mine), [r["elapsed_ns"] for r in mine]
+
+
+@pytest.mark.kernel
+def test_a_lookup_pass_touches_no_fresh_pages():
+    # The out buffers are allocated and written before any timing: a walk over 100,000 entries
+    # (1.2 MB of keys and values) must not fault its pages in during a timed pass.
+    with syscall.SyscallSide(syscall.SyscallSpec("hash", "batch", "lookup", 100_000, 1000)) as side:
+        side.run_once(1)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        side.run_once(3)
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 50
+
+
+@pytest.mark.kernel
+def test_only_what_the_kernel_refuses_for_a_map_type_is_unsupported(monkeypatch):
+    assert "errno 22" in syscall.refusal("array", "elem", "delete")  # EINVAL: arrays have no delete
+    assert "ENOTSUPP" in syscall.refusal("bloom_filter", "batch", "lookup")
+    assert syscall.refusal("hash", "elem", "lookup") is None
+    spec = syscall.SyscallSpec("hash", "elem", "lookup", 1000)
+    rows = syscall.measure([syscall.SyscallSpec("array", "elem", "delete", 1000)],
+                           MeasureOptions(samples=1, instances=1))
+    assert [r["status"] for r in rows] == ["unsupported"]
+
+    # An EINVAL in the middle of a measurement of something the kernel supports is an error.
+    def failing(self, reps):
+        raise KernelRefused("injected", errno=errno.EINVAL)
+
+    monkeypatch.setattr(syscall.SyscallSide, "run_once", failing)
+    with pytest.raises(KernelRefused, match="injected"):
+        syscall.measure([spec], MeasureOptions(samples=1, instances=1))
+
+
+@pytest.mark.kernel
+def test_the_attached_cpu_share_is_of_the_one_cpu_the_load_runs_on():
+    rows = attached.measure([attached.AttachedSpec("task_storage", nr_tasks=2)],
+                            MeasureOptions(samples=1, instances=1, warmup=0, target_ms=100, cpu=None))
+    for r in rows:
+        wall_ns = r["ops"] / r["events_per_s"] * 1e9
+        assert r["cpu_overhead_share"] == pytest.approx(r["elapsed_ns"] / wall_ns)

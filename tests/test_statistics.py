@@ -1,0 +1,78 @@
+"""Summaries, head-to-head ratios and their pairing, without a kernel."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mapbench import results, runner
+from mapbench.stats import paired_ratio
+from mapbench.summary import head_to_head, summaries
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    return results.make_table(rows, "run-a", {"host": "h"}).to_pandas()
+
+
+def sample_rows(strategy: str, ns: list[list[float]], position=None, run_id=None, gross_extra=10.0) -> list[dict]:
+    """ns[load][sample] figures of one configuration."""
+    return [{"engine": "kernel", "family": "membership", "strategy": strategy, "op": "lookup", "map_size": 1000,
+             "hit_ratio": 1.0, "instance": load, "sample": s, "warmup": False, "status": "ok",
+             "ns_per_op": v, "gross_ns_per_op": v + gross_extra, "comparison": "c", "position": position,
+             **({"run_id": run_id} if run_id else {})}
+            for load, values in enumerate(ns) for s, v in enumerate(values)]
+
+
+@given(st.integers(min_value=1, max_value=7))
+def test_rotation_puts_every_program_first_once_every_k_samples(k):
+    items = list(range(k))
+    orders = [runner.rotation(items, s) for s in range(k)]
+    assert sorted(o[0] for o in orders) == items
+    assert all(sorted(o) == items for o in orders)
+
+
+def test_ops_per_second_come_from_the_gross_figure():
+    [s] = summaries(frame(sample_rows("hash", [[5.0, 5.0, 5.0]], gross_extra=15.0)))
+    assert s["median_ns_per_op"] == 5.0
+    assert s["ops_per_s"] == pytest.approx(1e9 / 20.0)
+
+
+def test_loads_of_different_runs_are_different_loads():
+    a = results.make_table(sample_rows("hash", [[10.0, 11.0]]), "run-a", {}).to_pandas()
+    b = results.make_table(sample_rows("hash", [[20.0, 21.0]]), "run-b", {}).to_pandas()
+    [s] = summaries(pd.concat([a, b]))
+    assert s["instances"] == 2 and s["samples"] == 4
+    assert s["run_ids"] == ["run-a", "run-b"]
+
+
+@given(factor=st.floats(min_value=0.1, max_value=10), seed=st.integers(0, 1000))
+def test_pairing_cancels_what_the_sides_of_a_load_share(factor, seed):
+    # Each load moves both sides by the same factor (fresh maps, the machine's mood); a paired
+    # ratio sees only the factor between them, however much the loads differ.
+    rng = np.random.default_rng(seed)
+    loads = rng.lognormal(0, 0.5, size=(6, 1)) * np.ones((6, 8))
+    den = 100 * loads
+    ratio, low, high = paired_ratio((factor * den).ravel(), den.ravel(), np.repeat(np.arange(6), 8))
+    assert ratio == pytest.approx(factor) and low == pytest.approx(factor) and high == pytest.approx(factor)
+
+
+def test_unpaired_noise_widens_the_ratio_ci():
+    rng = np.random.default_rng(1)
+    den = 100 * rng.lognormal(0, 0.05, 60)
+    num = 50 * rng.lognormal(0, 0.05, 60)
+    ratio, low, high = paired_ratio(num, den, np.repeat(np.arange(5), 12))
+    assert low < ratio < high and 0.45 < ratio < 0.55 and high - low > 0.005
+
+
+def test_a_denominator_at_or_below_zero_has_no_ratio():
+    assert paired_ratio([1.0, 2.0], [-1.0, 0.0], [0, 0]) == (None, None, None)
+
+
+def test_head_to_head_pairs_each_side_with_the_first():
+    rows = sample_rows("hash", [[100.0, 110.0], [120.0, 130.0]], position=0) + \
+        sample_rows("bloom", [[50.0, 55.0], [60.0, 65.0]], position=1)
+    [r] = head_to_head(frame(rows))
+    assert (r["numerator"], r["denominator"]) == ("bloom", "hash")
+    assert r["ratio"] == pytest.approx(0.5) and r["pairs"] == 4
+    assert r["ci_low"] == pytest.approx(0.5) and r["ci_high"] == pytest.approx(0.5)
