@@ -277,7 +277,8 @@ def measure(sides: list[SyscallSpec], opts: MeasureOptions, on_sample: OnSample 
                 loaded = [(position, stack.enter_context(SyscallSide(spec))) for position, spec in measured]
                 memory = {}
                 for position, side in loaded:
-                    reps.setdefault(position, calibrate(side, opts.target_ms * 1e6))
+                    if position not in reps:  # calibrated on the first load only
+                        reps[position] = calibrate(side, opts.target_ms * 1e6)
                     memory[position] = side.map.memlock_bytes() if side.type.memory_known else None
                 for sample in range(opts.warmup + opts.samples):
                     for order, (position, side) in enumerate(rotation(loaded, sample)):
