@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display here or in CI
 
@@ -39,7 +40,9 @@ def _lines(ax, frame: pd.DataFrame, x: str, hue: str) -> None:
 
 def _panels(frame: pd.DataFrame, panel: str, x: str, hue: str, xlabel: str, ylabel: str, title: str,
             path: Path, logx: bool = True, extra=None) -> list[Path]:
-    names = sorted(frame[panel].unique(), key=str)
+    # panels in the order of their smallest x-less key value (map size), not as strings
+    order_by = "map_size" if x != "map_size" else x
+    names = list(frame.groupby(panel)[order_by].min().sort_values().index)
     cols = min(3, len(names))
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
@@ -151,12 +154,12 @@ def head_to_head_plot(ratios: list[dict], out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(len(by_engine), 1, figsize=(9, 0.26 * sum(heights) + 1.4 * len(heights)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     for ax, (engine, rs) in zip(axes.flat, by_engine.items()):
-        keys = varying_keys([r["numerator_config"] for r in rs] + [r["denominator_config"] for r in rs])
-        labels = [f"{config_label(r['numerator_config'], keys)} / {config_label(r['denominator_config'], keys)}"
-                  for r in rs]
+        labels = [f"{r['context'].removeprefix(engine + ' ')}: {r['numerator']} / {r['denominator']}" for r in rs]
         colours = ["tab:green" if r["ci_high"] < 1 else "tab:red" if r["ci_low"] > 1 else "tab:grey" for r in rs]
         _ratio_rows(ax, labels, [(r["ratio"], r["ci_low"], r["ci_high"]) for r in rs], colours)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"{engine} engine", fontsize=10)
     axes.flat[-1].set_xlabel("ratio of medians, sides in the same loads (95 % paired CI, log scale); "
                              "green: cheaper, red: dearer")

@@ -76,3 +76,25 @@ def test_head_to_head_pairs_each_side_with_the_first():
     assert (r["numerator"], r["denominator"]) == ("bloom", "hash")
     assert r["ratio"] == pytest.approx(0.5) and r["pairs"] == 4
     assert r["ci_low"] == pytest.approx(0.5) and r["ci_high"] == pytest.approx(0.5)
+
+
+def test_plot_bands_are_the_tables_load_clustered_cis(monkeypatch, tmp_path):
+    from matplotlib.collections import PolyCollection
+
+    from mapbench import plots
+
+    rows = []
+    for strategy, base in (("hash", 100.0), ("bloom", 40.0)):
+        for size in (1000, 100000):
+            rows += [{**r, "map_size": size} for r in sample_rows(
+                strategy, [[base + load * 10 + s for s in range(4)] for load in range(3)])]
+    summary = pd.DataFrame(summaries(frame(rows)))
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or [path])
+    plots.kernel_scaling(summary, tmp_path)
+    [fig] = drawn
+    bands = [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
+    spans = sorted((round(p.get_paths()[0].vertices[:, 1].min(), 6), round(p.get_paths()[0].vertices[:, 1].max(), 6))
+                   for p in bands)
+    expected = sorted((round(g.ci_low.min(), 6), round(g.ci_high.max(), 6)) for _, g in summary.groupby("strategy"))
+    assert spans == expected
