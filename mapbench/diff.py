@@ -3,7 +3,8 @@
 The independent units are loads: samples of one load share its maps and hash seeds. Per
 configuration the change is d = log(median new / median base); its standard error comes from
 the spread of per-load log medians, moderated (Smyth 2004) by the typical spread of the
-engine's configurations, so that two loads a side still give a usable estimate. A
+engine's configurations, so that two loads a side still give a usable estimate, and never below
+the configuration's own spread. A
 change is called when it is significantly larger than the threshold (a minimum-effect t test,
 H0: |d| <= log(1 + threshold)) after Holm correction across every matched configuration.
 A change that was not called is "unchanged" only when its 95 % CI lies inside the threshold
@@ -179,6 +180,9 @@ def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRES
         weights = [(df_prior, s2_prior), (df_own, s2_own)]
         df = sum(w for w, s2 in weights if s2 is not None)
         s2 = sum(w * s2 for w, s2 in weights if s2 is not None) / df
+        # Borrowing may widen a configuration's spread, never narrow it below what its own loads
+        # show: loads that disagree (a machine that changed state mid-run) must not pass for steady.
+        s2 = max(s2, s2_own or 0.0)
         se = float(np.sqrt(s2 * (1 / a.loads + 1 / b.loads)))
         tests.append((config, float(np.log(mb / ma)), se, df))
     p_values = [sps.t.sf((abs(t[1]) - delta) / t[2], t[3]) if len(t) == 4 and t[2] > 0

@@ -68,7 +68,6 @@ def kernel_scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.strategy != "task_storage_maps")
           & (s.nr_hash_funcs.isna() | (s.nr_hash_funcs == 3)) & ~((s.strategy == "bloom") & (s.value_size != 4))
           & (s.key_distribution == "uniform")].copy()
-    k = k[k.map_size.map(k.map_size.value_counts()) > 1] if not k.empty else k
     if k.empty or k.map_size.nunique() < 2:
         return []
     k["panel"] = [f"{op}" + (f", hit ratio {h:g}" if op == "lookup" else "") for op, h in zip(k.op, k.hit_ratio)]

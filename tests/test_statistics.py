@@ -18,7 +18,8 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 def sample_rows(strategy: str, ns: list[list[float]], position=None, run_id=None, gross_extra=10.0) -> list[dict]:
     """ns[load][sample] figures of one configuration."""
     return [{"engine": "kernel", "family": "membership", "strategy": strategy, "op": "lookup", "map_size": 1000,
-             "hit_ratio": 1.0, "instance": load, "sample": s, "warmup": False, "status": "ok",
+             "hit_ratio": 1.0, "isa": "v3", "key_distribution": "uniform", "instance": load, "sample": s,
+             "warmup": False, "status": "ok",
              "ns_per_op": v, "gross_ns_per_op": v + gross_extra, "comparison": "c", "position": position,
              **({"run_id": run_id} if run_id else {})}
             for load, values in enumerate(ns) for s, v in enumerate(values)]
@@ -86,7 +87,7 @@ def test_plot_bands_are_the_tables_load_clustered_cis(monkeypatch, tmp_path):
     rows = []
     for strategy, base in (("hash", 100.0), ("bloom", 40.0)):
         for size in (1000, 100000):
-            rows += [{**r, "map_size": size} for r in sample_rows(
+            rows += [{**r, "map_size": size, "value_size": 4 if strategy == "bloom" else 8} for r in sample_rows(
                 strategy, [[base + load * 10 + s for s in range(4)] for load in range(3)])]
     summary = pd.DataFrame(summaries(frame(rows)))
     drawn = []
