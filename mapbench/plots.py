@@ -102,6 +102,8 @@ def attached(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     a = s[(s.engine == "attached") & (s.isa == "v3")]
     if a.empty or a.nr_tasks.nunique() < 2:
         return []
+    swept = a.groupby("map_size").nr_tasks.nunique()
+    a = a[a.map_size.isin(swept[swept > 1].index)]  # a size measured at one task count makes no curve
     a = a.assign(panel=[f"hash holds {int(n):,} other pids" for n in a.map_size])
     return _panels(a, "panel", "nr_tasks", "strategy", "live tasks switching", "ns per sched event (net, median)",
                    "runqslower on live scheduler events: pid-keyed hash vs task storage", out_dir / "attached")
