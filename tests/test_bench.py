@@ -80,29 +80,3 @@ def test_the_readme_attached_command_runs_with_the_engine_defaults():
     res = run_cli("run", "--engine", "attached", "--map", "task_storage", "--size", "1e5", "--tasks", "8")
     assert res.returncode == 0, res.stderr
     assert "attached engine" in res.stdout
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--map", "hash", "--driver", "elem", "--hit-ratio", "0.5"], "--hit-ratio does not apply to the syscall engine"),
-    (["--map", "hash", "--driver", "elem", "--isa", "v1"], "--isa does not apply to the syscall engine"),
-    (["--map", "hash", "--driver", "elem", "--seed", "3"], "--seed does not apply to the syscall engine"),
-    (["--map", "hash", "--driver", "elem", "--keys", "sequential"], "--keys does not apply to the syscall engine"),
-    (["--map", "hash", "--driver", "elem", "--task-maps", "3"], "--task-maps does not apply to the syscall engine"),
-    (["--map", "hash", "--driver", "elem", "--hash-funcs", "3"], "--hash-funcs does not apply to the syscall engine"),
-    (["--map", "hash", "--driver", "elem", "--tasks", "4"], "--tasks does not apply to the syscall engine"),
-    (["--engine", "attached", "--map", "pid_hash", "--op", "get"], "--op does not apply to the attached engine"),
-    (["--engine", "attached", "--map", "pid_hash", "--hit-ratio", "0"], "--hit-ratio does not apply to the attached"),
-    (["--map", "hash", "--hash-funcs", "5"], "--hash-funcs does not apply to hash lookup"),
-    (["--map", "hash", "--op", "update", "--hit-ratio", "0.5"], "--hit-ratio does not apply to hash update"),
-    (["--map", "task_storage_maps", "--size", "5"], "--size does not apply to task_storage_maps get"),
-    (["--map", "pid_hash", "--task-maps", "3"], "--task-maps does not apply to pid_hash get"),
-    (["--engine", "attached", "--map", "pid_hash", "--sample-ms", "5"], "--sample-ms 5 is below 50"),
-    (["--map", "hash", "--samples", "1.5"], "'1.5' is not a valid integer"),
-])
-def test_flags_that_do_not_apply_are_one_line_errors(tmp_path, args, message):
-    out = tmp_path / "r.parquet"
-    res = run_cli("run", *args, "--out", str(out))
-    assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert message in res.stderr and len(lines) == 1, res.stderr
-    assert not out.exists()

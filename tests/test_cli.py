@@ -23,6 +23,22 @@ FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1
     (["--map", "hash", "--isa", "v9"], "--isa 'v9' is not a BPF ISA"),
     (["--map", "hash", "--samples", "0"], "--samples 0 must be at least 1"),
     (["--map", "hash", "--cpu", "999"], "--cpu 999 is not one this process may run on"),
+    # flags that do not apply to the engine or to any configuration asked for are never ignored
+    (["--map", "hash", "--driver", "elem", "--hit-ratio", "0.5"], "--hit-ratio does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--isa", "v1"], "--isa does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--seed", "3"], "--seed does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--keys", "sequential"], "--keys does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--task-maps", "3"], "--task-maps does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--hash-funcs", "3"], "--hash-funcs does not apply to the syscall engine"),
+    (["--map", "hash", "--driver", "elem", "--tasks", "4"], "--tasks does not apply to the syscall engine"),
+    (["--engine", "attached", "--map", "pid_hash", "--op", "get"], "--op does not apply to the attached engine"),
+    (["--engine", "attached", "--map", "pid_hash", "--hit-ratio", "0"], "--hit-ratio does not apply to the attached"),
+    (["--map", "hash", "--hash-funcs", "5"], "--hash-funcs does not apply to hash lookup"),
+    (["--map", "hash", "--op", "update", "--hit-ratio", "0.5"], "--hit-ratio does not apply to hash update"),
+    (["--map", "task_storage_maps", "--size", "5"], "--size does not apply to task_storage_maps get"),
+    (["--map", "pid_hash", "--task-maps", "3"], "--task-maps does not apply to pid_hash get"),
+    (["--engine", "attached", "--map", "pid_hash", "--sample-ms", "5"], "--sample-ms 5 is below 50"),
+    (["--map", "hash", "--samples", "1.5"], "'1.5' is not a valid integer"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle):
     out = tmp_path / "r.parquet"
