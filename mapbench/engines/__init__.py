@@ -6,6 +6,7 @@
     DEFAULTS  MeasureOptions that suit it
     make_spec(fields) -> its frozen spec (or NotMeasured) for one grid point
     split(sides) -> optional: the sides of one group as several comparisons
+    check_options(opts) -> optional: measuring options the engine cannot work with
     measure(sides, opts, on_sample) -> result rows of one comparison, sides interleaved
     runs_per_sample(sides) -> program runs per sample (progress)
 
