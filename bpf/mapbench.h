@@ -40,6 +40,7 @@ struct mb_config {
 			    * hashmap lookup bench does; 0: uniform random entries */
 	__u32 nr_maps;     /* map-count family: task-storage maps each draw gets from */
 	__u32 bloom_words; /* bloom filter element size in u32 words (1..MB_BLOOM_MAX_WORDS) */
+	__u32 index_keys;  /* 1: the key of entry i is i (arrays, indexed by entry number) */
 };
 
 #define MB_BLOOM_MAX_WORDS 16 /* 64-byte bloom elements at most */

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Membership family: is a key in the set?
- *   MB_HASH     a hash map holds the set
+ *   MB_HASH     a map holds the set: a hash, or (retyped by the loader before load, see
+ *               mapbench/strategies.py) an LRU hash, a per-CPU hash or array, an array
  *   MB_BLOOM    a bloom filter in front of the same hash: the hash is asked only when
  *               the filter says "maybe"
  *   MB_CONTROL  the same loop and key stream with the map operation compiled out
@@ -49,6 +50,8 @@ static __always_inline __u32 draw_key(__u64 i)
 		idx = i % cfg.map_size;
 	else if ((r & (MB_HIT_SCALE - 1)) >= cfg.hit_thresh)
 		idx += cfg.map_size; /* indexes map_size .. 2*map_size-1 are never inserted */
+	if (cfg.index_keys) /* arrays: entry i at index i; a miss is an index past the end */
+		return (__u32)idx;
 	return (__u32)idx * cfg.key_mult ^ cfg.key_salt;
 }
 

@@ -82,6 +82,7 @@ struct mb_config {
     __u32 sequential;
     __u32 nr_maps;
     __u32 bloom_words;
+    __u32 index_keys;
     ...;
 };
 struct mb_run_args { __u64 nr_loops; __u64 start; ...; };
@@ -133,6 +134,9 @@ __u32 bpf_map__value_size(const struct bpf_map *map);
 int bpf_map__set_value_size(struct bpf_map *map, __u32 size);
 __u64 bpf_map__map_extra(const struct bpf_map *map);
 int bpf_map__set_map_extra(struct bpf_map *map, __u64 map_extra);
+int bpf_map__set_type(struct bpf_map *map, int type);
+int bpf_map__set_map_flags(struct bpf_map *map, __u32 flags);
+__u32 bpf_map__map_flags(const struct bpf_map *map);
 int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
 void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
 

@@ -84,13 +84,19 @@ def list_cmd():
 def _axis_options(f):
     """One --flag per axis of any engine (a comma list runs each value); help from the axes."""
     flags: dict[str, list[str]] = {}
+    is_flag = set()
     for engine in engines.ENGINES.values():
         for axis in engine.AXES:
             flags.setdefault(axis.flag, [])
+            if axis.is_flag:
+                is_flag.add(axis.flag)
             if axis.help and axis.help not in flags[axis.flag]:
                 flags[axis.flag].append(f"{engine.NAME}: {axis.help}")
     for flag in sorted(flags, reverse=True):
-        f = click.option(flag, default=None, help="; ".join(flags[flag]) + " (a comma list: each is run)")(f)
+        if flag in is_flag:  # given: True; absent: the spec's default
+            f = click.option(flag, is_flag=True, default=None, help="; ".join(flags[flag]))(f)
+        else:
+            f = click.option(flag, default=None, help="; ".join(flags[flag]) + " (a comma list: each is run)")(f)
     return f
 
 
@@ -112,7 +118,7 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
     --driver elem,batch, --batch-size 1,100) are measured head to head in the same loads."""
     from . import bench
 
-    given = {"--" + k.replace("_", "-"): v for k, v in axis_flags.items() if v is not None}
+    given = {"--" + k.replace("_", "-"): v for k, v in axis_flags.items() if v not in (None, False)}
     name = engine or ("syscall" if "--driver" in given or "--batch-size" in given else "kernel")
     opts = engines.options_for(engines.ENGINES[name], samples=samples, instances=instances, warmup=warmup,
                                target_ms=sample_ms, cpu=cpu)

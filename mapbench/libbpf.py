@@ -32,6 +32,10 @@ BPF_MAP_TYPE = {
 }
 
 
+PERCPU_TYPES = {BPF_MAP_TYPE[t] for t in BPF_MAP_TYPE if "percpu" in t}
+BPF_F_NO_PREALLOC = 1  # include/uapi/linux/bpf.h
+
+
 def take_log() -> str:
     """libbpf's warnings and the verifier log captured since the last call."""
     buf = ffi.new("char[]", 1 << 16)
@@ -210,6 +214,16 @@ class BpfMap(MapOps):
 
     def set_map_extra(self, extra: int) -> None:
         raise_for(lib.bpf_map__set_map_extra(self._ptr, extra), f"setting map_extra of {self.name}")
+
+    def set_type(self, map_type: str) -> None:
+        raise_for(lib.bpf_map__set_type(self._ptr, BPF_MAP_TYPE[map_type]), f"setting the type of {self.name}")
+
+    def set_map_flags(self, flags: int) -> None:
+        raise_for(lib.bpf_map__set_map_flags(self._ptr, flags), f"setting the flags of {self.name}")
+
+    @property
+    def percpu(self) -> bool:
+        return self.map_type in PERCPU_TYPES
 
     def data(self, ctype: str):
         """The editable image of a global-data map (.rodata, .bss) as `ctype *`, before

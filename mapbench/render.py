@@ -26,6 +26,7 @@ _LABEL = {
     "isa": lambda c: c["isa"],
     "nr_tasks": lambda c: f"{int(c['nr_tasks'])} tasks",
     "nr_maps": lambda c: f"{int(c['nr_maps'])} maps",
+    "no_prealloc": lambda c: "no prealloc" if c["no_prealloc"] else "prealloc",
 }
 SKIP = {"family", "batch_size"}  # implied by strategy; shown with the driver
 

@@ -69,6 +69,7 @@ FIELDS = [
     ("prog_jited_bytes", pa.int64()),
     ("nr_tasks", pa.int32()),
     ("nr_maps", pa.int32()),
+    ("no_prealloc", pa.bool_()),
     ("events_per_s", pa.float64()),
     ("cpu_overhead_share", pa.float64()),
     ("delay_median_ns", pa.float64()),
@@ -87,7 +88,7 @@ COLUMNS = [name for name, _ in FIELDS]
 # resume and labels all derive from it.
 CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "value_size",
                "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks",
-               "nr_maps"]
+               "nr_maps", "no_prealloc"]
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
             "libbpf_version", "mapbench_version", "git_describe"]

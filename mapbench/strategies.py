@@ -17,6 +17,7 @@ import numpy as np
 from . import keys
 from ._libbpf import lib
 from .errors import BadInput
+from .libbpf import BPF_F_NO_PREALLOC
 
 MAX_MAP_SIZE = 2**32 - 1  # max_entries is a u32
 MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
@@ -52,12 +53,38 @@ class MapPlan:
     sized: bool = True
     configure: Callable | None = None  # (BpfMap, spec) -> None, before load
     fill: Callable | None = None  # (BpfMap, spec, instance config) -> None, after load
+    spare: Callable[[int], int] = lambda n: 0  # max_entries beyond the map_size entries held
+
+
+def _member_keys(spec, config) -> np.ndarray:
+    index = np.arange(spec.map_size, dtype=np.uint64)
+    if config.get("index_keys"):
+        return index.astype(np.uint32)
+    return keys.member_keys(index, config["key_mult"], config["key_salt"])
 
 
 def _fill_members(m, spec, config) -> None:
-    members = keys.member_keys(np.arange(spec.map_size, dtype=np.uint64), config["key_mult"],
-                               config["key_salt"])
-    m.update_batch(members, members.astype(np.uint64), FILL_CHUNK)
+    members = _member_keys(spec, config)
+    words = m.elem_value_bytes // 8  # per-CPU maps: one value for every possible CPU
+    values = np.repeat(members.astype(np.uint64)[:, None], words, axis=1)
+    m.update_batch(members, np.ascontiguousarray(values), FILL_CHUNK)
+
+
+def _retyped(map_type: str):
+    """Before load: the members map becomes another type (the program code is the same);
+    hash types without preallocation when the spec asks (--no-prealloc)."""
+    def configure(m, spec) -> None:
+        if map_type != "hash":
+            m.set_type(map_type)
+        if spec.no_prealloc:
+            m.set_map_flags(BPF_F_NO_PREALLOC)
+    return configure
+
+
+# An LRU hash can evict before it is full: each CPU keeps a local list of free nodes
+# (LOCAL_FREE_TARGET, 128, in kernel/bpf/bpf_lru_list.h), so room for them keeps every entry.
+def _lru_room(n: int) -> int:
+    return 128 * 2 * (os.cpu_count() or 1)
 
 
 def _configure_filter(m, spec) -> None:
@@ -67,9 +94,7 @@ def _configure_filter(m, spec) -> None:
 
 def _fill_filter(m, spec, config) -> None:
     """The bloom filter has no batch ops: one push per element, in a native loop."""
-    members = keys.member_keys(np.arange(spec.map_size, dtype=np.uint64), config["key_mult"],
-                               config["key_salt"])
-    m.push_all(keys.bloom_elements(members, spec.bloom_value_size // 4))
+    m.push_all(keys.bloom_elements(_member_keys(spec, config), spec.bloom_value_size // 4))
 
 
 def _fill_pids(m, spec, config) -> None:
@@ -115,6 +140,7 @@ class Strategy:
     # the spec fields (besides size and op) that change what this strategy does
     params: frozenset[str] = frozenset()
     fixed_size: int | None = None  # works on the current task only: --size must be this
+    index_keys: bool = False  # the key of entry i is i: arrays, indexed by entry number
     memory_known: bool = True  # False: fdinfo memlock says nothing (task storage: a constant)
     # True: two builds of it in one load interfere: their storages share the task's one storage
     # list, so each lengthens the other's walk. Such sides get a comparison each (the other
@@ -131,9 +157,17 @@ class Strategy:
 
 
 _MEMBERS = MapPlan("members", fill=_fill_members)
+_MAP_TYPES = (  # the membership family's other map types: (name, what it is, params, spare)
+    ("lru_hash", "LRU hash holding the set (room for per-CPU free lists beside it)", frozenset(), _lru_room),
+    ("percpu_hash", "per-CPU hash holding the set", frozenset({"no_prealloc"}), lambda n: 0),
+    ("lru_percpu_hash", "per-CPU LRU hash holding the set", frozenset(), _lru_room),
+    ("array", "array indexed by entry number", frozenset(), lambda n: 0),
+    ("percpu_array", "per-CPU array indexed by entry number", frozenset(), lambda n: 0),
+)
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("hash", MEMBERSHIP, "MB_HASH", ("lookup", "update"), "hash map holding the set",
-             maps=(_MEMBERS,),
+             maps=(MapPlan("members", configure=_retyped("hash"), fill=_fill_members),),
+             params=frozenset({"no_prealloc"}),
              estimate_bytes=lambda spec: hash_bytes(spec.map_size, 4, 8)),
     Strategy("bloom", MEMBERSHIP, "MB_BLOOM", ("lookup", "update"),
              "bloom filter in front of the same hash; the hash is asked only on 'maybe'",
@@ -152,6 +186,13 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("task_storage_maps", MAP_COUNT, "MB_TASK_STORAGE", ("get",),
              "the current task's record in each of --task-maps storage maps",
              params=frozenset({"nr_maps"}), fixed_size=1, memory_known=False, alone=True),
+    *(Strategy(name, MEMBERSHIP, "MB_HASH", ("lookup", "update"), what,
+               maps=(MapPlan("members", configure=_retyped(name), fill=_fill_members, spare=spare),),
+               params=params, index_keys="array" in name,
+               # per-CPU maps hold a value for every possible CPU
+               estimate_bytes=lambda spec, name=name: hash_bytes(spec.map_size, 4, 8 * (
+                   os.cpu_count() or 1 if "percpu" in name else 1)))
+      for name, what, params, spare in _MAP_TYPES),
 )}
 
 

@@ -37,6 +37,8 @@ FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1
     (["--map", "hash", "--op", "update", "--hit-ratio", "0.5"], "--hit-ratio does not apply to hash update"),
     (["--map", "task_storage_maps", "--size", "5"], "--size does not apply to task_storage_maps get"),
     (["--map", "pid_hash", "--task-maps", "3"], "--task-maps does not apply to pid_hash get"),
+    (["--map", "array", "--no-prealloc"], "--no-prealloc does not apply to array lookup"),
+    (["--map", "hash", "--driver", "elem", "--no-prealloc"], "--no-prealloc does not apply to the syscall engine"),
     (["--engine", "attached", "--map", "pid_hash", "--sample-ms", "5"], "--sample-ms 5 is below 50"),
     (["--map", "hash", "--samples", "1.5"], "'1.5' is not a valid integer"),
 ])

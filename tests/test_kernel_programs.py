@@ -159,3 +159,39 @@ def test_task_storage_in_many_maps_counts_every_get():
         r = strategy.run(1000, 0)
         assert r.ops == 20000 and r.hits == 20000
         assert control.run(1000, 0).hits == 0
+
+
+MAP_TYPES = ["hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array"]
+
+
+@given(strategy=st.sampled_from(MAP_TYPES), size=st.integers(min_value=1, max_value=5000), hit_ratio=hit_ratios,
+       seed=st.integers(min_value=0, max_value=2**32), nr_loops=st.integers(min_value=1, max_value=20000),
+       start=st.integers(min_value=0, max_value=2**40), no_prealloc=st.booleans())
+def test_every_map_type_finds_exactly_the_predicted_keys(strategy, size, hit_ratio, seed, nr_loops, start,
+                                                         no_prealloc):
+    spec = KernelSpec(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, no_prealloc=no_prealloc)
+    config = instance_config(spec, 0)
+    expected = keys.expected_hits(config["seed"], start, nr_loops, spec.hit_thresh)
+    with LoadedBuild(spec, False, config) as program:
+        r = program.run(nr_loops, start)
+        members = program.obj.map("members")
+        assert members.map_type == libbpf.BPF_MAP_TYPE[strategy]
+        assert bool(libbpf.lib.bpf_map__map_flags(members._ptr) & libbpf.BPF_F_NO_PREALLOC) == spec.no_prealloc
+    assert r.hits == expected
+
+
+@pytest.mark.parametrize("strategy", MAP_TYPES)
+def test_every_map_type_updates_every_present_key(strategy):
+    spec = KernelSpec(strategy, op="update", map_size=3000)
+    with pair(spec) as (program, control):
+        r = program.run(20000, 0)
+        assert r.hits == r.ops == 20000  # BPF_EXIST found every key: none was evicted
+        assert program.memory > 0
+        assert control.run(20000, 0).checksum == r.checksum
+
+
+def test_no_prealloc_applies_to_hash_and_percpu_hash_only():
+    assert KernelSpec("hash", no_prealloc=True).no_prealloc
+    assert KernelSpec("percpu_hash", no_prealloc=True).no_prealloc
+    for strategy in ("lru_hash", "array", "bloom"):  # LRU maps are always preallocated
+        assert not KernelSpec(strategy, no_prealloc=True).no_prealloc

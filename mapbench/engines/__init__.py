@@ -34,6 +34,7 @@ class Axis:
     parse: Callable[[Any], Any]  # one value -> the spec's value; BadInput names the flag
     default: tuple = ()  # values when absent; () = the spec's own default
     help: str = ""
+    is_flag: bool = False  # on the command line a flag (--no-prealloc), in a sweep a list of booleans
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,16 @@ def _bounded(flag: str, low: int, high: int, what: str = ""):
     return parse
 
 
+def _boolean(flag: str):
+    def parse(value) -> bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+        raise BadInput(f"{flag} {value!r} is not true or false")
+    return parse
+
+
 def _bloom_value_size(text) -> int:
     value = parse_whole_number(text, "--bloom-value-size")
     if value % 4 or not 4 <= value <= 4 * lib.MB_BLOOM_MAX_WORDS:
@@ -85,6 +95,8 @@ AXES = (
          help="bloom: bytes of an element, 4..64"),
     Axis("task_maps", "--task-maps", "nr_maps", _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS),
          help="task_storage_maps: task-storage maps each draw gets from"),
+    Axis("no_prealloc", "--no-prealloc", "no_prealloc", _boolean("--no-prealloc"), is_flag=True,
+         help="hash and percpu_hash: BPF_F_NO_PREALLOC (elements allocated on update)"),
     Axis("seeds", "--seed", "seed", lambda t: parse_whole_number(t, "--seed"), help="seed of the key sets"),
     Axis("isas", "--isa", "isa", build.check_isa, help="BPF ISA (clang -mcpu): v1, v2, v3"),
 )
@@ -105,6 +117,7 @@ class KernelSpec:
     key_distribution: str = "uniform"
     nr_maps: int = 1
     bloom_value_size: int = 4  # bytes of a bloom filter element (the key, then derived words)
+    no_prealloc: bool = False  # hash types: BPF_F_NO_PREALLOC
     seed: int = 0
     check_memory: bool = field(default=True, compare=False)
 
@@ -129,7 +142,8 @@ class KernelSpec:
         # what does not change this strategy's work is normalised, so that equal work is one spec
         if "hit_ratio" not in self.used_fields():
             set_("hit_ratio", 1.0)
-        for name, default in (("nr_hash_funcs", DEFAULT_HASH_FUNCS), ("bloom_value_size", 4), ("nr_maps", 1)):
+        for name, default in (("nr_hash_funcs", DEFAULT_HASH_FUNCS), ("bloom_value_size", 4), ("nr_maps", 1),
+                              ("no_prealloc", False)):
             if name not in s.params:
                 set_(name, default)
         _bounded("--hash-funcs", 1, MAX_HASH_FUNCS)(self.nr_hash_funcs)
@@ -162,7 +176,8 @@ class KernelSpec:
     def control_key(self) -> tuple:
         """Sides with the same control key share a control build: same family and ISA, and the
         same loop (draws, hit branch, inner map count) for the control to run."""
-        return (self.family.name, self.isa, self.map_size, self.hit_thresh, self.key_distribution, self.nr_maps)
+        return (self.family.name, self.isa, self.map_size, self.hit_thresh, self.key_distribution, self.nr_maps,
+                STRATEGIES[self.strategy].index_keys)
 
     def config_fields(self) -> dict:
         """The configuration columns (results.CONFIG_KEYS) of this spec's rows."""
@@ -173,7 +188,8 @@ class KernelSpec:
                 "value_size": self.bloom_value_size if "bloom_value_size" in used else self.family.value_size,
                 "nr_hash_funcs": self.nr_hash_funcs if "nr_hash_funcs" in used else None,
                 "key_distribution": self.key_distribution,
-                "nr_maps": self.nr_maps if "nr_maps" in used else None}
+                "nr_maps": self.nr_maps if "nr_maps" in used else None,
+                "no_prealloc": self.no_prealloc if "no_prealloc" in used else None}
 
 
 def make_spec(fields: dict) -> KernelSpec | NotMeasured:
@@ -222,6 +238,7 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
         "sequential": int(spec.key_distribution == "sequential"),
         "nr_maps": spec.nr_maps,
         "bloom_words": spec.bloom_value_size // 4,
+        "index_keys": int(STRATEGIES[spec.strategy].index_keys),
     }
 
 
@@ -243,7 +260,7 @@ class LoadedBuild:
             for plan in self.plans:
                 m = self.obj.map(plan.name)
                 if plan.sized:
-                    m.set_max_entries(spec.map_size)
+                    m.set_max_entries(spec.map_size + plan.spare(spec.map_size))
                 if plan.configure:
                     plan.configure(m, spec)
             self.obj.load()
