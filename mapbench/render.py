@@ -41,7 +41,7 @@ def config_label(config: dict, keys: Iterable[str] | None = None) -> str:
     return " ".join(p for p in parts if p)
 
 
-FOLLOW_STRATEGY = ("value_size", "nr_hash_funcs", "key_distribution")  # often set by the strategy
+FOLLOW_STRATEGY = ("value_size", "nr_hash_funcs", "key_distribution", "no_prealloc")  # often set by the strategy
 
 
 def varying_keys(configs: list[dict]) -> list[str]:
