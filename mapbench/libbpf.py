@@ -378,9 +378,6 @@ class BpfObject:
             out.append(BpfMap(ptr, self))
         return out
 
-    def has_map(self, name: str) -> bool:
-        return lib.bpf_object__find_map_by_name(self._live(), name.encode()) != ffi.NULL
-
     def program(self, name: str) -> BpfProgram:
         ptr = lib.bpf_object__find_program_by_name(self._live(), name.encode())
         if ptr == ffi.NULL:

@@ -82,12 +82,6 @@ def _engines() -> dict:
 ENGINES = _engines()
 
 
-def get(name: str):
-    if name not in ENGINES:
-        raise BadInput(f"engine = {name!r} is not one of {', '.join(ENGINES)}")
-    return ENGINES[name]
-
-
 def axis_values(engine, raw: dict[str, list]) -> dict[str, list]:
     """Parse every axis's raw values (TOML values or CLI strings); defaults where absent."""
     out = {}
