@@ -39,8 +39,6 @@ def comparisons_from_flags(engine_name: str, given: dict[str, str], opts) -> lis
         if flag not in axes:
             raise BadInput(f"{flag} does not apply to the {engine_name} engine (it takes "
                            f"{', '.join(axes)})")
-    if hasattr(engine, "check_options"):
-        engine.check_options(opts)
     opts = opts.validate()
     raw = {axes[flag].key: [v.strip() for v in str(value).split(",")] for flag, value in given.items()}
     comparisons = engines.comparisons(engine, raw, opts)

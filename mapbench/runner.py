@@ -80,6 +80,34 @@ def rotation(items: Sequence[T], sample: int) -> list[T]:
     return [*items[k:], *items[:k]]
 
 
+def load_sides_and_controls(stack, sides: Sequence, load: Callable) -> tuple[list, dict]:
+    """Every side's build and one control build per control key (spec.control_key()), all
+    owned by `stack`: (position or None, build) pairs in the order they were loaded, and the
+    controls by key. load(spec, control) makes one build."""
+    programs = [(position, stack.enter_context(load(spec, False))) for position, spec in enumerate(sides)]
+    controls: dict = {}
+    for spec in sides:  # a control takes the first such side's configuration (its key stream)
+        if spec.control_key() not in controls:
+            controls[spec.control_key()] = stack.enter_context(load(spec, True))
+    return programs + [(None, b) for b in controls.values()], controls
+
+
+def run_interleaved(programs: list, nr_samples: int, run: Callable, on_sample: OnSample) -> dict[int, list]:
+    """Sample by sample, every program once in rotated order: per build (by id), the list of
+    (its place in that sample's order, run(build, sample))."""
+    runs: dict[int, list] = {id(b): [] for _, b in programs}
+    for sample in range(nr_samples):
+        for order, (_, b) in enumerate(rotation(programs, sample)):
+            runs[id(b)].append((order, run(b, sample)))
+            on_sample()
+    return runs
+
+
+def controls_per_sample(sides: Sequence) -> int:
+    """Control builds a comparison runs beside its sides: one per control key, if any."""
+    return len({s.control_key() for s in sides if hasattr(s, "control_key")})
+
+
 @dataclass(frozen=True)
 class Check:
     name: str

@@ -81,8 +81,6 @@ def load(path: str | Path) -> list[Comparison]:
         if compare is not None and not (isinstance(compare, list) and all(isinstance(c, str) for c in compare)):
             raise BadInput(f"{where}: compare = {compare!r} must be a list of axis names")
         try:
-            if hasattr(engine, "check_options"):
-                engine.check_options(opts)
             out.extend(engines.comparisons(engine, raw, opts, compare))
         except BadInput as exc:  # the specs speak in CLI flags; a sweep file names its keys
             raise BadInput(f"{where}: {engines.rename_flags(engine, str(exc))}") from None

@@ -6,9 +6,10 @@
     DEFAULTS  MeasureOptions that suit it
     make_spec(fields) -> its frozen spec (or NotMeasured) for one grid point
     split(sides) -> optional: the sides of one group as several comparisons
-    check_options(opts) -> optional: measuring options the engine cannot work with
+
+A spec with control_key() runs beside one control build per key (runner.load_sides_and_controls).
     measure(sides, opts, on_sample) -> result rows of one comparison, sides interleaved
-    runs_per_sample(sides) -> program runs per sample (progress)
+    check_options(opts) -> optional: measuring options the engine cannot work with
 
 `run`, `sweep` and `bench` look engines up here; adding an engine is its module plus one
 entry in ENGINES. See docs/method.md for what each engine measures.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadInput
-from ..runner import MeasureOptions
+from ..runner import MeasureOptions, controls_per_sample
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Comparison:
         """Program runs in all, for a progress bar."""
         if not self.measured:
             return 0
-        per_sample = ENGINES[self.engine].runs_per_sample(self.measured)
+        per_sample = len(self.measured) + controls_per_sample(self.measured)
         return self.opts.instances * (self.opts.warmup + self.opts.samples) * per_sample
 
 
@@ -100,6 +101,7 @@ def comparisons(engine, raw: dict[str, list], opts: MeasureOptions,
                 compare: list[str] | None = None) -> list[Comparison]:
     """A grid (the cartesian product of its axes) as comparisons: points that differ only in
     the side axes form one comparison, measured in the same loads."""
+    getattr(engine, "check_options", lambda opts: None)(opts)
     sides_keys = list(engine.SIDES if compare is None else compare)
     unknown = set(sides_keys) - {a.key for a in engine.AXES}
     if unknown:

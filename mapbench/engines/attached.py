@@ -25,7 +25,14 @@ from .._libbpf import lib
 from ..environment import load_avg_1m
 from ..errors import BadInput, EnvironmentProblem
 from ..libbpf import BpfObject, run_stats
-from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from ..runner import (
+    MeasureOptions,
+    OnSample,
+    load_sides_and_controls,
+    pinned_to,
+    require_bpf_privilege,
+    run_interleaved,
+)
 from ..strategies import CONTROL_MACRO, STRATEGIES, parse_choice, parse_whole_number
 from . import Axis
 
@@ -84,6 +91,9 @@ class AttachedSpec:
     def holds_pids(self) -> bool:
         """The dummies go into the strategy's sized map; task storage has none."""
         return any(plan.sized for plan in STRATEGIES[self.strategy].maps)
+
+    def control_key(self) -> tuple:
+        return (self.isa,)  # the control's empty programs differ only by ISA
 
     def used_fields(self) -> set[str]:
         # map_size names the pid population of the comparison, on both sides of the pair
@@ -192,10 +202,6 @@ class Sample:
         return self.run_time_ns / self.run_cnt if self.run_cnt else float("nan")
 
 
-def runs_per_sample(sides) -> int:
-    return len(sides) + len({s.isa for s in sides})
-
-
 def measure(sides: list[AttachedSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
     """Every sample of every side and control of one comparison, attached one at a time."""
     require_bpf_privilege()
@@ -207,21 +213,13 @@ def measure(sides: list[AttachedSpec], opts: MeasureOptions, on_sample: OnSample
     with run_stats(), pinned_to(opts.cpu) as cpu:
         for instance in range(opts.instances):
             with ExitStack() as stack:
-                programs = [(i, stack.enter_context(AttachedBuild(spec, False))) for i, spec in enumerate(sides)]
-                controls = {}
-                for spec in sides:
-                    if spec.isa not in controls:
-                        controls[spec.isa] = stack.enter_context(AttachedBuild(spec, True))
-                programs += [(None, b) for b in controls.values()]
-                samples = {id(b): [] for _, b in programs}
-                for sample in range(opts.warmup + opts.samples):
-                    for order, (_, b) in enumerate(rotation(programs, sample)):
-                        samples[id(b)].append((order, b.sample(opts.target_ms / 1000)))
-                        on_sample()
-                control_ns = {isa: statistics.median(s.ns_per_event for _, s in samples[id(b)][opts.warmup:])
-                              for isa, b in controls.items()}
+                programs, controls = load_sides_and_controls(stack, sides, AttachedBuild)
+                samples = run_interleaved(programs, opts.warmup + opts.samples,
+                                          lambda b, _: b.sample(opts.target_ms / 1000), on_sample)
+                control_ns = {key: statistics.median(s.ns_per_event for _, s in samples[id(b)][opts.warmup:])
+                              for key, b in controls.items()}
                 for position, b in programs:
-                    net_of = None if b.control else control_ns[b.spec.isa]
+                    net_of = None if b.control else control_ns[b.spec.control_key()]
                     fields = {**b.spec.config_fields(), **({"strategy": "control"} if b.control else {})}
                     for i, (order, s) in enumerate(samples[id(b)]):
                         rows.append({

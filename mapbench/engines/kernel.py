@@ -21,7 +21,14 @@ from .._libbpf import ffi, lib
 from ..environment import load_avg_1m
 from ..errors import BadInput
 from ..libbpf import BpfObject
-from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from ..runner import (
+    MeasureOptions,
+    OnSample,
+    load_sides_and_controls,
+    pinned_to,
+    require_bpf_privilege,
+    run_interleaved,
+)
 from ..strategies import (
     CONTROL_MACRO,
     DEFAULT_HASH_FUNCS,
@@ -312,10 +319,6 @@ def split(sides: list) -> list[list]:
     return [[*rest, s] for s in alone]
 
 
-def runs_per_sample(sides) -> int:
-    return len(sides) + len({s.control_key() for s in sides})  # every side, one control per family and ISA
-
-
 def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
     """Every sample of every side and control of one comparison, as result rows."""
     require_bpf_privilege()
@@ -325,22 +328,14 @@ def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample =
         for instance in range(opts.instances):
             with ExitStack() as stack:
                 def load(spec: KernelSpec, control: bool, instance: int = instance) -> LoadedBuild:
-                    return stack.enter_context(LoadedBuild(spec, control, instance_config(spec, instance)))
+                    return LoadedBuild(spec, control, instance_config(spec, instance))
 
-                programs = [(i, load(spec, False)) for i, spec in enumerate(sides)]
-                controls = {}
-                for spec in sides:  # one per family and ISA, with the first such side's key stream
-                    if spec.control_key() not in controls:
-                        controls[spec.control_key()] = load(spec, True)
-                programs += [(None, b) for b in controls.values()]
+                programs, controls = load_sides_and_controls(stack, sides, load)
                 if nr_loops is None:
                     nr_loops = calibrate([b for _, b in programs], opts.target_ms * 1e6)
-                runs = {id(b): [] for _, b in programs}
-                for sample in range(opts.warmup + opts.samples):
-                    start = (sample + 1) * nr_loops  # draws 0.. were the calibration's
-                    for order, (_, b) in enumerate(rotation(programs, sample)):
-                        runs[id(b)].append((order, b.run(nr_loops, start)))
-                        on_sample()
+                # draws 0.. were the calibration's: sample s draws from (s + 1) * nr_loops on
+                runs = run_interleaved(programs, opts.warmup + opts.samples,
+                                       lambda b, sample, n=nr_loops: b.run(n, (sample + 1) * n), on_sample)
                 control_median = {key: statistics.median(r.ns_per_op for _, r in runs[id(b)][opts.warmup:])
                                   for key, b in controls.items()}
                 common = {"instance": instance, "cpu": cpu, "load_avg_1m": load_avg_1m(), "status": "ok",

@@ -124,10 +124,6 @@ def _engine_sample(side: syscall.SyscallSide, reps: int) -> float:
     return elapsed / elements
 
 
-def runs_per_sample(sides) -> int:
-    return len(sides)
-
-
 def measure(sides: list[ReferenceSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
     """Rows of every side; the C loop and mapbench's loop alternate sample by sample."""
     require_bpf_privilege()

@@ -249,10 +249,6 @@ def calibrate(side: SyscallSide, target_ns: float) -> int:
     return max(1, min(10_000, round(target_ns / max(elapsed, 1))))
 
 
-def runs_per_sample(sides) -> int:
-    return len(sides)
-
-
 def measure(sides: list[SyscallSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None,
             reps: dict | None = None) -> list[dict]:
     """Every sample of every side, interleaved; a side the kernel refuses is one unsupported row.
