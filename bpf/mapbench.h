@@ -24,6 +24,7 @@
 #define MB_OP_UPDATE 1
 #define MB_OP_GET 2
 #define MB_OP_DELETE 3
+#define MB_OP_DELETE_INSERT 4 /* kernel membership: delete a present key, then insert it again */
 
 /* hit_thresh is a fraction of this: a lookup hits when the low bits of the draw fall below it. */
 #define MB_HIT_SCALE (1u << 20)
@@ -41,6 +42,19 @@ struct mb_config {
 	__u32 nr_maps;     /* map-count family: task-storage maps each draw gets from */
 	__u32 bloom_words; /* bloom filter element size in u32 words (1..MB_BLOOM_MAX_WORDS) */
 	__u32 index_keys;  /* 1: the key of entry i is i (arrays, indexed by entry number) */
+	__u32 key_words;   /* membership: key size in u32 words (1..MB_MAX_KEY_WORDS) */
+	__u32 value_words; /* membership: value size in u64 words the program reads or writes */
+	__u32 table_mask;  /* membership: length - 1 of the draw table (zipf); 0: no table */
+};
+
+#define MB_MAX_KEY_WORDS 64   /* 256-byte keys */
+#define MB_MAX_VALUE_WORDS 64 /* 512-byte values */
+
+/* Per-CPU scratch of the membership family: a key or value larger than a few words does not
+ * fit the 512-byte BPF stack, so the programs build them here. */
+struct mb_scratch {
+	__u32 key[MB_MAX_KEY_WORDS];
+	__u64 value[MB_MAX_VALUE_WORDS];
 };
 
 #define MB_BLOOM_MAX_WORDS 16 /* 64-byte bloom elements at most */
@@ -76,13 +90,21 @@ struct mb_result {
 	__u64 hits;             /* lookups that found the key / updates and gets that succeeded */
 	__u64 filter_positives; /* bloom: draws the filter said may be present */
 	__u64 checksum;         /* xor of every key, so no build can drop the key generation */
+	__u64 value_checksum;   /* xor of the sums of the values lookups found */
 };
 
-/* Word w of the bloom element of a key: word 0 is the key, the rest derived from it, so that
- * user space builds the same elements when it fills the filter. */
-static inline __u32 mb_bloom_word(__u32 key, __u32 w)
+/* Word w of a key of several words, and of the bloom element of a key: word 0 is the key,
+ * the rest derived from it, so that user space builds the same keys and elements. */
+static inline __u32 mb_key_word(__u32 key, __u32 w)
 {
 	return w ? key ^ (w * 0x9e3779b9u) : key;
+}
+
+/* Word w of the value of a key: gen 0 as user space fills the map, gen 1 as the programs
+ * write it, so that a test reads back which entries a run wrote. */
+static inline __u64 mb_value_word(__u32 key, __u32 w, __u32 gen)
+{
+	return ((__u64)key << 32) | (w << 1) | gen;
 }
 
 /* splitmix64's finaliser: cheap, and the same arithmetic in numpy predicts every draw. */
@@ -123,6 +145,7 @@ struct mb_loop_state {
 	__u64 hits;
 	__u64 positives;
 	__u64 checksum;
+	__u64 value_checksum;
 	struct task_struct *task;
 };
 
@@ -142,6 +165,7 @@ static __always_inline int mb_timed_run(struct mb_run_args *args, struct mb_resu
 	res->hits = st->hits;
 	res->filter_positives = st->positives;
 	res->checksum = st->checksum;
+	res->value_checksum = st->value_checksum;
 	return 0;
 }
 #endif

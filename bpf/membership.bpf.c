@@ -5,8 +5,9 @@
  *               mapbench/strategies.py) an LRU hash, a per-CPU hash or array, an array
  *   MB_BLOOM    a bloom filter in front of the same hash: the hash is asked only when
  *               the filter says "maybe"
- *   MB_CONTROL  the same loop and key stream with the map operation compiled out
- * Only the map definitions and the accessor sit under #if.
+ *   MB_CONTROL  the same loop, key stream and key building, with the map operation compiled out
+ * Only the map definitions and the accessor sit under #if. Keys of several words and values
+ * are built in a per-CPU scratch map (mapbench.h, struct mb_scratch).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -24,8 +25,9 @@ struct mb_result res = {};
 #if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, __u64);
+	/* sizes, not BTF types: the loader sets key and value size (--key-size, --value-size) */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u64));
 	__uint(max_entries, 1); /* sized by the loader before load */
 } members SEC(".maps");
 #endif
@@ -40,31 +42,69 @@ struct {
 } filter SEC(".maps");
 #endif
 
-/* Draw number i of the key stream: a key present in the map with probability hit ratio. */
-static __always_inline __u32 draw_key(__u64 i)
+/* In every build, the control too: where keys and values are built, and the zipf draws. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mb_scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* the loader sizes it to the table (a power of two) and fills it */
+	__type(key, __u32);
+	__type(value, __u32);
+} draw_table SEC(".maps");
+
+/* Draw number i of the key stream: the entry index, past map_size (never inserted) for a miss.
+ * uniform: a random entry; zipf: entry table[i % table length], drawn by numpy; sequential:
+ * entry i % map_size, always a hit. A draw hits with probability hit ratio. */
+static __always_inline __u32 draw_index(__u64 i)
 {
 	__u64 r = mb_mix(cfg.seed + i);
 	__u64 idx = (r >> 32) % cfg.map_size;
 
 	if (cfg.sequential)
-		idx = i % cfg.map_size;
-	else if ((r & (MB_HIT_SCALE - 1)) >= cfg.hit_thresh)
+		return i % cfg.map_size;
+	if (cfg.table_mask) {
+		__u32 slot = i & cfg.table_mask;
+		__u32 *drawn = bpf_map_lookup_elem(&draw_table, &slot);
+
+		idx = drawn ? *drawn : 0;
+	}
+	if ((r & (MB_HIT_SCALE - 1)) >= cfg.hit_thresh)
 		idx += cfg.map_size; /* indexes map_size .. 2*map_size-1 are never inserted */
-	if (cfg.index_keys) /* arrays: entry i at index i; a miss is an index past the end */
-		return (__u32)idx;
-	return (__u32)idx * cfg.key_mult ^ cfg.key_salt;
+	return idx;
 }
 
-static __always_inline int storage_op(__u32 key, struct mb_loop_state *st)
+static __always_inline __u32 key_of(__u32 idx)
+{
+	if (cfg.index_keys) /* arrays: entry i at index i; a miss is an index past the end */
+		return idx;
+	return idx * cfg.key_mult ^ cfg.key_salt;
+}
+
+#if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
+static __always_inline void write_value(struct mb_scratch *s, __u32 key)
+{
+	for (__u32 w = 0; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
+		s->value[w] = mb_value_word(key, w, 1);
+}
+#endif
+
+/* The map operation on the key in s->key; 1 when it found (or wrote) the entry. A lookup reads
+ * the whole value and an update writes it, so the cost of touching the value is counted. */
+static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb_loop_state *st)
 {
 #if MB_STORAGE == MB_BLOOM
 	__u32 elem[MB_BLOOM_MAX_WORDS];
 
 	for (__u32 w = 0; w < MB_BLOOM_MAX_WORDS && w < cfg.bloom_words; w++)
-		elem[w] = mb_bloom_word(key, w);
+		elem[w] = mb_key_word(key, w);
 #endif
 #if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
-	__u64 val = key;
+	__u64 *v, sum = 0;
 
 	st->checksum ^= mb_slowdown(key);
 	if (cfg.op == MB_OP_UPDATE) {
@@ -72,14 +112,27 @@ static __always_inline int storage_op(__u32 key, struct mb_loop_state *st)
 		/* a writer keeps both structures: the filter must learn every key */
 		bpf_map_push_elem(&filter, elem, BPF_ANY);
 #endif
-		return bpf_map_update_elem(&members, &key, &val, BPF_EXIST) == 0;
+		write_value(s, key);
+		return bpf_map_update_elem(&members, s->key, s->value, BPF_EXIST) == 0;
+	}
+	if (cfg.op == MB_OP_DELETE_INSERT) {
+		if (bpf_map_delete_elem(&members, s->key) != 0)
+			return 0;
+		write_value(s, key);
+		return bpf_map_update_elem(&members, s->key, s->value, BPF_NOEXIST) == 0;
 	}
 #if MB_STORAGE == MB_BLOOM
 	if (bpf_map_peek_elem(&filter, elem) != 0)
 		return 0; /* definitely absent: the hash is not asked */
 	st->positives++;
 #endif
-	return bpf_map_lookup_elem(&members, &key) != NULL;
+	v = bpf_map_lookup_elem(&members, s->key);
+	if (!v)
+		return 0;
+	for (__u32 w = 0; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
+		sum += v[w];
+	st->value_checksum ^= sum;
+	return 1;
 #else
 	return 0;
 #endif
@@ -88,10 +141,15 @@ static __always_inline int storage_op(__u32 key, struct mb_loop_state *st)
 static long one_op(__u64 i, void *ctx)
 {
 	struct mb_loop_state *st = ctx;
-	__u32 key = draw_key(st->start + i);
+	__u32 zero = 0, key = key_of(draw_index(st->start + i));
+	struct mb_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 
+	if (!s)
+		return 1;
+	for (__u32 w = 0; w < MB_MAX_KEY_WORDS && w < cfg.key_words; w++)
+		s->key[w] = mb_key_word(key, w);
 	st->checksum ^= key;
-	st->hits += storage_op(key, st);
+	st->hits += storage_op(key, s, st);
 	return 0;
 }
 

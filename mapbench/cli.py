@@ -143,6 +143,8 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
 
 
 def print_summaries(records: list[dict], ratios: list[dict], title: str) -> None:
+    if records:
+        title += "\n" + render.shared_label(records)
     out.print(render.rich_table(title, render.SUMMARY_HEADER, render.summary_rows(records)))
     if ratios:
         out.print(render.rich_table("head to head (same loads, interleaved)", render.RATIO_HEADER,

@@ -35,9 +35,47 @@ def expected_hits(seed: int, start: int, count: int, hit_thresh: int) -> int:
     return int(np.count_nonzero((r & _U64(HIT_SCALE - 1)) < _U64(hit_thresh)))
 
 
-def bloom_elements(member_keys: np.ndarray, words: int) -> np.ndarray:
-    """mb_bloom_word() of bpf/mapbench.h: (n, words) u32 elements, word 0 the key itself."""
+def key_words(member_keys: np.ndarray, words: int) -> np.ndarray:
+    """mb_key_word() of bpf/mapbench.h: (n, words) u32 keys (or bloom elements), word 0 the key
+    itself."""
     w = np.arange(words, dtype=np.uint32)
     derived = member_keys[:, None] ^ (w[None, :] * np.uint32(0x9E3779B9))
     derived[:, 0] = member_keys
     return np.ascontiguousarray(derived)
+
+
+def value_words(member_keys: np.ndarray, words: int, gen: int = 0) -> np.ndarray:
+    """mb_value_word() of bpf/mapbench.h: (n, words) u64 values; gen 0 as user space fills a
+    map, gen 1 as the programs write."""
+    w = np.arange(words, dtype=_U64)
+    return np.ascontiguousarray((member_keys.astype(_U64)[:, None] << _U64(32)) | (w[None, :] << _U64(1))
+                                | _U64(gen))
+
+
+MAX_ZIPF_ENTRIES = 1 << 26  # the inverse CDF is a float64 per entry: 512 MiB at this bound
+
+
+def zipf_table(entries: int, s: float, length: int, seed: int) -> np.ndarray:
+    """`length` draws of entry indexes 0..entries-1 with P(rank k) proportional to 1/k^s (a finite
+    Zipf law, so any s >= 0 works), the ranks scattered over the entries by a random
+    permutation so that the hot entries are not neighbours. Deterministic from the seed."""
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(np.arange(1, entries + 1, dtype=np.float64) ** -s)
+    ranks = np.searchsorted(cdf, rng.random(length) * cdf[-1], side="right")
+    ranks = np.minimum(ranks, entries - 1)  # u * total rounding up to the last bin edge
+    return rng.permutation(entries).astype(np.uint32)[ranks]
+
+
+def draw_indexes(config: dict, start: int, count: int, table: np.ndarray | None = None):
+    """draw_index() of bpf/membership.bpf.c for draws start..start+count-1: (entry indexes,
+    hit mask). A miss's index is past map_size."""
+    n = config["map_size"]
+    i = _U64(start) + np.arange(count, dtype=_U64)
+    if config.get("sequential"):
+        return (i % _U64(n)).astype(np.uint64), np.ones(count, dtype=bool)
+    r = mix(_U64(config["seed"]) + i)
+    idx = (r >> _U64(32)) % _U64(n)
+    if table is not None:
+        idx = table[(i & _U64(len(table) - 1)).astype(np.int64)].astype(_U64)
+    hit = (r & _U64(HIT_SCALE - 1)) < _U64(config["hit_thresh"])
+    return np.where(hit, idx, idx + _U64(n)), hit

@@ -209,6 +209,9 @@ class BpfMap(MapOps):
     def set_max_entries(self, n: int) -> None:
         raise_for(lib.bpf_map__set_max_entries(self._ptr, n), f"sizing map {self.name} to {n}")
 
+    def set_key_size(self, size: int) -> None:
+        raise_for(lib.bpf_map__set_key_size(self._ptr, size), f"setting key size of {self.name}")
+
     def set_value_size(self, size: int) -> None:
         raise_for(lib.bpf_map__set_value_size(self._ptr, size), f"setting value size of {self.name}")
 

@@ -21,7 +21,10 @@ _LABEL = {
                                                        else "entry" if c["map_size"] == 1 else "entries"),
     "hit_ratio": lambda c: f"hit {c['hit_ratio']:g}" if c.get("op") == "lookup" and c.get("engine") == "kernel" else "",
     "key_distribution": lambda c: f"{c['key_distribution']} keys",
+    "key_size": lambda c: f"{int(c['key_size'])} B keys",
     "value_size": lambda c: f"{int(c['value_size'])} B values",
+    "fill": lambda c: f"fill {c['fill']:g}",
+    "zipf_s": lambda c: f"s={c['zipf_s']:g}",
     "nr_hash_funcs": lambda c: f"k={int(c['nr_hash_funcs'])}",
     "isa": lambda c: c["isa"],
     "nr_tasks": lambda c: f"{int(c['nr_tasks'])} tasks",
@@ -41,7 +44,8 @@ def config_label(config: dict, keys: Iterable[str] | None = None) -> str:
     return " ".join(p for p in parts if p)
 
 
-FOLLOW_STRATEGY = ("value_size", "nr_hash_funcs", "key_distribution", "no_prealloc")  # often set by the strategy
+# often set by the strategy (arrays keep 4-byte keys beside a hash's larger ones)
+FOLLOW_STRATEGY = ("key_size", "value_size", "fill", "nr_hash_funcs", "key_distribution", "no_prealloc")
 
 
 def varying_keys(configs: list[dict]) -> list[str]:
@@ -56,6 +60,15 @@ def varying_keys(configs: list[dict]) -> list[str]:
         keys = [k for k in keys if k not in FOLLOW_STRATEGY
                 or any(distinct(cs, k) > 1 for cs in by_strategy.values())]
     return keys or ["strategy"]
+
+
+def shared_label(configs: list[dict]) -> str:
+    """What every configuration of a table shares, for its title: 'kernel lookup 100,000 entries
+    40 B keys ...' (the rows then name only what differs)."""
+    varying = set(varying_keys(configs))
+    first = configs[0]
+    shared = [k for k in CONFIG_KEYS if k not in varying and all(str(c.get(k)) == str(first.get(k)) for c in configs)]
+    return config_label(first, shared)
 
 
 def fmt_bytes(n) -> str:
@@ -79,7 +92,7 @@ def fmt_ratio(r: dict) -> str:
 
 
 SUMMARY_HEADER = ["configuration", "median ns/op", "95% CI", "CV", "ops/s", "control ns/op", "samples",
-                  "map memory", "notes"]
+                  "map memory", "bytes/entry", "notes"]
 
 
 def summary_rows(records: list[dict], markup: bool = True) -> list[list[str]]:
@@ -96,6 +109,7 @@ def summary_rows(records: list[dict], markup: bool = True) -> list[list[str]]:
             fmt_ns(r["control_ns_per_op"]),
             f"{r['samples']} / {r['instances']} loads",
             fmt_bytes(r["map_memory_bytes"]),
+            f"{r['bytes_per_entry']:.0f}" if r.get("bytes_per_entry") is not None else "-",
             notes(r),
         ])
     return rows

@@ -42,6 +42,10 @@ FIELDS = [
     ("driver", pa.string()),
     ("map_size", pa.int64()),
     ("value_size", pa.int32()),
+    ("key_size", pa.int32()),
+    ("fill", pa.float64()),
+    ("entries", pa.int64()),
+    ("zipf_s", pa.float64()),
     ("key_distribution", pa.string()),
     ("hit_ratio", pa.float64()),
     ("measured_hit_ratio", pa.float64()),
@@ -86,9 +90,13 @@ COLUMNS = [name for name, _ in FIELDS]
 
 # The one list of the columns that say which configuration a row measures: summaries, diff,
 # resume and labels all derive from it.
-CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "value_size",
-               "key_distribution", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks",
-               "nr_maps", "no_prealloc"]
+CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size",
+               "value_size", "fill", "key_distribution", "zipf_s", "hit_ratio", "batch_size", "nr_hash_funcs",
+               "isa", "nr_tasks", "nr_maps", "no_prealloc"]
+# Configuration columns added after rows were first written, with the value every row had
+# before: a row without one (an older file, an engine without that axis) reads as that value,
+# so configurations measured before and after the axis existed still match in diff.
+SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0}
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
             "libbpf_version", "mapbench_version", "git_describe"]
@@ -122,6 +130,8 @@ def config_of(row) -> dict:
     out = {}
     for k in CONFIG_KEYS:
         v = plain(get(k))
+        if v is None:
+            v = SHAPE_DEFAULTS.get(k)
         out[k] = int(v) if v is not None and k in INTEGER_COLUMNS else v
     return out
 
@@ -136,9 +146,16 @@ def new_run_id() -> str:
 
 def make_table(rows: Iterable[dict], run_id: str, environment: dict) -> pa.Table:
     now = dt.datetime.now(dt.timezone.utc)
-    full = [{**{c: None for c in COLUMNS}, "run_id": run_id, "timestamp": now, **environment, **row}
-            for row in rows]
+    full = [_with_shape_defaults({**{c: None for c in COLUMNS}, "run_id": run_id, "timestamp": now,
+                                  **environment, **row}) for row in rows]
     return pa.Table.from_pylist(full, schema=SCHEMA)
+
+
+def _with_shape_defaults(row: dict) -> dict:
+    for name, value in SHAPE_DEFAULTS.items():
+        if row.get(name) is None:
+            row[name] = value
+    return row
 
 
 def read(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pa.Table:
@@ -172,7 +189,9 @@ def read_file(path: Path) -> pa.Table:
     # Within a schema version columns are only ever added: older files read them as null.
     for name, kind in FIELDS:
         if name not in table.column_names:
-            table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
+            column = (pa.array([SHAPE_DEFAULTS[name]] * table.num_rows, kind) if name in SHAPE_DEFAULTS
+                      else pa.nulls(table.num_rows, kind))
+            table = table.append_column(pa.field(name, kind), column)
     unknown = set(table.column_names) - set(COLUMNS)
     if unknown:
         raise BadInput(f"{path} has columns this mapbench does not know ({', '.join(sorted(unknown))}): "

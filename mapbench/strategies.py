@@ -23,6 +23,8 @@ MAX_MAP_SIZE = 2**32 - 1  # max_entries is a u32
 MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
 DEFAULT_HASH_FUNCS = 3  # as the kernel's own bloom bench
 BLOOM_VALUE_SIZES = range(4, 4 * lib.MB_BLOOM_MAX_WORDS + 1, 4)
+MAX_KEY_SIZE = 4 * lib.MB_MAX_KEY_WORDS  # the membership programs build keys of this many bytes at most
+MAX_VALUE_SIZE = 8 * lib.MB_MAX_VALUE_WORDS
 MEMORY_SHARE = 0.8  # never plan to take more than this share of MemAvailable
 FILL_CHUNK = 1 << 16  # entries per BPF_MAP_UPDATE_BATCH call when filling
 CONTROL_MACRO = "MB_CONTROL"
@@ -57,7 +59,8 @@ class MapPlan:
 
 
 def _member_keys(spec, config) -> np.ndarray:
-    index = np.arange(spec.map_size, dtype=np.uint64)
+    """The keys of the entries present (config map_size of them: --fill of max_entries)."""
+    index = np.arange(config["map_size"], dtype=np.uint64)
     if config.get("index_keys"):
         return index.astype(np.uint32)
     return keys.member_keys(index, config["key_mult"], config["key_salt"])
@@ -65,17 +68,21 @@ def _member_keys(spec, config) -> np.ndarray:
 
 def _fill_members(m, spec, config) -> None:
     members = _member_keys(spec, config)
-    words = m.elem_value_bytes // 8  # per-CPU maps: one value for every possible CPU
-    values = np.repeat(members.astype(np.uint64)[:, None], words, axis=1)
-    m.update_batch(members, np.ascontiguousarray(values), FILL_CHUNK)
+    key = members if config.get("index_keys") else keys.key_words(members, spec.key_size // 4)
+    values = keys.value_words(members, spec.value_size // 8)
+    copies = m.elem_value_bytes // spec.value_size  # per-CPU maps: a value for every possible CPU
+    m.update_batch(key, np.ascontiguousarray(np.tile(values, (1, copies))), FILL_CHUNK)
 
 
-def _retyped(map_type: str):
-    """Before load: the members map becomes another type (the program code is the same);
-    hash types without preallocation when the spec asks (--no-prealloc)."""
+def _configure_members(map_type: str):
+    """Before load: the members map's key and value size, and its type (the program code is the
+    same for every type); hash types without preallocation when the spec asks (--no-prealloc)."""
     def configure(m, spec) -> None:
         if map_type != "hash":
             m.set_type(map_type)
+        if "array" not in map_type:
+            m.set_key_size(spec.key_size)
+        m.set_value_size(spec.value_size)
         if spec.no_prealloc:
             m.set_map_flags(BPF_F_NO_PREALLOC)
     return configure
@@ -94,7 +101,7 @@ def _configure_filter(m, spec) -> None:
 
 def _fill_filter(m, spec, config) -> None:
     """The bloom filter has no batch ops: one push per element, in a native loop."""
-    m.push_all(keys.bloom_elements(_member_keys(spec, config), spec.bloom_value_size // 4))
+    m.push_all(keys.key_words(_member_keys(spec, config), spec.bloom_value_size // 4))
 
 
 def _fill_pids(m, spec, config) -> None:
@@ -148,6 +155,8 @@ class Strategy:
     # own cost: 131 against 114 ns per get at 64 maps (docs/method.md, "Kernel engine").
     alone: bool = False
     estimate_bytes: Callable = field(default=lambda spec: 4096, repr=False)
+    # ops the kernel refuses for this type, with its reason: `unsupported` rows, never run
+    refused: tuple[tuple[str, str], ...] = ()
 
     def memory_bytes(self, build) -> int | None:
         """fdinfo memlock of the strategy's maps in a loaded build, or None when unknown."""
@@ -156,24 +165,39 @@ class Strategy:
         return sum(build.obj.map(p.name).memlock_bytes() or 0 for p in self.maps)
 
 
-_MEMBERS = MapPlan("members", fill=_fill_members)
-_MAP_TYPES = (  # the membership family's other map types: (name, what it is, params, spare)
-    ("lru_hash", "LRU hash holding the set (room for per-CPU free lists beside it)", frozenset(), _lru_room),
-    ("percpu_hash", "per-CPU hash holding the set", frozenset({"no_prealloc"}), lambda n: 0),
-    ("lru_percpu_hash", "per-CPU LRU hash holding the set", frozenset(), _lru_room),
-    ("array", "array indexed by entry number", frozenset(), lambda n: 0),
-    ("percpu_array", "per-CPU array indexed by entry number", frozenset(), lambda n: 0),
+SHAPE = frozenset({"key_size", "value_size", "fill"})  # the shape axes of a keyed membership map
+_MAP_TYPES = (  # the membership family's map types: (name, what it is, params, spare)
+    ("hash", "hash map holding the set", SHAPE | {"no_prealloc"}, lambda n: 0),
+    ("lru_hash", "LRU hash holding the set (room for per-CPU free lists beside it)", SHAPE, _lru_room),
+    ("percpu_hash", "per-CPU hash holding the set", SHAPE | {"no_prealloc"}, lambda n: 0),
+    ("lru_percpu_hash", "per-CPU LRU hash holding the set", SHAPE, _lru_room),
+    ("array", "array indexed by entry number", frozenset({"value_size"}), lambda n: 0),
+    ("percpu_array", "per-CPU array indexed by entry number", frozenset({"value_size"}), lambda n: 0),
 )
+# array_map_delete_elem() is -EINVAL: an array has every index from creation to the end
+_ARRAY_REFUSES = (("delete_insert", "the kernel refuses deletes from arrays (EINVAL): every index exists "
+                   "from creation on"),)
+
+
+def _membership_bytes(spec, percpu: bool = False) -> int:
+    copies = os.cpu_count() or 1 if percpu else 1
+    return hash_bytes(spec.map_size, spec.key_size, spec.value_size * copies)
+
+
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    Strategy("hash", MEMBERSHIP, "MB_HASH", ("lookup", "update"), "hash map holding the set",
-             maps=(MapPlan("members", configure=_retyped("hash"), fill=_fill_members),),
-             params=frozenset({"no_prealloc"}),
-             estimate_bytes=lambda spec: hash_bytes(spec.map_size, 4, 8)),
+    *(Strategy(name, MEMBERSHIP, "MB_HASH", ("lookup", "update", "delete_insert"), what,
+               maps=(MapPlan("members", configure=_configure_members(name), fill=_fill_members, spare=spare),),
+               params=params, index_keys="array" in name,
+               refused=_ARRAY_REFUSES if "array" in name else (),
+               estimate_bytes=lambda spec, name=name: _membership_bytes(spec, "percpu" in name))
+      for name, what, params, spare in _MAP_TYPES),
     Strategy("bloom", MEMBERSHIP, "MB_BLOOM", ("lookup", "update"),
              "bloom filter in front of the same hash; the hash is asked only on 'maybe'",
-             maps=(_MEMBERS, MapPlan("filter", configure=_configure_filter, fill=_fill_filter)),
-             params=frozenset({"nr_hash_funcs", "bloom_value_size"}),
-             estimate_bytes=lambda spec: hash_bytes(spec.map_size, 4, 8)
+             maps=(MapPlan("members", configure=_configure_members("hash"), fill=_fill_members),
+                   MapPlan("filter", configure=_configure_filter, fill=_fill_filter)),
+             params=frozenset({"nr_hash_funcs", "bloom_value_size", "key_size", "fill"}),
+             refused=(("delete_insert", "a bloom filter cannot delete (the kernel has no delete for it)"),),
+             estimate_bytes=lambda spec: _membership_bytes(spec)
              + bloom_bits(spec.map_size, spec.nr_hash_funcs) // 8),
     Strategy("pid_hash", PER_TASK, "MB_PID_HASH", ("get",),
              "hash keyed by pid holding map_size pids; each draw asks for a random one of them",
@@ -186,13 +210,6 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("task_storage_maps", MAP_COUNT, "MB_TASK_STORAGE", ("get",),
              "the current task's record in each of --task-maps storage maps",
              params=frozenset({"nr_maps"}), fixed_size=1, memory_known=False, alone=True),
-    *(Strategy(name, MEMBERSHIP, "MB_HASH", ("lookup", "update"), what,
-               maps=(MapPlan("members", configure=_retyped(name), fill=_fill_members, spare=spare),),
-               params=params, index_keys="array" in name,
-               # per-CPU maps hold a value for every possible CPU
-               estimate_bytes=lambda spec, name=name: hash_bytes(spec.map_size, 4, 8 * (
-                   os.cpu_count() or 1 if "percpu" in name else 1)))
-      for name, what, params, spare in _MAP_TYPES),
 )}
 
 
@@ -247,6 +264,26 @@ def parse_number(text, flag: str) -> float:
         raise BadInput(f"{flag} {text!r} is not a number") from None
     if not math.isfinite(value):
         raise BadInput(f"{flag} {text!r} is not a finite number")
+    return value
+
+
+def _multiple(flag: str, step: int, low: int, high: int):
+    def parse(text) -> int:
+        value = parse_whole_number(text, flag)
+        if value % step or not low <= value <= high:
+            raise BadInput(f"{flag} {value} must be a multiple of {step} in {low}..{high} bytes")
+        return value
+    return parse
+
+
+parse_key_size = _multiple("--key-size", 4, 4, MAX_KEY_SIZE)
+parse_value_size = _multiple("--value-size", 8, 8, MAX_VALUE_SIZE)
+
+
+def parse_fill(text) -> float:
+    value = parse_number(text, "--fill")
+    if not 0.0 < value <= 1.0:
+        raise BadInput(f"--fill {text} is outside (0, 1]: the share of max_entries present")
     return value
 
 

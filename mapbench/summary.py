@@ -12,7 +12,8 @@ from .stats import paired_ratio, summarize
 
 SAMPLE_KEYS = [*LOAD_KEYS, "sample"]
 # What a ratio's context names, of what its sides share
-CONTEXT_KEYS = ["engine", "strategy", "op", "driver", "map_size", "hit_ratio", "nr_hash_funcs", "isa", "nr_tasks"]
+CONTEXT_KEYS = ["engine", "strategy", "op", "driver", "map_size", "key_size", "value_size", "fill",
+                "key_distribution", "zipf_s", "hit_ratio", "nr_hash_funcs", "isa", "nr_tasks"]
 
 
 def _frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
@@ -43,8 +44,12 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
                 ("control_ns_per_op", "median"), ("map_memory_bytes", "max"), ("bloom_fp_rate", "mean"),
                 ("bloom_fp_theory", "mean"), ("prog_xlated_bytes", "max"), ("prog_jited_bytes", "max"),
                 ("events_per_s", "median"), ("cpu_overhead_share", "median"), ("delay_median_ns", "median"),
-                ("measured_hit_ratio", "mean"))},
+                ("measured_hit_ratio", "mean"), ("entries", "max"))},
         )
+        # memory per entry held (no-prealloc maps grow with what they hold, preallocated ones not)
+        held = record["entries"] or record["map_size"]
+        record["bytes_per_entry"] = (record["map_memory_bytes"] / held
+                                     if record["map_memory_bytes"] is not None and held else None)
         out.append(record)
     return out
 

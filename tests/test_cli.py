@@ -17,7 +17,7 @@ FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1
     (["--map", "hash", "--size", "2.5"], "whole number"),
     (["--map", "hash", "--size", "5e9"], "u32 limit of 4294967295"),
     (["--map", "hash", "--size", "2e9"], "GiB available"),
-    (["--map", "btree"], "--map 'btree' is unknown: choose one of hash, bloom, pid_hash, task_storage"),
+    (["--map", "btree"], "--map 'btree' is unknown: choose one of hash, lru_hash"),
     (["--map", "bloom", "--op", "get"], "--op 'get' is not an op of bloom: it has lookup, update"),
     (["--map", "hash", "--hit-ratio", "1.5"], "--hit-ratio 1.5 is outside [0, 1]"),
     (["--map", "hash", "--isa", "v9"], "--isa 'v9' is not a BPF ISA"),

@@ -1,5 +1,6 @@
 """The paired programs against the real kernel: same observable results whatever the storage."""
 
+import errno
 import os
 import struct
 from contextlib import contextmanager
@@ -12,8 +13,8 @@ from hypothesis import strategies as st
 from mapbench import keys, libbpf
 from mapbench.engines import kernel
 from mapbench.engines.kernel import KernelSpec, LoadedBuild, instance_config
-from mapbench.runner import MeasureOptions
-from mapbench.strategies import bloom_fp_theory
+from mapbench.runner import MeasureOptions, pinned_to
+from mapbench.strategies import STRATEGIES, bloom_fp_theory
 
 pytestmark = pytest.mark.kernel
 
@@ -63,7 +64,7 @@ def test_bloom_filter_has_no_false_negatives(size, seed, hash_funcs, value_size)
                       bloom_value_size=value_size)
     config = instance_config(spec, 0)
     members = keys.member_keys(np.arange(size, dtype=np.uint64), config["key_mult"], config["key_salt"])
-    elements = keys.bloom_elements(members, value_size // 4)
+    elements = keys.key_words(members, value_size // 4)
     with LoadedBuild(spec, False, config) as program:
         bloom = program.obj.map("filter")
         assert bloom.value_size == value_size
@@ -164,20 +165,102 @@ def test_task_storage_in_many_maps_counts_every_get():
 MAP_TYPES = ["hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array", "percpu_array"]
 
 
-@given(strategy=st.sampled_from(MAP_TYPES), size=st.integers(min_value=1, max_value=5000), hit_ratio=hit_ratios,
-       seed=st.integers(min_value=0, max_value=2**32), nr_loops=st.integers(min_value=1, max_value=20000),
-       start=st.integers(min_value=0, max_value=2**40), no_prealloc=st.booleans())
-def test_every_map_type_finds_exactly_the_predicted_keys(strategy, size, hit_ratio, seed, nr_loops, start,
-                                                         no_prealloc):
-    spec = KernelSpec(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, no_prealloc=no_prealloc)
+def _predicted(spec: KernelSpec, config: dict, start: int, nr_loops: int):
+    """numpy's draws (entry index, hit) and the member keys of a configuration."""
+    idx, hit = keys.draw_indexes(config, start, nr_loops, kernel.draw_table(spec, config))
+    index = np.arange(config["map_size"], dtype=np.uint64)
+    members = index.astype(np.uint32) if config["index_keys"] else keys.member_keys(
+        index, config["key_mult"], config["key_salt"])
+    return idx, hit, members
+
+
+shapes = dict(strategy=st.sampled_from(MAP_TYPES), size=st.integers(min_value=1, max_value=5000),
+              hit_ratio=hit_ratios, seed=st.integers(min_value=0, max_value=2**32),
+              nr_loops=st.integers(min_value=1, max_value=20000), start=st.integers(min_value=0, max_value=2**40),
+              no_prealloc=st.booleans(), key_size=st.sampled_from([4, 8, 40, 64, 252, 256]),
+              value_size=st.sampled_from([8, 16, 64, 256, 512]),
+              distribution=st.sampled_from(["uniform", "zipf", "sequential"]),
+              zipf_s=st.sampled_from([0.0, 0.5, 0.99, 1.5]), fill=st.sampled_from([1.0, 0.5, 0.01]))
+
+
+@given(**shapes)
+def test_every_map_type_and_shape_finds_exactly_the_predicted_keys_and_values(
+        strategy, size, hit_ratio, seed, nr_loops, start, no_prealloc, key_size, value_size, distribution, zipf_s,
+        fill):
+    spec = KernelSpec(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, no_prealloc=no_prealloc,
+                      key_size=key_size, value_size=value_size, key_distribution=distribution, zipf_s=zipf_s,
+                      fill=fill)
     config = instance_config(spec, 0)
-    expected = keys.expected_hits(config["seed"], start, nr_loops, spec.hit_thresh)
-    with LoadedBuild(spec, False, config) as program:
-        r = program.run(nr_loops, start)
-        members = program.obj.map("members")
-        assert members.map_type == libbpf.BPF_MAP_TYPE[strategy]
-        assert bool(libbpf.lib.bpf_map__map_flags(members._ptr) & libbpf.BPF_F_NO_PREALLOC) == spec.no_prealloc
-    assert r.hits == expected
+    idx, hit, members = _predicted(spec, config, start, nr_loops)
+    # a lookup reads the whole value: the sum of its words, xored over the hits
+    sums = keys.value_words(members, spec.value_size // 8).sum(axis=1, dtype=np.uint64)
+    expected_values = np.bitwise_xor.reduce(sums[idx[hit].astype(np.int64)], initial=np.uint64(0))
+    with pair(spec) as (program, control):
+        r, c = program.run(nr_loops, start), control.run(nr_loops, start)
+        members_map = program.obj.map("members")
+        assert members_map.map_type == libbpf.BPF_MAP_TYPE[strategy]
+        assert members_map.key_size == (4 if "array" in strategy else key_size)
+        assert members_map.value_size == value_size
+        assert members_map.max_entries >= size
+        assert bool(libbpf.lib.bpf_map__map_flags(members_map._ptr) & libbpf.BPF_F_NO_PREALLOC) == spec.no_prealloc
+    assert r.hits == int(hit.sum())
+    assert r.value_checksum == int(expected_values)
+    assert r.checksum == c.checksum and c.hits == 0
+
+
+@given(strategy=st.sampled_from(MAP_TYPES), op=st.sampled_from(["update", "delete_insert"]),
+       size=st.integers(min_value=1, max_value=3000), seed=st.integers(min_value=0, max_value=2**32),
+       nr_loops=st.integers(min_value=1, max_value=3000), key_size=st.sampled_from([4, 40, 256]),
+       value_size=st.sampled_from([8, 64, 512]), distribution=st.sampled_from(["uniform", "zipf"]),
+       no_prealloc=st.booleans())
+def test_writers_write_exactly_the_drawn_entries_whole(strategy, op, size, seed, nr_loops, key_size, value_size,
+                                                        distribution, no_prealloc):
+    if op in dict(STRATEGIES[strategy].refused):
+        return
+    spec = KernelSpec(strategy, op=op, map_size=size, seed=seed, key_size=key_size, value_size=value_size,
+                      key_distribution=distribution, no_prealloc=no_prealloc)
+    config = instance_config(spec, 0)
+    idx, _, members = _predicted(spec, config, 0, nr_loops)
+    drawn = np.zeros(len(members), dtype=bool)
+    drawn[idx.astype(np.int64)] = True
+    words = value_size // 8
+    with pinned_to(0), LoadedBuild(spec, False, config) as program:
+        r = program.run(nr_loops, 0)
+        assert r.hits == r.ops == nr_loops
+        m = program.obj.map("members")
+        stride = (value_size + 7) // 8 * 8 // 8
+        for i in np.flatnonzero(drawn)[:50].tolist() + np.flatnonzero(~drawn)[:50].tolist():
+            key = members[i:i + 1] if "array" in strategy else keys.key_words(members[i:i + 1], key_size // 4)
+            got = np.frombuffer(m.lookup(key.tobytes()), dtype=np.uint64).reshape(-1, stride)[:, :words]
+            mine = keys.value_words(members[i:i + 1], words, gen=int(drawn[i]))[0]
+            # this CPU's value (the first, for a map that is not per-CPU) is what the program wrote
+            assert (got[0] == mine).all(), (i, got[0], mine)
+            if got.shape[0] > 1 and drawn[i] and op == "update":
+                assert (got[1:] == keys.value_words(members[i:i + 1], words)[0]).all()  # other CPUs untouched
+
+
+@given(capacity=st.integers(min_value=1, max_value=2000), extra=st.integers(min_value=1, max_value=5000),
+       percpu=st.booleans())
+def test_lru_maps_over_capacity_evict_rather_than_fail(capacity, extra, percpu):
+    map_type = "lru_percpu_hash" if percpu else "lru_hash"
+    n = capacity + extra
+    members = keys.key_words(keys.member_keys(np.arange(n, dtype=np.uint64), 0x9E3779B1, 7), 1)
+    with libbpf.Map(map_type, 4, 8, capacity) as m:
+        values = np.zeros((n, m.elem_value_bytes // 8), dtype=np.uint64)
+        t = m.run(libbpf.SYSCALL_OPS["elem", "update"], n, members, values)  # raises on any failure
+        assert t.done == n
+        held = sum(m.lookup(members[i].tobytes()) is not None for i in range(n))
+    assert 0 < held <= capacity
+
+
+def test_arrays_refuse_deletes_as_the_strategy_records_say():
+    with libbpf.Map("array", 4, 8, 4) as m:
+        with pytest.raises(libbpf.KernelRefused) as exc:
+            m.delete(np.uint32(1).tobytes())
+    assert exc.value.errno == errno.EINVAL
+    assert "EINVAL" in dict(STRATEGIES["array"].refused)["delete_insert"]
+    spec = kernel.make_spec({"strategy": "array", "op": "delete_insert", "map_size": 10})
+    assert spec.reason == dict(STRATEGIES["array"].refused)["delete_insert"]
 
 
 @pytest.mark.parametrize("strategy", MAP_TYPES)

@@ -51,7 +51,17 @@ def test_size_beyond_memory_is_refused_before_any_map_exists():
     ({"strategy": "task_storage_maps", "map_size": 5}, "--size 5: task_storage_maps works on the current task only"),
     ({"strategy": "task_storage_maps", "nr_maps": 65}, "--task-maps 65 is outside 1..64"),
     ({"strategy": "hash", "isa": "v4"}, "--isa 'v4'"),
-    ({"strategy": "hash", "key_distribution": "zipf"}, "--keys 'zipf'"),
+    ({"strategy": "hash", "key_distribution": "pareto"}, "--keys 'pareto'"),
+    ({"strategy": "pid_hash", "key_distribution": "zipf"}, "--keys zipf applies to the membership strategies"),
+    ({"strategy": "hash", "key_size": 6}, "--key-size 6 must be a multiple of 4 in 4..256 bytes"),
+    ({"strategy": "hash", "key_size": 260}, "--key-size 260 must be a multiple of 4 in 4..256 bytes"),
+    ({"strategy": "hash", "value_size": 4}, "--value-size 4 must be a multiple of 8 in 8..512 bytes"),
+    ({"strategy": "hash", "value_size": 520}, "--value-size 520 must be a multiple of 8 in 8..512 bytes"),
+    ({"strategy": "hash", "fill": 0}, "--fill 0 is outside (0, 1]"),
+    ({"strategy": "hash", "fill": 1.5}, "--fill 1.5 is outside (0, 1]"),
+    ({"strategy": "hash", "key_distribution": "zipf", "zipf_s": -1}, "--zipf-s -1 is outside 0..10"),
+    ({"strategy": "hash", "key_distribution": "zipf", "map_size": 2**27},
+     "holds 134217728 entries, above the bound of 67108864 for the zipf table"),
 ])
 def test_bad_specs(kwargs, message):
     with pytest.raises(BadInput) as exc:

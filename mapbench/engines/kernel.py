@@ -9,6 +9,7 @@ and ISA.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 from contextlib import ExitStack
@@ -16,10 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import build
+from .. import build, keys
 from .._libbpf import ffi, lib
 from ..environment import load_avg_1m
 from ..errors import BadInput
+from ..keys import MAX_ZIPF_ENTRIES
 from ..libbpf import BpfObject
 from ..runner import (
     MeasureOptions,
@@ -32,15 +34,22 @@ from ..runner import (
 from ..strategies import (
     CONTROL_MACRO,
     DEFAULT_HASH_FUNCS,
+    FILL_CHUNK,
     MAP_COUNT,
     MAX_HASH_FUNCS,
+    MAX_KEY_SIZE,
+    MAX_VALUE_SIZE,
+    MEMBERSHIP,
     STRATEGIES,
     bloom_fp_theory,
     check_fixed_size,
     check_memory,
     parse_choice,
+    parse_fill,
+    parse_key_size,
     parse_number,
     parse_size,
+    parse_value_size,
     parse_whole_number,
 )
 from . import Axis, NotMeasured
@@ -49,9 +58,12 @@ NAME = "kernel"
 DESCRIPTION = "a map operation inside a BPF program (raw_tp test run), net of a control build"
 BPF_LOOP_MAX = 1 << 23  # the kernel's bound on bpf_loop iterations
 # uniform: each draw asks for a random entry (hit or miss by the hit ratio);
-# sequential: draw i asks for entry i % map_size, as the kernel's hashmap lookup bench does.
-KEY_DISTRIBUTIONS = ("uniform", "sequential")
-OP_CODES = {"lookup": lib.MB_OP_LOOKUP, "update": lib.MB_OP_UPDATE, "get": lib.MB_OP_GET}
+# sequential: draw i asks for entry i % map_size, as the kernel's hashmap lookup bench does;
+# zipf: entry of rank k with probability proportional to 1/k^s (membership family).
+KEY_DISTRIBUTIONS = ("uniform", "sequential", "zipf")
+OP_CODES = {"lookup": lib.MB_OP_LOOKUP, "update": lib.MB_OP_UPDATE, "get": lib.MB_OP_GET,
+            "delete_insert": lib.MB_OP_DELETE_INSERT}
+ZIPF_TABLE_LEN = 1 << 20  # zipf draws the programs walk (4 MiB); draw i takes entry table[i % len]
 
 
 def _hit_ratio(text) -> float:
@@ -80,6 +92,13 @@ def _boolean(flag: str):
     return parse
 
 
+def _zipf_s(text) -> float:
+    value = parse_number(text, "--zipf-s")
+    if not 0.0 <= value <= 10.0:
+        raise BadInput(f"--zipf-s {text} is outside 0..10")
+    return value
+
+
 def _bloom_value_size(text) -> int:
     value = parse_whole_number(text, "--bloom-value-size")
     if value % 4 or not 4 <= value <= 4 * lib.MB_BLOOM_MAX_WORDS:
@@ -94,7 +113,13 @@ AXES = (
     Axis("ops", "--op", "op", str, help="operation (default: the strategy's first)"),
     Axis("hit_ratios", "--hit-ratio", "hit_ratio", _hit_ratio, help="share of lookups whose key is present"),
     Axis("keys", "--keys", "key_distribution", lambda t: parse_choice(t, "--keys", KEY_DISTRIBUTIONS),
-         help="uniform (random entries) or sequential (entry i % size, always a hit)"),
+         help="uniform (random entries), sequential (entry i % size, always a hit) or zipf"),
+    Axis("zipf_s", "--zipf-s", "zipf_s", _zipf_s, help="--keys zipf: the exponent s (default 0.99)"),
+    Axis("key_sizes", "--key-size", "key_size", parse_key_size,
+         help=f"membership maps: bytes of a key, a multiple of 4 in 4..{MAX_KEY_SIZE}"),
+    Axis("value_sizes", "--value-size", "value_size", parse_value_size,
+         help=f"membership maps: bytes of a value, a multiple of 8 in 8..{MAX_VALUE_SIZE}; read or written whole"),
+    Axis("fills", "--fill", "fill", parse_fill, help="membership maps: entries present as a share of --size (0, 1]"),
     Axis("hash_funcs", "--hash-funcs", "nr_hash_funcs", _bounded("--hash-funcs", 1, MAX_HASH_FUNCS,
                                                                " (the kernel's bound)"),
          help="bloom: hash functions"),
@@ -125,6 +150,10 @@ class KernelSpec:
     nr_maps: int = 1
     bloom_value_size: int = 4  # bytes of a bloom filter element (the key, then derived words)
     no_prealloc: bool = False  # hash types: BPF_F_NO_PREALLOC
+    key_size: int = 4  # membership maps: bytes of a key (its first word the u32 key)
+    value_size: int = 8  # membership maps: bytes of a value
+    fill: float = 1.0  # membership maps: entries present as a share of map_size (max_entries)
+    zipf_s: float = 0.99
     seed: int = 0
     check_memory: bool = field(default=True, compare=False)
 
@@ -149,10 +178,21 @@ class KernelSpec:
         # what does not change this strategy's work is normalised, so that equal work is one spec
         if "hit_ratio" not in self.used_fields():
             set_("hit_ratio", 1.0)
+        if self.key_distribution == "zipf" and s.family is not MEMBERSHIP:
+            raise BadInput(f"--keys zipf applies to the membership strategies, not {self.strategy}")
+        if self.key_distribution != "zipf":
+            set_("zipf_s", 0.99)
         for name, default in (("nr_hash_funcs", DEFAULT_HASH_FUNCS), ("bloom_value_size", 4), ("nr_maps", 1),
-                              ("no_prealloc", False)):
+                              ("no_prealloc", False), ("key_size", 4), ("value_size", 8), ("fill", 1.0)):
             if name not in s.params:
                 set_(name, default)
+        parse_key_size(self.key_size)
+        parse_value_size(self.value_size)
+        parse_fill(self.fill)
+        _zipf_s(self.zipf_s)
+        if self.key_distribution == "zipf" and self.entries > MAX_ZIPF_ENTRIES:
+            raise BadInput(f"--size {self.map_size} with --keys zipf holds {self.entries} entries, above the "
+                           f"bound of {MAX_ZIPF_ENTRIES} for the zipf table")
         _bounded("--hash-funcs", 1, MAX_HASH_FUNCS)(self.nr_hash_funcs)
         _bloom_value_size(self.bloom_value_size)
         _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS)(self.nr_maps)
@@ -162,6 +202,11 @@ class KernelSpec:
     @property
     def family(self):
         return STRATEGIES[self.strategy].family
+
+    @property
+    def entries(self) -> int:
+        """Entries present in the map: --fill of map_size (max_entries), at least one."""
+        return max(1, round(self.fill * self.map_size))
 
     @property
     def hit_thresh(self) -> int:
@@ -176,15 +221,17 @@ class KernelSpec:
             used.add("map_size")
         if s.family is not MAP_COUNT:
             used.add("key_distribution")
-            if self.op == "lookup" and self.key_distribution == "uniform":
+            if self.op == "lookup" and self.key_distribution != "sequential":
                 used.add("hit_ratio")
+            if self.key_distribution == "zipf":
+                used.add("zipf_s")
         return used
 
     def control_key(self) -> tuple:
         """Sides with the same control key share a control build: same family and ISA, and the
         same loop (draws, hit branch, inner map count) for the control to run."""
-        return (self.family.name, self.isa, self.map_size, self.hit_thresh, self.key_distribution, self.nr_maps,
-                STRATEGIES[self.strategy].index_keys)
+        return (self.family.name, self.isa, self.map_size, self.entries, self.hit_thresh, self.key_distribution,
+                self.zipf_s, self.key_size, self.nr_maps, STRATEGIES[self.strategy].index_keys)
 
     def config_fields(self) -> dict:
         """The configuration columns (results.CONFIG_KEYS) of this spec's rows."""
@@ -192,7 +239,10 @@ class KernelSpec:
         return {"engine": NAME, "family": self.family.name, "strategy": self.strategy, "op": self.op,
                 "map_size": self.map_size, "hit_ratio": float(self.hit_ratio), "isa": self.isa,
                 # bloom: the filter element's size is the value size that matters there
-                "value_size": self.bloom_value_size if "bloom_value_size" in used else self.family.value_size,
+                "value_size": (self.bloom_value_size if "bloom_value_size" in used
+                               else self.value_size if self.family is MEMBERSHIP else self.family.value_size),
+                "key_size": self.key_size, "fill": float(self.fill), "entries": self.entries,
+                "zipf_s": float(self.zipf_s) if "zipf_s" in used else None,
                 "nr_hash_funcs": self.nr_hash_funcs if "nr_hash_funcs" in used else None,
                 "key_distribution": self.key_distribution,
                 "nr_maps": self.nr_maps if "nr_maps" in used else None,
@@ -201,10 +251,11 @@ class KernelSpec:
 
 def make_spec(fields: dict) -> KernelSpec | NotMeasured:
     s = STRATEGIES.get(fields.get("strategy"))
-    if s is not None and fields.get("op") not in (None, *s.ops):
+    op = fields.get("op")
+    if s is not None and op is not None and (op not in s.ops or op in dict(s.refused)):
+        reason = dict(s.refused).get(op) or f"--op {op!r} is not an op of {s.name}: it has {', '.join(s.ops)}"
         return NotMeasured((("engine", NAME), ("family", s.family.name), ("strategy", s.name),
-                            ("op", fields["op"]), ("map_size", fields.get("map_size"))),
-                           f"--op {fields['op']!r} is not an op of {s.name}: it has {', '.join(s.ops)}")
+                            ("op", op), ("map_size", fields.get("map_size"))), reason)
     if s is not None and s.fixed_size is not None:
         fields = {**fields, "map_size": s.fixed_size}
     return KernelSpec(**fields)
@@ -219,6 +270,7 @@ class RunResult:
     hits: int
     filter_positives: int
     checksum: int
+    value_checksum: int
     nr_loops: int
 
     @property
@@ -236,7 +288,7 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
     rng = np.random.default_rng([spec.seed, instance])
     return {
         "seed": int(rng.integers(0, 2**63)),
-        "map_size": spec.map_size,
+        "map_size": spec.entries,
         "hit_thresh": spec.hit_thresh,
         "key_mult": int(rng.integers(0, 2**31)) * 2 + 1,
         "key_salt": int(rng.integers(0, 2**32)),
@@ -246,7 +298,22 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
         "nr_maps": spec.nr_maps,
         "bloom_words": spec.bloom_value_size // 4,
         "index_keys": int(STRATEGIES[spec.strategy].index_keys),
+        "key_words": spec.key_size // 4,
+        "value_words": spec.value_size // 8,
+        "table_mask": ZIPF_TABLE_LEN - 1 if spec.key_distribution == "zipf" else 0,
     }
+
+
+@functools.lru_cache(maxsize=4)
+def _zipf_table(entries: int, s: float, seed: int) -> np.ndarray:
+    return keys.zipf_table(entries, s, ZIPF_TABLE_LEN, seed)
+
+
+def draw_table(spec: KernelSpec, config: dict) -> np.ndarray | None:
+    """The zipf draws of one load (every build of it walks the same table), or None."""
+    if not config["table_mask"]:
+        return None
+    return _zipf_table(config["map_size"], spec.zipf_s, config["seed"])
 
 
 class LoadedBuild:
@@ -264,6 +331,9 @@ class LoadedBuild:
             cfg = self.obj.map(".rodata").data("struct mb_config")
             for name, value in config.items():
                 setattr(cfg, name, value)
+            table = draw_table(spec, config) if spec.family is MEMBERSHIP else None
+            if table is not None:
+                self.obj.map("draw_table").set_max_entries(len(table))
             for plan in self.plans:
                 m = self.obj.map(plan.name)
                 if plan.sized:
@@ -271,6 +341,8 @@ class LoadedBuild:
                 if plan.configure:
                     plan.configure(m, spec)
             self.obj.load()
+            if table is not None:
+                self.obj.map("draw_table").update_batch(np.arange(len(table), dtype=np.uint32), table, FILL_CHUNK)
             for plan in self.plans:
                 if plan.fill:
                     plan.fill(self.obj.map(plan.name), spec, config)
@@ -287,7 +359,7 @@ class LoadedBuild:
         args = ffi.new("struct mb_run_args *", {"nr_loops": nr_loops, "start": start})
         self.prog.test_run(args)
         r = self.bss.read("struct mb_result")
-        return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, nr_loops)
+        return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, nr_loops)
 
     def close(self) -> None:
         self.obj.close()

@@ -23,7 +23,15 @@ from ..environment import load_avg_1m
 from ..errors import BadInput, KernelRefused, Unsupported
 from ..libbpf import SYSCALL_OPS, BpfObject, Map, MapOps, SyscallOp, pidfd_open
 from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
-from ..strategies import check_fixed_size, parse_choice, parse_size, parse_whole_number
+from ..strategies import (
+    check_fixed_size,
+    parse_choice,
+    parse_fill,
+    parse_key_size,
+    parse_size,
+    parse_value_size,
+    parse_whole_number,
+)
 from . import Axis
 
 NAME = "syscall"
@@ -54,6 +62,13 @@ class MapType:
     def memory_known(self) -> bool:
         return self.btf_map is None  # task storage's fdinfo memlock is a constant 480 B
 
+    @property
+    def shaped(self) -> set[str]:
+        """The shape axes (--key-size, --value-size, --fill) this type takes."""
+        if not self.keyed or self.btf_map:
+            return set()
+        return {"value_size"} if self.index_keys else {"key_size", "value_size", "fill"}
+
 
 MAP_TYPES = {m.name: m for m in (
     MapType("hash", 8),
@@ -83,6 +98,9 @@ AXES = (
          default=("elem", "batch"), help="elem: one syscall per element; batch: BPF_MAP_*_BATCH"),
     Axis("batch_sizes", "--batch-size", "batch_size", _batch_size, default=(1000,),
          help="entries per batch call"),
+    Axis("key_sizes", "--key-size", "key_size", parse_key_size, help="hash types: bytes of a key"),
+    Axis("value_sizes", "--value-size", "value_size", parse_value_size, help="hash types and arrays: bytes of a value"),
+    Axis("fills", "--fill", "fill", parse_fill, help="hash types: entries present as a share of --size"),
 )
 SIDES = ("maps", "drivers", "batch_sizes")
 DEFAULTS = MeasureOptions(samples=5, instances=2, warmup=1, target_ms=20.0)
@@ -95,6 +113,9 @@ class SyscallSpec:
     op: str
     map_size: int | None = None
     batch_size: int | None = None
+    key_size: int = 4
+    value_size: int | None = None  # default: the type's
+    fill: float = 1.0
 
     def __post_init__(self):
         m = MAP_TYPES.get(self.map_type)
@@ -114,6 +135,18 @@ class SyscallSpec:
                          "is keyed by pidfd from user space, and mapbench measures it on its own task")
         if not 1 <= self.map_size <= 2**31:
             raise BadInput(f"--size {self.map_size} is outside 1..{2**31}")
+        # what a type does not take is normalised, so that equal work is one spec
+        for name, default in (("key_size", 4), ("value_size", m.value_size), ("fill", 1.0)):
+            if name not in m.shaped or getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        parse_key_size(self.key_size)
+        parse_fill(self.fill)
+        if "value_size" in m.shaped:
+            parse_value_size(self.value_size)
+
+    @property
+    def entries(self) -> int:
+        return max(1, round(self.fill * self.map_size))
 
     @property
     def syscall_op(self) -> SyscallOp:
@@ -121,13 +154,14 @@ class SyscallSpec:
 
     def used_fields(self) -> set[str]:
         used = {"map_type", "driver", "op"} | ({"batch_size"} if self.driver == "batch" else set())
+        used |= MAP_TYPES[self.map_type].shaped
         return used | ({"map_size"} if MAP_TYPES[self.map_type].fixed_size is None else set())
 
     def config_fields(self) -> dict:
         return {"engine": NAME, "family": NAME, "strategy": self.map_type, "op": self.op,
                 "driver": self.driver, "map_size": self.map_size, "batch_size": self.batch_size,
-                "value_size": MAP_TYPES[self.map_type].value_size, "hit_ratio": 1.0,
-                "key_distribution": "all"}
+                "value_size": self.value_size, "key_size": self.key_size, "fill": float(self.fill),
+                "entries": self.entries, "hit_ratio": 1.0, "key_distribution": "all"}
 
 
 def make_spec(fields: dict):
@@ -151,7 +185,7 @@ class SyscallSide:
         self.op = spec.syscall_op
         self._obj: BpfObject | None = None
         self._pidfd: int | None = None
-        n = spec.map_size
+        n = spec.entries
         try:
             if self.type.btf_map:
                 source, macro, name = self.type.btf_map
@@ -163,11 +197,14 @@ class SyscallSide:
                 self._pidfd = pidfd_open(os.getpid())
                 self.keys = np.array([self._pidfd], dtype=np.int32)
             else:
-                self.map = Map(self.type.name, 4 if self.type.keyed else 0, self.type.value_size,
-                               n + self.type.spare(n))
+                size = spec.map_size
+                self.map = Map(self.type.name, spec.key_size if self.type.keyed else 0, spec.value_size,
+                               size + self.type.spare(size))
                 index = np.arange(n, dtype=np.uint64)
                 self.keys = (index.astype(np.uint32) if self.type.index_keys
-                             else keys.member_keys(index, KEY_MULT, KEY_SALT))
+                             else keys.key_words(keys.member_keys(index, KEY_MULT, KEY_SALT), spec.key_size // 4))
+                if not self.type.keyed:
+                    self.keys = self.keys.ravel()
             words = self.map.elem_value_bytes // 8 or 1
             self.values = np.random.default_rng(n).integers(0, 2**63, size=(n, words), dtype=np.uint64)
             if not self.type.keyed:  # the bloom filter's elements are the keys, as u32
@@ -198,7 +235,7 @@ class SyscallSide:
     def run_once(self, reps: int) -> tuple[int, int, int]:
         """One sample: `reps` passes of the op over every entry; only the op is timed.
         Returns (elements, elapsed ns, walk retries)."""
-        spec, n = self.spec, self.spec.map_size
+        spec, n = self.spec, self.spec.entries
         elements = elapsed = retries = 0
         for _ in range(reps):
             t = self.map.run(self.op, self.capacity + 1 if self.op.walks else n, self.keys, self.values,
