@@ -63,9 +63,15 @@ def _panels(frame: pd.DataFrame, panel: str, x: str, hue: str, xlabel: str, ylab
     return _save(fig, path)
 
 
+def _plain_shape(s: pd.DataFrame) -> pd.Series:
+    """Rows of the default shape: 4-byte keys, 8-byte values (or bloom's), a full preallocated map."""
+    return ((s.key_size == 4) & (s.fill == 1) & (s.no_prealloc != True)  # noqa: E712 - null is prealloc
+            & ((s.value_size == 8) | (s.family != "membership") | (s.strategy == "bloom")))
+
+
 def kernel_scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine: ns/op against map size per strategy, one panel per op and hit ratio."""
-    k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.strategy != "task_storage_maps")
+    k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.strategy != "task_storage_maps") & _plain_shape(s)
           & (s.nr_hash_funcs.isna() | (s.nr_hash_funcs == 3)) & ~((s.strategy == "bloom") & (s.value_size != 4))
           & (s.key_distribution == "uniform")].copy()
     if k.empty or k.map_size.nunique() < 2:
@@ -74,6 +80,52 @@ def kernel_scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     return _panels(k, "panel", "map_size", "strategy", "map size (entries)", "ns per op (net, median)",
                    "Kernel engine: one map operation inside a BPF program (sides of a panel measured "
                    "head to head; band: 95 % CI)", out_dir / "kernel_scaling")
+
+
+def map_types(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Kernel engine lookups (all hits), 4-byte keys: ns/op per map type, one panel per map size,
+    uniform and zipf keys side by side, with the 95 % CI as error bars."""
+    k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.op == "lookup") & (s.hit_ratio == 1)
+          & (s.family == "membership") & (s.strategy != "bloom") & _plain_shape(s)]
+    if k.strategy.nunique() < 2:
+        return []
+    sizes = sorted(k.map_size.unique())
+    kinds = sorted(k.key_distribution.unique())
+    types = list(dict.fromkeys(k.sort_values("strategy", key=lambda c: c.map(_TYPE_ORDER)).strategy))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.6), squeeze=False, sharey=False)
+    width = 0.8 / len(kinds)
+    for ax, size in zip(axes.flat, sizes):
+        for j, (kind, colour) in enumerate(zip(kinds, sns.color_palette(n_colors=len(kinds)))):
+            g = k[(k.map_size == size) & (k.key_distribution == kind)].set_index("strategy").reindex(types)
+            x = np.arange(len(types)) + (j - (len(kinds) - 1) / 2) * width
+            ax.bar(x, g.median_ns_per_op, width, color=colour, label=f"{kind} keys",
+                   yerr=[g.median_ns_per_op - g.ci_low, g.ci_high - g.median_ns_per_op], capsize=2)
+        ax.set_xticks(range(len(types)), types, rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"{int(size):,} entries", fontsize=10)
+        ax.set_ylabel("ns per lookup (net, median)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Kernel engine: one lookup by map type (4 B keys, 8 B values; bars of a panel measured "
+                 "head to head; 95 % CI)", y=1.02)
+    fig.tight_layout()
+    return _save(fig, out_dir / "map_types")
+
+
+_TYPE_ORDER = {t: i for i, t in enumerate(("hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array",
+                                           "percpu_array"))}
+
+
+def key_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Kernel engine: ns/op against key size, one line per map type, one panel per op, size and
+    key distribution."""
+    k = s[(s.engine == "kernel") & (s.family == "membership") & (s.strategy != "bloom") & (s.fill == 1)
+          & (s.value_size == 8) & (s.no_prealloc != True) & (s.isa == "v3")]  # noqa: E712
+    k = k[~k.strategy.str.contains("array")]  # arrays keep 4-byte index keys
+    if k.key_size.nunique() < 2:
+        return []
+    k = k[k.groupby(["op", "map_size", "key_distribution"]).key_size.transform("nunique") > 1].copy()
+    k["panel"] = [f"{op}, {int(n):,} entries, {d}" for op, n, d in zip(k.op, k.map_size, k.key_distribution)]
+    return _panels(k, "panel", "key_size", "strategy", "key size (bytes)", "ns per op (net, median)",
+                   "Kernel engine: cost against key size (band: 95 % CI)", out_dir / "key_sizes", logx=False)
 
 
 def batch_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -193,7 +245,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     if s.empty:
         return []
     paths = []
-    for make in (kernel_scaling, batch_sizes, attached):
+    for make in (kernel_scaling, map_types, key_sizes, batch_sizes, attached):
         paths += make(s, out_dir)
     paths += bloom_fp(df, out_dir)
     paths += head_to_head_plot(head_to_head(df), out_dir)

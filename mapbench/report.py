@@ -66,6 +66,73 @@ def membership(ratios) -> list[str]:
     return out
 
 
+def _ns(records: list[dict], config: dict) -> float | None:
+    """This run's median ns/op of one configuration (for context beside a ratio)."""
+    for r in records:
+        if all(r.get(k) == v for k, v in config.items() if k in r):
+            return r["median_ns_per_op"]
+    return None
+
+
+def _ns_pair(records, r) -> str:
+    num, den = _ns(records, r["numerator_config"]), _ns(records, r["denominator_config"])
+    if num is None or den is None:
+        return ""
+    return f" ({num:.0f} vs {den:.0f} ns in this run)"
+
+
+def shapes(ratios, records) -> list[str]:
+    """One line per choice of map type and shape: the ratio measured head to head, and this run's
+    absolute figures beside it."""
+    out = []
+    types = _where(ratios, engine="kernel", op="lookup", isa="v3", den_strategy="hash", den_no_prealloc=False)
+    types = [r for r in types if r["numerator_config"]["strategy"] != "hash"
+             and r["numerator_config"]["family"] == "membership" and r["numerator_config"]["strategy"] != "bloom"]
+    by_context: dict[tuple, list] = {}
+    for r in types:
+        d = r["denominator_config"]
+        by_context.setdefault((d["map_size"], d["key_size"], d["value_size"], d["key_distribution"], d["hit_ratio"]),
+                              []).append(r)
+    for (size, key, value, dist, hit), rs in sorted(by_context.items(), key=lambda kv: str(kv[0])):
+        out.append(f"Lookup at {size:,} entries, {key} B keys, {value} B values, {dist} keys, hit ratio {hit:g}, "
+                   "against hash: " + "; ".join(
+                       f"{r['numerator_config']['strategy']} {_r(r)}{_ns_pair(records, r)}"
+                       for r in sorted(rs, key=lambda r: r["numerator_config"]["strategy"])) + ".")
+    keyed = _where(ratios, engine="kernel", den_key_size=4, strategy="hash")
+    keyed = [r for r in keyed if r["numerator_config"]["key_size"] != 4]
+    groups: dict[tuple, list] = {}
+    for r in keyed:
+        d = r["denominator_config"]
+        groups.setdefault((d["op"], d["map_size"], d["key_distribution"]), []).append(r)
+    for (op, size, dist), rs in groups.items():
+        out.append(f"hash {op} at {size:,} entries, {dist} keys, by key size against 4 B keys: " + "; ".join(
+            f"{r['numerator_config']['key_size']} B: {_r(r)}"
+            for r in sorted(rs, key=lambda r: r["numerator_config"]["key_size"])) + ".")
+    valued = [r for r in _where(ratios, engine="kernel", den_value_size=8, family="membership")
+              if r["numerator_config"]["value_size"] != 8
+              and r["numerator_config"]["strategy"] == r["denominator_config"]["strategy"]]
+    groups = {}
+    for r in valued:
+        d = r["denominator_config"]
+        groups.setdefault((d["strategy"], d["op"], d["map_size"]), []).append(r)
+    for (strategy, op, size), rs in groups.items():
+        out.append(f"{strategy} {op} at {size:,} entries, by value size against 8 B (the program reads or writes "
+                   "the whole value): " + "; ".join(
+                       f"{r['numerator_config']['value_size']} B: {_r(r)}"
+                       for r in sorted(rs, key=lambda r: r["numerator_config"]["value_size"])) + ".")
+    for r in _where(ratios, engine="kernel", num_no_prealloc=True, den_no_prealloc=False):
+        n, d = r["numerator_config"], r["denominator_config"]
+        if n["strategy"] != d["strategy"]:
+            continue
+        mem = {c["no_prealloc"]: c.get("bytes_per_entry") for c in records
+               if all(c.get(k) == v for k, v in n.items() if k != "no_prealloc")}
+        memory = (f"; memory per entry held {mem[True]:.0f} B without preallocation vs {mem[False]:.0f} B with"
+                  if mem.get(True) and mem.get(False) else "")
+        out.append(f"**{n['strategy']} {n['op']} at {n['map_size']:,} entries: no-prealloc / prealloc = {_r(r)}"
+                   f"{_ns_pair(records, r)}{memory}.**")
+    return out
+
+
 def per_task(ratios) -> list[str]:
     out = []
     for r in sorted(_where(ratios, engine="attached", num_strategy="task_storage", den_strategy="pid_hash",
@@ -193,7 +260,8 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
     lines += [f"- rows by status: {status}", "", "## How steady this run was", ""]
     lines += [f"- {s}" for s in steadiness(df_rows)] or ["- (one load per configuration: no spread to show)"]
     lines += ["", "## Conclusions", ""]
-    found = membership(ratios) + per_task(ratios) + syscalls(ratios, df) + article(ratios, df)
+    found = (membership(ratios) + shapes(ratios, records) + per_task(ratios) + syscalls(ratios, df)
+             + article(ratios, df))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:

@@ -28,9 +28,14 @@ def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
         assert heading in report, heading
     assert "bloom+hash / hash = " in report and "task storage / pid hash = " in report
     assert "batches of n / one syscall per element" in report and "mapbench's native loops / a plain C loop" in report
+    assert "zipf keys, hit ratio 1, against hash: array " in report
+    assert "hash lookup at 1,000 entries, uniform keys, by key size against 4 B keys: 40 B: " in report
+    assert "hash update at 1,000 entries: no-prealloc / prealloc = " in report
+    assert "memory per entry held" in report
+    assert "array delete_insert" in report and "the kernel refuses deletes from arrays (EINVAL)" in report
     assert "8 %" not in report  # no fixed claim about drift: the run says what it measured
     plots = {p.name for p in (tmp_path / f"{parquet.stem}-plots").iterdir()}
-    for name in ("kernel_scaling", "batch_sizes", "attached", "bloom_fp", "head_to_head"):
+    for name in ("kernel_scaling", "map_types", "key_sizes", "batch_sizes", "attached", "bloom_fp", "head_to_head"):
         assert {f"{name}.png", f"{name}.svg"} <= plots, name
 
 
