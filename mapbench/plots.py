@@ -87,7 +87,8 @@ def map_types(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     uniform and zipf keys side by side, with the 95 % CI as error bars."""
     k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.op == "lookup") & (s.hit_ratio == 1)
           & (s.family == "membership") & (s.strategy != "bloom") & _plain_shape(s)]
-    if k.strategy.nunique() < 2:
+    k = k[k.groupby("map_size").strategy.transform("nunique") > 1]  # sizes with types side by side
+    if k.empty:
         return []
     sizes = sorted(k.map_size.unique())
     kinds = sorted(k.key_distribution.unique())
