@@ -25,6 +25,7 @@
 #define MB_OP_GET 2
 #define MB_OP_DELETE 3
 #define MB_OP_DELETE_INSERT 4 /* kernel membership: delete a present key, then insert it again */
+#define MB_OP_INSERT 5        /* kernel membership: insert a key that may be absent (BPF_NOEXIST) */
 
 /* hit_thresh is a fraction of this: a lookup hits when the low bits of the draw fall below it. */
 #define MB_HIT_SCALE (1u << 20)
@@ -45,6 +46,7 @@ struct mb_config {
 	__u32 key_words;   /* membership: key size in u32 words (1..MB_MAX_KEY_WORDS) */
 	__u32 value_words; /* membership: value size in u64 words the program reads or writes */
 	__u32 table_mask;  /* membership: length - 1 of the draw table (zipf); 0: no table */
+	__u32 write_op;    /* membership: the op of the `run_writer` program (producers that write) */
 };
 
 #define MB_MAX_KEY_WORDS 64   /* 256-byte keys */
@@ -64,6 +66,8 @@ struct mb_scratch {
 struct mb_run_args {
 	__u64 nr_loops;
 	__u64 start;       /* index of the first draw in the key stream */
+	__u64 first_entry; /* membership, --overlap disjoint: this producer's entries are */
+	__u64 nr_entries;  /* first_entry .. first_entry + nr_entries - 1; 0: all of them */
 };
 
 /* The per-task record of the per-task and map-count families. */
@@ -84,7 +88,10 @@ struct mb_sched_result {
 	__u64 delay_hist[MB_NR_SLOTS];
 };
 
+/* One per CPU (the `results` per-CPU array), so that producers on several CPUs at once each
+ * publish their own run. */
 struct mb_result {
+	__u64 start_ns;         /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when the loop started */
 	__u64 elapsed_ns;       /* bpf_ktime_get_ns() around the whole bpf_loop */
 	__u64 ops;
 	__u64 hits;             /* lookups that found the key / updates and gets that succeeded */
@@ -146,21 +153,36 @@ struct mb_loop_state {
 	__u64 positives;
 	__u64 checksum;
 	__u64 value_checksum;
+	__u64 first;      /* the entries this run draws: first .. first + nr - 1 */
+	__u64 nr;
 	struct task_struct *task;
 };
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mb_result);
+} results SEC(".maps");
+
 /*
  * The body of every family's raw_tp entry: time a bpf_loop of args->nr_loops calls of `fn`
- * with bpf_ktime_get_ns and publish the run in *res. ops_per_loop: map operations per call.
+ * with bpf_ktime_get_ns and publish the run in this CPU's `results`. ops_per_loop: map
+ * operations per call.
  */
-static __always_inline int mb_timed_run(struct mb_run_args *args, struct mb_result *res, void *fn,
-					struct mb_loop_state *st, __u64 ops_per_loop)
+static __always_inline int mb_timed_run(struct mb_run_args *args, void *fn, struct mb_loop_state *st,
+					__u64 ops_per_loop)
 {
-	__u64 nr_loops = args->nr_loops;
-	__u64 t0 = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct mb_result *res = bpf_map_lookup_elem(&results, &zero);
+	__u64 nr_loops = args->nr_loops, t0;
 
+	if (!res)
+		return 1;
+	t0 = bpf_ktime_get_ns();
 	bpf_loop(nr_loops, fn, st, 0);
 	res->elapsed_ns = bpf_ktime_get_ns() - t0;
+	res->start_ns = t0;
 	res->ops = nr_loops * ops_per_loop;
 	res->hits = st->hits;
 	res->filter_positives = st->positives;

@@ -20,7 +20,6 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct mb_config cfg = {};
-struct mb_result res = {};
 
 #if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
 struct {
@@ -59,20 +58,25 @@ struct {
 
 /* Draw number i of the key stream: the entry index, past map_size (never inserted) for a miss.
  * uniform: a random entry; zipf: entry table[i % table length], drawn by numpy; sequential:
- * entry i % map_size, always a hit. A draw hits with probability hit ratio. */
-static __always_inline __u32 draw_index(__u64 i)
+ * entry i % map_size, always a hit. A draw hits with probability hit ratio. A producer of
+ * --overlap disjoint draws only its own entries, st->first .. st->first + st->nr - 1. */
+static __always_inline __u32 draw_index(__u64 i, struct mb_loop_state *st)
 {
 	__u64 r = mb_mix(cfg.seed + i);
 	__u64 idx = (r >> 32) % cfg.map_size;
 
 	if (cfg.sequential)
-		return i % cfg.map_size;
-	if (cfg.table_mask) {
+		idx = i % cfg.map_size;
+	else if (cfg.table_mask) {
 		__u32 slot = i & cfg.table_mask;
 		__u32 *drawn = bpf_map_lookup_elem(&draw_table, &slot);
 
 		idx = drawn ? *drawn : 0;
 	}
+	if (st->nr)
+		idx = st->first + idx % st->nr;
+	if (cfg.sequential)
+		return idx;
 	if ((r & (MB_HIT_SCALE - 1)) >= cfg.hit_thresh)
 		idx += cfg.map_size; /* indexes map_size .. 2*map_size-1 are never inserted */
 	return idx;
@@ -95,7 +99,7 @@ static __always_inline void write_value(struct mb_scratch *s, __u32 key)
 
 /* The map operation on the key in s->key; 1 when it found (or wrote) the entry. A lookup reads
  * the whole value and an update writes it, so the cost of touching the value is counted. */
-static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb_loop_state *st)
+static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb_loop_state *st, __u32 op)
 {
 #if MB_STORAGE == MB_BLOOM
 	__u32 elem[MB_BLOOM_MAX_WORDS];
@@ -107,7 +111,7 @@ static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb
 	__u64 *v, sum = 0;
 
 	st->checksum ^= mb_slowdown(key);
-	if (cfg.op == MB_OP_UPDATE) {
+	if (op == MB_OP_UPDATE) {
 #if MB_STORAGE == MB_BLOOM
 		/* a writer keeps both structures: the filter must learn every key */
 		bpf_map_push_elem(&filter, elem, BPF_ANY);
@@ -115,12 +119,18 @@ static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb
 		write_value(s, key);
 		return bpf_map_update_elem(&members, s->key, s->value, BPF_EXIST) == 0;
 	}
-	if (cfg.op == MB_OP_DELETE_INSERT) {
+	if (op == MB_OP_DELETE_INSERT) {
 		if (bpf_map_delete_elem(&members, s->key) != 0)
 			return 0;
 		write_value(s, key);
 		return bpf_map_update_elem(&members, s->key, s->value, BPF_NOEXIST) == 0;
 	}
+	if (op == MB_OP_INSERT) {
+		write_value(s, key);
+		return bpf_map_update_elem(&members, s->key, s->value, BPF_NOEXIST) == 0;
+	}
+	if (op == MB_OP_DELETE)
+		return bpf_map_delete_elem(&members, s->key) == 0;
 #if MB_STORAGE == MB_BLOOM
 	if (bpf_map_peek_elem(&filter, elem) != 0)
 		return 0; /* definitely absent: the hash is not asked */
@@ -138,10 +148,10 @@ static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb
 #endif
 }
 
-static long one_op(__u64 i, void *ctx)
+/* One draw and the map operation `op` (a .rodata constant: the verifier prunes the others). */
+static __always_inline long one_draw(__u64 i, struct mb_loop_state *st, __u32 op)
 {
-	struct mb_loop_state *st = ctx;
-	__u32 zero = 0, key = key_of(draw_index(st->start + i));
+	__u32 zero = 0, key = key_of(draw_index(st->start + i, st));
 	struct mb_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
 
 	if (!s)
@@ -149,14 +159,36 @@ static long one_op(__u64 i, void *ctx)
 	for (__u32 w = 0; w < MB_MAX_KEY_WORDS && w < cfg.key_words; w++)
 		s->key[w] = mb_key_word(key, w);
 	st->checksum ^= key;
-	st->hits += storage_op(key, s, st);
+	st->hits += storage_op(key, s, st, op);
 	return 0;
+}
+
+static long one_op(__u64 i, void *ctx)
+{
+	return one_draw(i, ctx, cfg.op);
+}
+
+static long one_write(__u64 i, void *ctx)
+{
+	return one_draw(i, ctx, cfg.write_op);
+}
+
+static __always_inline int timed(struct mb_run_args *args, void *fn)
+{
+	struct mb_loop_state st = { .start = args->start, .first = args->first_entry, .nr = args->nr_entries };
+
+	return mb_timed_run(args, fn, &st, 1);
 }
 
 SEC("raw_tp")
 int run(struct mb_run_args *args)
 {
-	struct mb_loop_state st = { .start = args->start };
+	return timed(args, one_op);
+}
 
-	return mb_timed_run(args, &res, one_op, &st, 1);
+/* The writers among concurrent producers (--writers): the same maps, cfg.write_op. */
+SEC("raw_tp")
+int run_writer(struct mb_run_args *args)
+{
+	return timed(args, one_write);
 }

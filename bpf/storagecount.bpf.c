@@ -19,7 +19,6 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct mb_config cfg = {};
-struct mb_result res = {};
 
 struct storage {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -81,5 +80,5 @@ int run(struct mb_run_args *args)
 {
 	struct mb_loop_state st = { .start = args->start, .task = bpf_get_current_task_btf() };
 
-	return mb_timed_run(args, &res, one_draw, &st, cfg.nr_maps);
+	return mb_timed_run(args, one_draw, &st, cfg.nr_maps);
 }

@@ -18,7 +18,6 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct mb_config cfg = {};
-struct mb_result res = {};
 
 #if MB_STORAGE == MB_PID_HASH
 struct {
@@ -80,5 +79,5 @@ int run(struct mb_run_args *args)
 {
 	struct mb_loop_state st = { .start = args->start };
 
-	return mb_timed_run(args, &res, one_op, &st, 1);
+	return mb_timed_run(args, one_op, &st, 1);
 }

@@ -86,11 +86,13 @@ struct mb_config {
     __u32 key_words;
     __u32 value_words;
     __u32 table_mask;
+    __u32 write_op;
     ...;
 };
-struct mb_run_args { __u64 nr_loops; __u64 start; ...; };
+struct mb_run_args { __u64 nr_loops; __u64 start; __u64 first_entry; __u64 nr_entries; ...; };
 struct mb_result {
-    __u64 elapsed_ns; __u64 ops; __u64 hits; __u64 filter_positives; __u64 checksum; __u64 value_checksum; ...;
+    __u64 start_ns; __u64 elapsed_ns; __u64 ops; __u64 hits; __u64 filter_positives; __u64 checksum;
+    __u64 value_checksum; ...;
 };
 struct mb_sched_config { __u32 target_tgid; ...; };
 struct mb_sched_result { __u64 delay_hist[...]; ...; };
@@ -99,6 +101,7 @@ struct mb_sched_result { __u64 delay_hist[...]; ...; };
 #define MB_OP_GET ...
 #define MB_OP_DELETE ...
 #define MB_OP_DELETE_INSERT ...
+#define MB_OP_INSERT ...
 #define MB_HIT_SCALE ...
 #define MB_BLOOM_MAX_WORDS ...
 #define MB_MAX_KEY_WORDS ...

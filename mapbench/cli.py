@@ -4,6 +4,7 @@ exit code (0 ok, 1 regression found by diff, 2 bad input, 3 this environment can
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -270,11 +271,16 @@ def plot_cmd(paths, out_dir):
         out.print(str(p))
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # so that every `with` (maps, links, cgroups) is unwound, as on Ctrl-C
+
+
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         err.print("mapbench: interrupted")
         sys.exit(130)
     except click.ClickException as exc:  # one line, as every other bad input

@@ -66,16 +66,22 @@ def zipf_table(entries: int, s: float, length: int, seed: int) -> np.ndarray:
     return rng.permutation(entries).astype(np.uint32)[ranks]
 
 
-def draw_indexes(config: dict, start: int, count: int, table: np.ndarray | None = None):
-    """draw_index() of bpf/membership.bpf.c for draws start..start+count-1: (entry indexes,
-    hit mask). A miss's index is past map_size."""
+def draw_indexes(config: dict, start: int, count: int, table: np.ndarray | None = None, first: int = 0,
+                 nr: int = 0):
+    """draw_index() of bpf/membership.bpf.c for draws start..start+count-1, on entries
+    first..first+nr-1 (nr 0: all): (entry indexes, hit mask). A miss's index is past map_size."""
     n = config["map_size"]
     i = _U64(start) + np.arange(count, dtype=_U64)
-    if config.get("sequential"):
-        return (i % _U64(n)).astype(np.uint64), np.ones(count, dtype=bool)
     r = mix(_U64(config["seed"]) + i)
-    idx = (r >> _U64(32)) % _U64(n)
-    if table is not None:
+    if config.get("sequential"):
+        idx = i % _U64(n)
+    elif table is not None:
         idx = table[(i & _U64(len(table) - 1)).astype(np.int64)].astype(_U64)
+    else:
+        idx = (r >> _U64(32)) % _U64(n)
+    if nr:
+        idx = _U64(first) + idx % _U64(nr)
+    if config.get("sequential"):
+        return idx, np.ones(count, dtype=bool)
     hit = (r & _U64(HIT_SCALE - 1)) < _U64(config["hit_thresh"])
     return np.where(hit, idx, idx + _U64(n)), hit

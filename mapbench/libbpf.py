@@ -304,10 +304,13 @@ class BpfProgram:
     def set_autoload(self, autoload: bool) -> None:
         raise_for(lib.bpf_program__set_autoload(self._ptr, autoload), f"setting autoload of {self.name}")
 
-    def test_run(self, ctx=None) -> int:
-        """BPF_PROG_TEST_RUN once (raw_tp rejects `repeat`); `ctx` is the args buffer."""
+    def test_run(self, ctx=None, cpu: int | None = None) -> int:
+        """BPF_PROG_TEST_RUN once (raw_tp rejects `repeat`); `ctx` is the args buffer. `cpu`:
+        run there (BPF_F_TEST_RUN_ON_CPU); from a thread pinned to that CPU it runs in place."""
         opts = ffi.new("struct bpf_test_run_opts *")
         opts.sz = ffi.sizeof("struct bpf_test_run_opts")
+        if cpu is not None:
+            opts.flags, opts.cpu = lib.BPF_F_TEST_RUN_ON_CPU, cpu
         if ctx is not None:
             opts.ctx_in = ctx
             opts.ctx_size_in = ffi.sizeof(ctx[0]) if isinstance(ctx, ffi.CData) else len(ctx)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,12 +103,14 @@ class MemoryCgroup:
     def charging(self) -> Iterator[None]:
         """Run the block with the calling thread in this cgroup (v1 `tasks`/v2 `cgroup.threads`
         would need threaded mode; the whole process moves: mapbench loads from one thread)."""
-        home = self.kind.parent / "cgroup.procs"
-        (self.path / "cgroup.procs").write_text(str(os.getpid()))
         try:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
             yield
         finally:
-            home.write_text(str(os.getpid()))
+            self._go_home()
+
+    def _go_home(self) -> None:
+        (self.kind.parent / "cgroup.procs").write_text(str(os.getpid()))
 
     def usage(self) -> tuple[int, int | None]:
         read = lambda name: int((self.path / name).read_text())  # noqa: E731
@@ -117,14 +120,15 @@ class MemoryCgroup:
     def close(self) -> None:
         """Remove the cgroup. The maps charged to it may outlive it by an RCU grace period:
         a cgroup with charges goes offline and the kernel frees it when they are gone."""
-        for _ in range(50):
+        for _ in range(100):
             try:
                 self.path.rmdir()
                 return
             except FileNotFoundError:
                 return
-            except OSError:  # a task still inside (the move back not yet done): retry briefly
-                os.sched_yield()
+            except OSError:  # still inside (an interrupt landed mid-move): go home, retry briefly
+                self._go_home()
+                time.sleep(0.01)
         self.path.rmdir()
 
     def __enter__(self) -> MemoryCgroup:

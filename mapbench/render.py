@@ -30,6 +30,11 @@ _LABEL = {
     "nr_tasks": lambda c: f"{int(c['nr_tasks'])} tasks",
     "nr_maps": lambda c: f"{int(c['nr_maps'])} maps",
     "no_prealloc": lambda c: "no prealloc" if c["no_prealloc"] else "prealloc",
+    "producers": lambda c: f"{int(c['producers'])} producer" + ("s" if c["producers"] != 1 else ""),
+    "writers": lambda c: f"{int(c['writers'])} writing" if c["writers"] else "",
+    "write_op": lambda c: f"({c['write_op']})",
+    "overlap": lambda c: f"{c['overlap']} entries",
+    "role": lambda c: f"[{c['role']}s]",
 }
 SKIP = {"family", "batch_size"}  # implied by strategy; shown with the driver
 
@@ -117,6 +122,15 @@ def summary_rows(records: list[dict], markup: bool = True) -> list[list[str]]:
 
 def notes(r: dict) -> str:
     out = []
+    if r.get("per_cpu"):
+        out.append("per CPU: " + ", ".join(f"cpu{c} {ns:.1f}" for c, ns in sorted(r["per_cpu"].items())))
+    if r.get("aggregate_ops_per_s"):
+        out.append(f"all producers {r['aggregate_ops_per_s'] / 1e6:.2f} M ops/s")
+    if r.get("scaling_efficiency") is not None:
+        out.append(f"scaling efficiency {r['scaling_efficiency']:.0%}")
+    if r.get("memory_current_bytes") is not None:
+        out.append(f"{r['memory_source']}: {fmt_bytes(r['memory_current_bytes'])} now, "
+                   f"{fmt_bytes(r['memory_peak_bytes'])} peak")
     if r.get("bloom_fp_rate") is not None:
         out.append(f"FP rate {r['bloom_fp_rate']:.4f} (theory {r['bloom_fp_theory']:.4f})")
     if r.get("events_per_s"):

@@ -128,7 +128,8 @@ def shapes(ratios, records) -> list[str]:
                if all(c.get(k) == v for k, v in n.items() if k != "no_prealloc")}
         memory = (f"; memory per entry held {mem[True]:.0f} B without preallocation vs {mem[False]:.0f} B with"
                   if mem.get(True) and mem.get(False) else "")
-        out.append(f"**{n['strategy']} {n['op']} at {n['map_size']:,} entries: no-prealloc / prealloc = {_r(r)}"
+        held = f", {n['fill']:.0%} full" if n.get("fill", 1) != 1 else ""
+        out.append(f"**{n['strategy']} {n['op']} at {n['map_size']:,} entries{held}: no-prealloc / prealloc = {_r(r)}"
                    f"{_ns_pair(records, r)}{memory}.**")
     return out
 

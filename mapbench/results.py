@@ -74,6 +74,17 @@ FIELDS = [
     ("nr_tasks", pa.int32()),
     ("nr_maps", pa.int32()),
     ("no_prealloc", pa.bool_()),
+    ("producers", pa.int32()),
+    ("writers", pa.int32()),
+    ("write_op", pa.string()),
+    ("overlap", pa.string()),
+    ("role", pa.string()),
+    ("producer", pa.int32()),
+    ("started_ns", pa.int64()),
+    ("aggregate_ops_per_s", pa.float64()),
+    ("memory_current_bytes", pa.int64()),
+    ("memory_peak_bytes", pa.int64()),
+    ("memory_source", pa.string()),
     ("events_per_s", pa.float64()),
     ("cpu_overhead_share", pa.float64()),
     ("delay_median_ns", pa.float64()),
@@ -92,11 +103,11 @@ COLUMNS = [name for name, _ in FIELDS]
 # resume and labels all derive from it.
 CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size",
                "value_size", "fill", "key_distribution", "zipf_s", "hit_ratio", "batch_size", "nr_hash_funcs",
-               "isa", "nr_tasks", "nr_maps", "no_prealloc"]
+               "isa", "nr_tasks", "nr_maps", "no_prealloc", "producers", "writers", "write_op", "overlap", "role"]
 # Configuration columns added after rows were first written, with the value every row had
 # before: a row without one (an older file, an engine without that axis) reads as that value,
 # so configurations measured before and after the axis existed still match in diff.
-SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0}
+SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0, "producers": 1, "writers": 0}
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
             "libbpf_version", "mapbench_version", "git_describe"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -57,6 +58,69 @@ def resolve_cpu(cpu: int | None) -> int:
     if cpu not in allowed:
         raise BadInput(f"--cpu {cpu} is not one this process may run on ({allowed})")
     return cpu
+
+
+def producer_cpus(first: int | None, n: int) -> list[int]:
+    """The CPUs of n producers: the measuring CPU first, then the others this process may use."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if n > len(allowed):
+        raise BadInput(f"--producers {n} is above the {len(allowed)} CPUs this process may use")
+    if first is None:
+        return allowed[:n]
+    return [first, *[c for c in allowed if c != first]][:n]
+
+
+class Producers:
+    """One thread per CPU, each pinned to its CPU, that run their jobs at the same time: all
+    released by one barrier, the caller waiting for the last. The C calls of the jobs
+    (BPF_PROG_TEST_RUN) run without the GIL, so the runs overlap. Close it, or use `with`."""
+
+    def __init__(self, cpus: Sequence[int]):
+        self.cpus = list(cpus)
+        self._jobs: list[Callable] = []
+        self._results: list = [None] * len(self.cpus)
+        self._start = threading.Barrier(len(self.cpus) + 1)
+        self._done = threading.Barrier(len(self.cpus) + 1)
+        self._stop = False
+        self._threads = [threading.Thread(target=self._work, args=(i, cpu), daemon=True)
+                         for i, cpu in enumerate(self.cpus)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self, i: int, cpu: int) -> None:
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        while True:
+            self._start.wait()
+            if self._stop:
+                return
+            try:
+                self._results[i] = self._jobs[i]()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self._results[i] = exc
+            self._done.wait()
+
+    def run(self, jobs: Sequence[Callable]) -> list:
+        """jobs[i]() on producer i's CPU, all at once; their results, in order."""
+        self._jobs = list(jobs)
+        self._start.wait()
+        self._done.wait()
+        for r in self._results:
+            if isinstance(r, BaseException):
+                raise r
+        return list(self._results)
+
+    def close(self) -> None:
+        if not self._stop:
+            self._stop = True
+            self._start.wait()
+            for t in self._threads:
+                t.join()
+
+    def __enter__(self) -> Producers:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

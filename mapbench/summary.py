@@ -44,14 +44,37 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
                 ("control_ns_per_op", "median"), ("map_memory_bytes", "max"), ("bloom_fp_rate", "mean"),
                 ("bloom_fp_theory", "mean"), ("prog_xlated_bytes", "max"), ("prog_jited_bytes", "max"),
                 ("events_per_s", "median"), ("cpu_overhead_share", "median"), ("delay_median_ns", "median"),
-                ("measured_hit_ratio", "mean"), ("entries", "max"))},
+                ("measured_hit_ratio", "mean"), ("entries", "max"), ("aggregate_ops_per_s", "median"),
+                ("memory_current_bytes", "max"), ("memory_peak_bytes", "max"))},
+            # several producers: each CPU's median beside the pooled one
+            per_cpu={int(c): float(v) for c, v in group.groupby("cpu")["ns_per_op"].median().items()}
+            if (record["producers"] or 1) > 1 else None,
+            memory_source=plain(group["memory_source"].dropna().iloc[0]) if group["memory_source"].notna().any()
+            else None,
         )
         # memory per entry held (no-prealloc maps grow with what they hold, preallocated ones not)
         held = record["entries"] or record["map_size"]
         record["bytes_per_entry"] = (record["map_memory_bytes"] / held
                                      if record["map_memory_bytes"] is not None and held else None)
         out.append(record)
+    for record in out:
+        record["scaling_efficiency"] = _scaling(record, out)
     return out
+
+
+def _scaling(record: dict, records: list[dict]) -> float | None:
+    """Aggregate ops/s of N producers over N x the ops/s of one producer doing the same op in
+    the same run: 1.0 is perfect scaling. Only where every producer does the same op (readers
+    only, or writers only)."""
+    n, writers = record.get("producers") or 1, record.get("writers") or 0
+    if n == 1 or writers not in (0, n) or not record.get("aggregate_ops_per_s"):
+        return None
+    solo = {**{k: record[k] for k in CONFIG_KEYS}, "producers": 1, "writers": min(writers, 1), "overlap": None,
+            "role": "writer" if writers else None}
+    for other in records:
+        if all(other.get(k) == v for k, v in solo.items()) and set(other["run_ids"]) & set(record["run_ids"]):
+            return record["aggregate_ops_per_s"] / (n * other["ops_per_s"]) if other["ops_per_s"] else None
+    return None
 
 
 def head_to_head(table: pa.Table | pd.DataFrame) -> list[dict]:
@@ -61,15 +84,22 @@ def head_to_head(table: pa.Table | pd.DataFrame) -> list[dict]:
     df = df[df["comparison"].notna()]
     out = []
     for comparison, group in df.groupby("comparison", sort=False):
-        sides = {int(p): g.set_index(SAMPLE_KEYS) for p, g in group.groupby("position")}
-        if 0 not in sides or len(sides) < 2:
+        # a side of several producers: per sample, the mean over its producers of each role
+        group = group.assign(role=group["role"].fillna(""))
+        sides = {}
+        for (p, role), g in group.groupby(["position", "role"], sort=True):
+            per_sample = g.groupby(SAMPLE_KEYS)["ns_per_op"].mean().to_frame()
+            rest = g.groupby(SAMPLE_KEYS).first().drop(columns=["ns_per_op", "role"])
+            sides[(int(p), role)] = per_sample.join(rest).assign(role=role or None)
+        bases = [k for k in sides if k[0] == 0]
+        if not bases or len(sides) < 2:
             continue
-        base = sides[0]
+        base = sides[bases[0]]
         configs = [config_of(g.iloc[0]) for g in sides.values()]
         varying = varying_keys(configs)
         context = config_label(configs[0], [k for k in CONTEXT_KEYS if k not in varying])
-        for position, side in sorted(sides.items()):
-            if position == 0:
+        for key, side in sorted(sides.items()):
+            if key == bases[0]:
                 continue
             paired = side[["ns_per_op"]].join(base[["ns_per_op"]].rename(columns={"ns_per_op": "ns_per_op_base"}),
                                               how="inner")

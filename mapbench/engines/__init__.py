@@ -6,6 +6,7 @@
     DEFAULTS  MeasureOptions that suit it
     make_spec(fields) -> its frozen spec (or NotMeasured) for one grid point
     split(sides) -> optional: the sides of one group as several comparisons
+    complete_axes(values, side_keys) -> optional: axis values the engine adds (a baseline side)
 
 A spec with control_key() runs beside one control build per key (runner.load_sides_and_controls).
     measure(sides, opts, on_sample) -> result rows of one comparison, sides interleaved
@@ -107,7 +108,7 @@ def comparisons(engine, raw: dict[str, list], opts: MeasureOptions,
     if unknown:
         raise BadInput(f"compare = {sorted(unknown)[0]!r} is not an axis of the {engine.NAME} engine "
                        f"(axes: {', '.join(a.key for a in engine.AXES)})")
-    values = axis_values(engine, raw)
+    values = getattr(engine, "complete_axes", lambda values, sides: values)(axis_values(engine, raw), sides_keys)
     groups: dict[tuple, list] = {}
     for point in itertools.product(*values.values()):
         by_key = dict(zip(values, point))

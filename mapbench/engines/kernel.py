@@ -9,6 +9,7 @@ and ISA.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import statistics
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import build, keys
+from .. import build, keys, memcg
 from .._libbpf import ffi, lib
 from ..environment import load_avg_1m
 from ..errors import BadInput
@@ -26,8 +27,10 @@ from ..libbpf import BpfObject
 from ..runner import (
     MeasureOptions,
     OnSample,
+    Producers,
     load_sides_and_controls,
     pinned_to,
+    producer_cpus,
     require_bpf_privilege,
     run_interleaved,
 )
@@ -62,7 +65,9 @@ BPF_LOOP_MAX = 1 << 23  # the kernel's bound on bpf_loop iterations
 # zipf: entry of rank k with probability proportional to 1/k^s (membership family).
 KEY_DISTRIBUTIONS = ("uniform", "sequential", "zipf")
 OP_CODES = {"lookup": lib.MB_OP_LOOKUP, "update": lib.MB_OP_UPDATE, "get": lib.MB_OP_GET,
-            "delete_insert": lib.MB_OP_DELETE_INSERT}
+            "delete_insert": lib.MB_OP_DELETE_INSERT, "insert": lib.MB_OP_INSERT, "delete": lib.MB_OP_DELETE}
+WRITE_OPS = ("update", "delete_insert", "insert", "delete")  # what --writers may do
+OVERLAPS = ("same", "disjoint")
 ZIPF_TABLE_LEN = 1 << 20  # zipf draws the programs walk (4 MiB); draw i takes entry table[i % len]
 
 
@@ -99,6 +104,18 @@ def _zipf_s(text) -> float:
     return value
 
 
+def _count_or_all(flag: str):
+    """A count, or 'all' (every usable CPU for --producers; every producer for --writers)."""
+    def parse(text):
+        if str(text).strip().lower() == "all":
+            return "all"
+        value = parse_whole_number(text, flag)
+        if value < (1 if flag == "--producers" else 0):
+            raise BadInput(f"{flag} {value} must be at least {1 if flag == '--producers' else 0}")
+        return value
+    return parse
+
+
 def _bloom_value_size(text) -> int:
     value = parse_whole_number(text, "--bloom-value-size")
     if value % 4 or not 4 <= value <= 4 * lib.MB_BLOOM_MAX_WORDS:
@@ -129,10 +146,18 @@ AXES = (
          help="task_storage_maps: task-storage maps each draw gets from"),
     Axis("no_prealloc", "--no-prealloc", "no_prealloc", _boolean("--no-prealloc"), is_flag=True,
          help="hash and percpu_hash: BPF_F_NO_PREALLOC (elements allocated on update)"),
+    Axis("producers", "--producers", "producers", _count_or_all("--producers"),
+         help="CPUs running the program at once (N or all), each its own slice of the key stream"),
+    Axis("writers", "--writers", "writers", _count_or_all("--writers"),
+         help="membership: producers that write (--write-op) while the rest run --op (N or all)"),
+    Axis("write_ops", "--write-op", "write_op", lambda t: parse_choice(t, "--write-op", WRITE_OPS),
+         help="what writers do: " + ", ".join(WRITE_OPS)),
+    Axis("overlaps", "--overlap", "overlap", lambda t: parse_choice(t, "--overlap", OVERLAPS),
+         help="producers on the same entries, or each on a disjoint slice of them"),
     Axis("seeds", "--seed", "seed", lambda t: parse_whole_number(t, "--seed"), help="seed of the key sets"),
     Axis("isas", "--isa", "isa", build.check_isa, help="BPF ISA (clang -mcpu): v1, v2, v3"),
 )
-SIDES = ("strategies", "isas")
+SIDES = ("strategies", "isas", "producers")
 DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
 
 
@@ -154,6 +179,10 @@ class KernelSpec:
     value_size: int = 8  # membership maps: bytes of a value
     fill: float = 1.0  # membership maps: entries present as a share of map_size (max_entries)
     zipf_s: float = 0.99
+    producers: int = 1  # CPUs running it at once ("all": every CPU this process may use)
+    writers: int = 0  # membership: producers running write_op ("all": every producer)
+    write_op: str = "update"
+    overlap: str = "same"  # producers' entries: the same, or disjoint slices
     seed: int = 0
     check_memory: bool = field(default=True, compare=False)
 
@@ -175,6 +204,22 @@ class KernelSpec:
         _hit_ratio(self.hit_ratio)
         parse_choice(self.key_distribution, "--keys", KEY_DISTRIBUTIONS)
         build.check_isa(self.isa)
+        if self.producers == "all":
+            set_("producers", len(os.sched_getaffinity(0)))
+        producer_cpus(None, self.producers)  # a one-line error above the usable CPUs
+        if self.writers == "all":
+            set_("writers", self.producers)
+        if self.writers > self.producers:
+            raise BadInput(f"--writers {self.writers} is above --producers {self.producers}")
+        if self.writers and s.family is not MEMBERSHIP:
+            raise BadInput(f"--writers applies to the membership strategies, not {self.strategy}")
+        if self.writers and (self.write_op not in s.ops or self.write_op in dict(s.refused)):
+            raise BadInput(f"--write-op {self.write_op} is not an op of {self.strategy}")
+        if not self.writers:
+            set_("write_op", "update")
+        if self.producers == 1 or s.family is not MEMBERSHIP:
+            set_("overlap", "same")
+        parse_choice(self.overlap, "--overlap", OVERLAPS)
         # what does not change this strategy's work is normalised, so that equal work is one spec
         if "hit_ratio" not in self.used_fields():
             set_("hit_ratio", 1.0)
@@ -225,13 +270,33 @@ class KernelSpec:
                 used.add("hit_ratio")
             if self.key_distribution == "zipf":
                 used.add("zipf_s")
+        used.add("producers")
+        if s.family is MEMBERSHIP:
+            used |= {"writers", "overlap"} if self.producers > 1 else {"writers"}
+            if self.writers:
+                used.add("write_op")
         return used
+
+    def roles(self) -> list[str | None]:
+        """What each producer does: the last `writers` of them write. None: one producer alone,
+        which is what every figure before --producers was."""
+        if self.producers == 1 and not self.writers:
+            return [None]
+        return ["reader"] * (self.producers - self.writers) + ["writer"] * self.writers
+
+    def slices(self) -> list[tuple[int, int]]:
+        """(first entry, entries) each producer draws from; (0, 0): all of them."""
+        n, p = self.entries, self.producers
+        if self.overlap == "same" or p == 1:
+            return [(0, 0)] * p
+        return [(i * n // p, (i + 1) * n // p - i * n // p) for i in range(p)]
 
     def control_key(self) -> tuple:
         """Sides with the same control key share a control build: same family and ISA, and the
         same loop (draws, hit branch, inner map count) for the control to run."""
         return (self.family.name, self.isa, self.map_size, self.entries, self.hit_thresh, self.key_distribution,
-                self.zipf_s, self.key_size, self.nr_maps, STRATEGIES[self.strategy].index_keys)
+                self.zipf_s, self.key_size, self.nr_maps, STRATEGIES[self.strategy].index_keys, self.producers,
+                self.overlap)
 
     def config_fields(self) -> dict:
         """The configuration columns (results.CONFIG_KEYS) of this spec's rows."""
@@ -246,6 +311,9 @@ class KernelSpec:
                 "nr_hash_funcs": self.nr_hash_funcs if "nr_hash_funcs" in used else None,
                 "key_distribution": self.key_distribution,
                 "nr_maps": self.nr_maps if "nr_maps" in used else None,
+                "producers": self.producers, "writers": self.writers,
+                "write_op": self.write_op if "write_op" in used else None,
+                "overlap": self.overlap if "overlap" in used else None,
                 "no_prealloc": self.no_prealloc if "no_prealloc" in used else None}
 
 
@@ -263,7 +331,7 @@ def make_spec(fields: dict) -> KernelSpec | NotMeasured:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What one test run of one program reported (struct mb_result)."""
+    """What one test run of one program reported (struct mb_result of its CPU)."""
 
     elapsed_ns: int
     ops: int
@@ -272,6 +340,8 @@ class RunResult:
     checksum: int
     value_checksum: int
     nr_loops: int
+    start_ns: int = 0  # CLOCK_MONOTONIC when its loop started
+    cpu: int | None = None
 
     @property
     def ns_per_op(self) -> float:
@@ -280,6 +350,26 @@ class RunResult:
     @property
     def ns_per_loop(self) -> float:
         return self.elapsed_ns / self.nr_loops
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + self.elapsed_ns
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sample of one build: a run per producer, and the memory its maps held after it."""
+
+    runs: list[RunResult]
+    memlock: int | None = None
+    memory_current: int | None = None
+    memory_peak: int | None = None
+
+    @property
+    def aggregate_ops_per_s(self) -> float:
+        """Every producer's ops over the window from the first start to the last end."""
+        window = max(r.end_ns for r in self.runs) - min(r.start_ns for r in self.runs)
+        return sum(r.ops for r in self.runs) * 1e9 / window if window > 0 else float("nan")
 
 
 def instance_config(spec: KernelSpec, instance: int) -> dict:
@@ -301,6 +391,7 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
         "key_words": spec.key_size // 4,
         "value_words": spec.value_size // 8,
         "table_mask": ZIPF_TABLE_LEN - 1 if spec.key_distribution == "zipf" else 0,
+        "write_op": OP_CODES[spec.write_op],
     }
 
 
@@ -316,9 +407,20 @@ def draw_table(spec: KernelSpec, config: dict) -> np.ndarray | None:
     return _zipf_table(config["map_size"], spec.zipf_s, config["seed"])
 
 
+
+_ZERO = bytes(4)
+
+
+def _writes(spec: KernelSpec) -> bool:
+    """Whether the maps can grow or shrink while it runs: then memory is read after every sample."""
+    return spec.family is MEMBERSHIP and (spec.op in WRITE_OPS or spec.writers > 0)
+
+
 class LoadedBuild:
     """One loaded build of a family source (a strategy's, or the control), its maps sized and
-    filled as the strategy's record says. Owns the object: close it, or use `with`."""
+    filled as the strategy's record says. A strategy build that writes is created inside a
+    memory cgroup of its own when the host has one (mapbench/memcg.py). Owns the object and
+    the cgroup: close it, or use `with`."""
 
     def __init__(self, spec: KernelSpec, control: bool, config: dict):
         self.spec, self.control, self.config = spec, control, config
@@ -326,8 +428,13 @@ class LoadedBuild:
         self.plans = () if control else strategy.maps
         self.built = build.compile_object(spec.family.source, CONTROL_MACRO if control else strategy.macro,
                                           spec.isa)
+        self.cgroup = None
         self.obj = BpfObject(self.built.path)
         try:
+            kind = memcg.flavour() if not control and _writes(spec) else None
+            self.memory_source = kind.name if kind else (memcg.why_not() if not control and _writes(spec) else None)
+            if kind:
+                self.cgroup = memcg.MemoryCgroup(kind)
             cfg = self.obj.map(".rodata").data("struct mb_config")
             for name, value in config.items():
                 setattr(cfg, name, value)
@@ -340,29 +447,50 @@ class LoadedBuild:
                     m.set_max_entries(spec.map_size + plan.spare(spec.map_size))
                 if plan.configure:
                     plan.configure(m, spec)
-            self.obj.load()
+            with self.cgroup.charging() if self.cgroup else contextlib.nullcontext():
+                self.obj.load()  # maps are charged to the cgroup they are created in, for life
             if table is not None:
                 self.obj.map("draw_table").update_batch(np.arange(len(table), dtype=np.uint32), table, FILL_CHUNK)
             for plan in self.plans:
                 if plan.fill:
                     plan.fill(self.obj.map(plan.name), spec, config)
             self.prog = self.obj.program("run")
-            self.bss = self.obj.map(".bss")
+            self.writer = self.obj.program("run_writer") if spec.family is MEMBERSHIP else None
+            self.results = self.obj.map("results")
             info = self.prog.info()  # what the verifier and the JIT made of this ISA
             self.sizes = {"prog_xlated_bytes": info["xlated_prog_len"], "prog_jited_bytes": info["jited_prog_len"]}
             self.memory = None if control else strategy.memory_bytes(self)
         except BaseException:
-            self.obj.close()
+            self.close()
             raise
 
-    def run(self, nr_loops: int, start: int) -> RunResult:
-        args = ffi.new("struct mb_run_args *", {"nr_loops": nr_loops, "start": start})
-        self.prog.test_run(args)
-        r = self.bss.read("struct mb_result")
-        return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, nr_loops)
+    def run(self, nr_loops: int, start: int, first: int = 0, nr: int = 0, cpu: int | None = None,
+            writer: bool = False) -> RunResult:
+        """One test run: `nr_loops` draws from `start`, on entries first..first+nr-1 (nr 0: all),
+        on `cpu` (None: where this thread is; the newest result is its). `writer`: run_writer."""
+        args = ffi.new("struct mb_run_args *", {"nr_loops": nr_loops, "start": start, "first_entry": first,
+                                                "nr_entries": nr})
+        (self.writer if writer and not self.control else self.prog).test_run(args, cpu)
+        slots = ffi.from_buffer("struct mb_result[]", self.results.lookup(_ZERO))
+        if cpu is None:
+            cpu = max(range(len(slots)), key=lambda c: slots[c].start_ns)
+        r = slots[cpu]
+        return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, nr_loops,
+                         r.start_ns, cpu)
+
+    def memory_now(self) -> dict:
+        """What the strategy's maps hold now: fdinfo memlock, and the cgroup's usage."""
+        if self.control or not _writes(self.spec):
+            return {}
+        current, peak = self.cgroup.usage() if self.cgroup else (None, None)
+        return {"memlock": STRATEGIES[self.spec.strategy].memory_bytes(self), "memory_current": current,
+                "memory_peak": peak}
 
     def close(self) -> None:
         self.obj.close()
+        if self.cgroup is not None:
+            self.cgroup.close()
+            self.cgroup = None
 
     def __enter__(self) -> LoadedBuild:
         return self
@@ -381,6 +509,15 @@ def calibrate(builds: list[LoadedBuild], target_ns: float) -> int:
     return n
 
 
+def complete_axes(values: dict, side_keys: list[str]) -> dict:
+    """Several producers are measured beside one producer in the same loads (a side of its own,
+    first), so that scaling efficiency has its baseline from the same run."""
+    producers = values.get("producers", [None])
+    if "producers" in side_keys and any(p not in (None, 1) for p in producers) and 1 not in producers:
+        return {**values, "producers": [1, *producers]}
+    return values
+
+
 def split(sides: list) -> list[list]:
     """Sides of a strategy whose builds interfere in one load (Strategy.alone) get a comparison
     each, with every other side in it."""
@@ -391,12 +528,34 @@ def split(sides: list) -> list[list]:
     return [[*rest, s] for s in alone]
 
 
+def _sample(b: LoadedBuild, sample: int, nr_loops: int, pools: dict[int, Producers]) -> Sample:
+    """One sample of one build: its producers' runs at once (each its own slice of the key
+    stream: draws from ((sample + 1) * producers + p) * nr_loops on; draws 0.. were the
+    calibration's), then what its maps hold."""
+    spec = b.spec
+    roles, slices = spec.roles(), spec.slices()
+    starts = [((sample + 1) * spec.producers + p) * nr_loops for p in range(spec.producers)]
+    if spec.producers == 1:
+        runs = [b.run(nr_loops, starts[0], *slices[0], writer=roles[0] == "writer")]
+    else:
+        pool = pools[spec.producers]
+        runs = pool.run([functools.partial(b.run, nr_loops, starts[p], *slices[p], cpu=pool.cpus[p],
+                                           writer=roles[p] == "writer") for p in range(spec.producers)])
+    return Sample(runs, **b.memory_now())
+
+
 def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
-    """Every sample of every side and control of one comparison, as result rows."""
+    """Every sample of every side and control of one comparison, as result rows (one per
+    producer and sample)."""
     require_bpf_privilege()
     rows: list[dict] = []
     nr_loops = None
-    with pinned_to(opts.cpu) as cpu:
+    with ExitStack() as threads:
+        # before pinning: the producers' CPUs are all the process may use, the measuring one first
+        pools = {n: threads.enter_context(Producers(producer_cpus(opts.cpu, n)))
+                 for n in sorted({s.producers for s in sides}) if n > 1}
+        threads.enter_context(pinned_to(opts.cpu))
+        cpu = opts.cpu
         for instance in range(opts.instances):
             with ExitStack() as stack:
                 def load(spec: KernelSpec, control: bool, instance: int = instance) -> LoadedBuild:
@@ -405,22 +564,23 @@ def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample =
                 programs, controls = load_sides_and_controls(stack, sides, load)
                 if nr_loops is None:
                     nr_loops = calibrate([b for _, b in programs], opts.target_ms * 1e6)
-                # draws 0.. were the calibration's: sample s draws from (s + 1) * nr_loops on
-                runs = run_interleaved(programs, opts.warmup + opts.samples,
-                                       lambda b, sample, n=nr_loops: b.run(n, (sample + 1) * n), on_sample)
-                control_median = {key: statistics.median(r.ns_per_op for _, r in runs[id(b)][opts.warmup:])
+                samples = run_interleaved(programs, opts.warmup + opts.samples,
+                                          lambda b, sample, n=nr_loops: _sample(b, sample, n, pools), on_sample)
+                control_median = {key: statistics.median(r.ns_per_op for _, smp in samples[id(b)][opts.warmup:]
+                                                         for r in smp.runs)
                                   for key, b in controls.items()}
-                common = {"instance": instance, "cpu": cpu, "load_avg_1m": load_avg_1m(), "status": "ok",
-                          "message": ""}
+                common = {"instance": instance, "load_avg_1m": load_avg_1m(), "status": "ok", "message": ""}
                 for position, b in programs:
-                    for sample, (order, r) in enumerate(runs[id(b)]):
-                        rows.append(_row(b, position, sample, order, r, opts.warmup,
-                                         None if b.control else control_median[b.spec.control_key()], common))
+                    for sample, (order, smp) in enumerate(samples[id(b)]):
+                        for producer, (role, r) in enumerate(zip(b.spec.roles(), smp.runs)):
+                            rows.append(_row(b, position, sample, order, r, smp, producer, role, opts.warmup,
+                                             None if b.control else control_median[b.spec.control_key()],
+                                             {**common, "cpu": r.cpu if b.spec.producers > 1 else cpu}))
     return rows
 
 
-def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, warmup: int,
-         control_ns: float | None, common: dict) -> dict:
+def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, smp: Sample, producer: int, role,
+         warmup: int, control_ns: float | None, common: dict) -> dict:
     spec = b.spec
     fp_rate = fp_theory = None
     misses = r.ops - r.hits
@@ -435,12 +595,18 @@ def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, warmup
         "object_sha256": b.built.sha256,
         "position": position, "run_order": order,
         "sample": sample, "warmup": sample < warmup,
+        "producer": producer, "role": role,
+        "op": spec.write_op if role == "writer" else fields["op"],  # a writer's op is its own
+        "started_ns": r.start_ns,
+        "aggregate_ops_per_s": smp.aggregate_ops_per_s if spec.producers > 1 else None,
         "ops": r.ops, "elapsed_ns": r.elapsed_ns,
         "ns_per_op": r.ns_per_op if b.control else r.ns_per_op - control_ns,
         "gross_ns_per_op": r.ns_per_op,
         "control_ns_per_op": control_ns,
         "hits": r.hits,
         "measured_hit_ratio": None if b.control else r.hits / r.ops,
-        "map_memory_bytes": b.memory,
+        "map_memory_bytes": smp.memlock if smp.memlock is not None else b.memory,
+        "memory_current_bytes": smp.memory_current, "memory_peak_bytes": smp.memory_peak,
+        "memory_source": b.memory_source,
         "bloom_fp_rate": fp_rate, "bloom_fp_theory": fp_theory,
     }
