@@ -65,7 +65,7 @@ def _panels(frame: pd.DataFrame, panel: str, x: str, hue: str, xlabel: str, ylab
 
 def _plain_shape(s: pd.DataFrame) -> pd.Series:
     """Rows of the default shape: 4-byte keys, 8-byte values (or bloom's), a full preallocated map."""
-    return ((s.key_size == 4) & (s.fill == 1) & (s.no_prealloc != True)  # noqa: E712 - null is prealloc
+    return ((s.key_size == 4) & (s.fill == 1) & (s.no_prealloc != True) & (s.producers == 1)  # noqa: E712
             & ((s.value_size == 8) | (s.family != "membership") | (s.strategy == "bloom")))
 
 
@@ -119,7 +119,7 @@ def key_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine: ns/op against key size, one line per map type, one panel per op, size and
     key distribution."""
     k = s[(s.engine == "kernel") & (s.family == "membership") & (s.strategy != "bloom") & (s.fill == 1)
-          & (s.value_size == 8) & (s.no_prealloc != True) & (s.isa == "v3")]  # noqa: E712
+          & (s.value_size == 8) & (s.no_prealloc != True) & (s.isa == "v3") & (s.producers == 1)]  # noqa: E712
     k = k[~k.strategy.str.contains("array")]  # arrays keep 4-byte index keys
     if k.key_size.nunique() < 2:
         return []
@@ -127,6 +127,65 @@ def key_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     k["panel"] = [f"{op}, {int(n):,} entries, {d}" for op, n, d in zip(k.op, k.map_size, k.key_distribution)]
     return _panels(k, "panel", "key_size", "strategy", "key size (bytes)", "ns per op (net, median)",
                    "Kernel engine: cost against key size (band: 95 % CI)", out_dir / "key_sizes", logx=False)
+
+
+def scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Kernel engine, several producers: aggregate ops/s and per-op cost on each CPU against the
+    number of producers, one line per map type; one row of panels per workload."""
+    k = s[(s.engine == "kernel") & (s.family == "membership")].copy()
+    k = k[k.groupby(["op", "map_size", "writers", "write_op", "strategy", "no_prealloc"], dropna=False)
+          .producers.transform("nunique") > 1]
+    k = k[(k.writers == 0) | (k.role == "reader")]  # readers alone, or the readers beside writers
+    if k.empty:
+        return []
+    k["m_ops"] = k.aggregate_ops_per_s.fillna(k.ops_per_s) / 1e6
+    k["workload"] = [f"{op}" + (f", {int(w)} writing ({wo})" if w else "") + f", {int(n):,} entries"
+                     for op, w, wo, n in zip(k.op, k.writers, k.write_op, k.map_size)]
+    k["line"] = [f"{t}" + (" no prealloc" if p is True else "") for t, p in zip(k.strategy, k.no_prealloc)]
+    workloads = sorted(k.workload.unique())
+    fig, axes = plt.subplots(len(workloads), 2, figsize=(9, 3.2 * len(workloads)), squeeze=False)
+    for row, w in zip(axes, workloads):
+        g = k[k.workload == w]
+        for line, h in g.groupby("line"):
+            h = h.sort_values("producers")
+            row[0].plot(h.producers, h["m_ops"], marker="o", label=line)
+            row[1].plot(h.producers, h.median_ns_per_op, marker="o", label=line)
+            row[1].fill_between(h.producers, h.ci_low, h.ci_high, alpha=0.2, lw=0)
+        row[0].set_ylabel("M ops/s, all producers")
+        row[1].set_ylabel("ns per op on each CPU")
+        for ax in row:
+            ax.set_xlabel("producers (CPUs at once)")
+            ax.set_title(w, fontsize=9)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.legend(fontsize=7)
+    fig.suptitle("Kernel engine: many CPUs on one map (producers of a panel measured head to head)", y=1.01)
+    fig.tight_layout()
+    return _save(fig, out_dir / "scaling")
+
+
+def churn_memory(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Memory of the churn workloads: the run's cgroup (held and peak) or fdinfo, per map type
+    with and without preallocation."""
+    k = s[(s.engine == "kernel") & s.memory_source.notna() & ((s.producers > 1) | (s.op != "lookup"))].copy()
+    k = k[(k.role != "reader") | k.role.isna()]
+    if k.empty:
+        return []
+    k["held"] = k.memory_current_bytes.fillna(k.map_memory_bytes) / 2**20
+    k["peak"] = k.memory_peak_bytes.fillna(k.map_memory_bytes) / 2**20
+    k["label"] = [f"{t}{' no prealloc' if p is True else ''}\n{op}{'+' + wo if w else ''} x{int(n)} "
+                  f"{int(size):,}" for t, p, op, wo, w, n, size in zip(k.strategy, k.no_prealloc, k.op, k.write_op,
+                                                                      k.writers, k.producers, k.map_size)]
+    k = k.drop_duplicates("label")
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(k)), 4))
+    x = np.arange(len(k))
+    ax.bar(x - 0.2, k.held, 0.4, label="held after the samples")
+    ax.bar(x + 0.2, k.peak, 0.4, label="peak")
+    ax.set_xticks(x, k.label, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("MiB")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Memory under churn ({', '.join(sorted(k.memory_source.unique()))})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / "churn_memory")
 
 
 def batch_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -246,7 +305,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     if s.empty:
         return []
     paths = []
-    for make in (kernel_scaling, map_types, key_sizes, batch_sizes, attached):
+    for make in (kernel_scaling, map_types, key_sizes, scaling, churn_memory, batch_sizes, attached):
         paths += make(s, out_dir)
     paths += bloom_fp(df, out_dir)
     paths += head_to_head_plot(head_to_head(df), out_dir)

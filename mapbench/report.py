@@ -134,6 +134,66 @@ def shapes(ratios, records) -> list[str]:
     return out
 
 
+PUBLISHED_CHURN = ("Published for comparison (Hou Tao's htab memory series, 8 vCPUs, 8 producers, a "
+                   "syscall-driven bench, so absolute rates do not carry over): overwrite with "
+                   "preallocation 191.4k op/s at 1.24 MiB vs the BPF memory allocator 126.6k op/s at 2.26 MiB; "
+                   "add on one CPU, delete on another: 39.7k op/s / 1.47 MiB preallocated vs 21.3k op/s / "
+                   "17.5 MiB (28.9 MiB peak).")
+
+
+def _workload(c: dict) -> str | None:
+    """The churn workload a configuration is, after the kernel's htab-mem bench."""
+    if c.get("op") == "update" and not c.get("writers"):
+        return "overwrite"
+    if c.get("op") == "delete_insert" and not c.get("writers"):
+        return "add+delete on one CPU"
+    if c.get("write_op") == "insert" and c.get("op") in ("delete", "insert") and c.get("writers"):
+        return "add on one CPU, delete on another"
+    return None
+
+
+def contention(ratios, records) -> list[str]:
+    """Producers head to head with one producer, readers alone and beside a writer; then the
+    churn workloads' rates and memory."""
+    out = []
+    for r in _where(ratios, engine="kernel", den_producers=1, den_writers=0, num_role="reader"):
+        n = r["numerator_config"]
+        if n["producers"] == 1:
+            continue
+        rec = next((x for x in records if all(x.get(k) == v for k, v in n.items())), {})
+        with_writers = (f"beside {n['writers']} writing ({n['write_op']})" if n["writers"]
+                        else "readers only")
+        extra = ""
+        if rec.get("aggregate_ops_per_s"):
+            extra = f"; all producers {rec['aggregate_ops_per_s'] / 1e6:.2f} M ops/s"
+        if rec.get("scaling_efficiency") is not None:
+            extra += f", scaling efficiency {rec['scaling_efficiency']:.0%}"
+        out.append(f"{n['strategy']} {n['op']} at {n['map_size']:,} entries, {n['producers']} producers "
+                   f"({n.get('overlap') or 'same'} entries), {with_writers}: per-lookup cost on each CPU / one "
+                   f"reader alone = {_r(r)}{extra}.")
+    for r in _where(ratios, engine="kernel", den_producers=1, den_writers=0, num_role="writer"):
+        n = r["numerator_config"]
+        if n["producers"] > 1 and n["writers"] < n["producers"]:
+            out.append(f"{n['strategy']} at {n['map_size']:,} entries, the writer among {n['producers']} "
+                       f"producers: its {n['write_op']} / one reader's lookup alone = {_r(r)}.")
+    churn = [c for c in records if c.get("engine") == "kernel" and _workload(c) and c.get("memory_source")
+             and c["producers"] > 1]
+    for c in sorted(churn, key=lambda c: (str(_workload(c)), c["strategy"], c["map_size"], bool(c["no_prealloc"]),
+                                          c["producers"], str(c.get("role")))):
+        rate = c.get("aggregate_ops_per_s") or c.get("ops_per_s")
+        memory = (f"{render.fmt_bytes(c['memory_current_bytes'])} held, {render.fmt_bytes(c['memory_peak_bytes'])}"
+                  f" at peak ({c['memory_source']})" if c.get("memory_current_bytes") is not None
+                  else f"fdinfo {render.fmt_bytes(c['map_memory_bytes'])} ({c['memory_source']})")
+        role = f", the producers that {c['op']}" if c.get("role") and c.get("writers") else ""
+        out.append(f"Churn, {_workload(c)}: {c['strategy']} "
+                   f"{'without' if c.get('no_prealloc') else 'with'} preallocation, {c['map_size']:,} entries, "
+                   f"{c['producers']} producers{role}: {rate / 1e6:.2f} M ops/s all producers, "
+                   f"{c['median_ns_per_op']:.0f} ns per op on each CPU; {memory}.")
+    if churn:
+        out.append(PUBLISHED_CHURN)
+    return out
+
+
 def per_task(ratios) -> list[str]:
     out = []
     for r in sorted(_where(ratios, engine="attached", num_strategy="task_storage", den_strategy="pid_hash",
@@ -261,8 +321,8 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
     lines += [f"- rows by status: {status}", "", "## How steady this run was", ""]
     lines += [f"- {s}" for s in steadiness(df_rows)] or ["- (one load per configuration: no spread to show)"]
     lines += ["", "## Conclusions", ""]
-    found = (membership(ratios) + shapes(ratios, records) + per_task(ratios) + syscalls(ratios, df)
-             + article(ratios, df))
+    found = (membership(ratios) + shapes(ratios, records) + contention(ratios, records) + per_task(ratios)
+             + syscalls(ratios, df) + article(ratios, df))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:

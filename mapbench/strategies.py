@@ -175,8 +175,10 @@ _MAP_TYPES = (  # the membership family's map types: (name, what it is, params, 
     ("percpu_array", "per-CPU array indexed by entry number", frozenset({"value_size"}), lambda n: 0),
 )
 # array_map_delete_elem() is -EINVAL: an array has every index from creation to the end
-_ARRAY_REFUSES = (("delete_insert", "the kernel refuses deletes from arrays (EINVAL): every index exists "
-                   "from creation on"),)
+_NO_DELETE = "the kernel refuses deletes from arrays (EINVAL): every index exists from creation on"
+_ARRAY_REFUSES = (("delete_insert", _NO_DELETE), ("delete", _NO_DELETE),
+                  ("insert", "an array has every index: an insert (BPF_NOEXIST) is always EEXIST"))
+MEMBERSHIP_OPS = ("lookup", "update", "delete_insert", "insert", "delete")
 
 
 def _membership_bytes(spec, percpu: bool = False) -> int:
@@ -185,7 +187,7 @@ def _membership_bytes(spec, percpu: bool = False) -> int:
 
 
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
-    *(Strategy(name, MEMBERSHIP, "MB_HASH", ("lookup", "update", "delete_insert"), what,
+    *(Strategy(name, MEMBERSHIP, "MB_HASH", MEMBERSHIP_OPS, what,
                maps=(MapPlan("members", configure=_configure_members(name), fill=_fill_members, spare=spare),),
                params=params, index_keys="array" in name,
                refused=_ARRAY_REFUSES if "array" in name else (),

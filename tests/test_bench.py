@@ -2,6 +2,7 @@
 so that a broken report or plot fails CI; and head-to-head measurement as a user runs it."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -33,9 +34,14 @@ def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
     assert "hash update at 1,000 entries: no-prealloc / prealloc = " in report
     assert "memory per entry held" in report
     assert "array delete_insert" in report and "the kernel refuses deletes from arrays (EINVAL)" in report
+    assert "Churn, add on one CPU, delete on another: hash without preallocation" in report
+    assert "Hou Tao" in report
+    if len(os.sched_getaffinity(0)) > 1:
+        assert "hash lookup at 1,000 entries, 2 producers" in report and "beside 1 writing (update)" in report
     assert "8 %" not in report  # no fixed claim about drift: the run says what it measured
     plots = {p.name for p in (tmp_path / f"{parquet.stem}-plots").iterdir()}
-    for name in ("kernel_scaling", "map_types", "key_sizes", "batch_sizes", "attached", "bloom_fp", "head_to_head"):
+    for name in ("kernel_scaling", "map_types", "key_sizes", "batch_sizes", "attached", "bloom_fp", "head_to_head",
+                 "churn_memory", *(["scaling"] if len(os.sched_getaffinity(0)) > 1 else [])):
         assert {f"{name}.png", f"{name}.svg"} <= plots, name
 
 

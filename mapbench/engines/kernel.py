@@ -107,8 +107,8 @@ def _zipf_s(text) -> float:
 def _count_or_all(flag: str):
     """A count, or 'all' (every usable CPU for --producers; every producer for --writers)."""
     def parse(text):
-        if str(text).strip().lower() == "all":
-            return "all"
+        if str(text).strip().lower() in ("all", "1..all"):
+            return str(text).strip().lower()
         value = parse_whole_number(text, flag)
         if value < (1 if flag == "--producers" else 0):
             raise BadInput(f"{flag} {value} must be at least {1 if flag == '--producers' else 0}")
@@ -147,7 +147,8 @@ AXES = (
     Axis("no_prealloc", "--no-prealloc", "no_prealloc", _boolean("--no-prealloc"), is_flag=True,
          help="hash and percpu_hash: BPF_F_NO_PREALLOC (elements allocated on update)"),
     Axis("producers", "--producers", "producers", _count_or_all("--producers"),
-         help="CPUs running the program at once (N or all), each its own slice of the key stream"),
+         help="CPUs running the program at once (N, all, or 1..all: 1, 2, 4, ... and all), each its own "
+              "slice of the key stream"),
     Axis("writers", "--writers", "writers", _count_or_all("--writers"),
          help="membership: producers that write (--write-op) while the rest run --op (N or all)"),
     Axis("write_ops", "--write-op", "write_op", lambda t: parse_choice(t, "--write-op", WRITE_OPS),
@@ -510,12 +511,17 @@ def calibrate(builds: list[LoadedBuild], target_ns: float) -> int:
 
 
 def complete_axes(values: dict, side_keys: list[str]) -> dict:
-    """Several producers are measured beside one producer in the same loads (a side of its own,
-    first), so that scaling efficiency has its baseline from the same run."""
-    producers = values.get("producers", [None])
+    """'1..all' producers is 1, 2, 4, ... and every usable CPU. Several producers are measured
+    beside one producer in the same loads (a side of its own, first), so that scaling
+    efficiency has its baseline from the same run."""
+    usable = len(os.sched_getaffinity(0))
+    producers: list = []
+    for p in values.get("producers", [None]):
+        steps = [2**i for i in range(usable.bit_length()) if 2**i < usable] + [usable] if p == "1..all" else [p]
+        producers += [s for s in steps if s not in producers]
     if "producers" in side_keys and any(p not in (None, 1) for p in producers) and 1 not in producers:
-        return {**values, "producers": [1, *producers]}
-    return values
+        producers = [1, *producers]
+    return {**values, "producers": producers}
 
 
 def split(sides: list) -> list[list]:
