@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import engines, results, sweep
+from . import dataset, engines, results, sweep
 from .engines import Comparison
 from .environment import run_environment
 from .errors import BadInput
@@ -18,6 +18,8 @@ from .render import config_label
 from .runner import require_bpf_privilege
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+DATASET = DATA / "results"  # mapbench/dataset.py: kernel=<release>/host=<host>/<run_id>.parquet
+REPORTS = DATA / "reports"  # <run_id>.md and <run_id>-plots/
 DEFAULT_SWEEP = DATA / "sweeps" / "default.toml"
 FULL_SWEEP = DATA / "sweeps" / "full.toml"
 
@@ -85,14 +87,23 @@ def measure_comparisons(comparisons: list[Comparison], out_path: Path | None, pr
     return pa.concat_tables(tables)
 
 
-def run_sweep(config: str | Path | None, out_path: str | Path | None, cpu: int | None, progress=None) -> Path:
-    """A sweep file measured into out_path (resumed when it exists); returns its path."""
+def partial_path(root: Path, run_id: str) -> Path:
+    """Where a run of the dataset at `root` is written comparison by comparison until it is
+    whole (then it moves into the dataset): beside the dataset, so a crash loses nothing and
+    no half run is ever in it."""
+    return Path(root).parent / "partial" / f"{run_id}.parquet"
+
+
+def run_sweep(config: str | Path | None, out_path: str | Path | None, cpu: int | None, progress=None,
+              root: Path = DATASET) -> Path:
+    """A sweep file measured into out_path (resumed when it exists), or, without one, into the
+    dataset at `root`; returns the file's path."""
     from .runner import resolve_cpu
 
     comparisons = sweep.load(config or DEFAULT_SWEEP)
     cpu = resolve_cpu(cpu)
     run_id = results.new_run_id()
-    path = Path(out_path or DATA / "results" / f"{run_id}.parquet")
+    path = Path(out_path or partial_path(root, run_id))
     check_output(path)
     require_bpf_privilege()
     progress = progress or _NoProgress()
@@ -100,6 +111,8 @@ def run_sweep(config: str | Path | None, out_path: str | Path | None, cpu: int |
     sweep.run(comparisons, cpu, path, run_id,
               on_comparison=lambda c, measured: None if measured else progress.advance(c.samples()),
               on_sample=progress.advance)
+    if out_path is None:
+        [path] = dataset.import_files(root, [path])
     return path
 
 
@@ -114,6 +127,7 @@ def report(path: Path, out_dir: Path | None = None) -> Path:
     return write_report(table, out_dir / f"{path.stem}.md", f"mapbench bench {path.stem}", plots)
 
 
-def bench(config: str | Path | None, out_dir: Path, cpu: int | None, progress=None) -> tuple[Path, Path]:
-    path = run_sweep(config, out_dir / f"{results.new_run_id()}.parquet", cpu, progress)
-    return path, report(path)
+def bench(config: str | Path | None, root: Path, reports: Path, cpu: int | None, progress=None) -> tuple[Path, Path]:
+    """A sweep into the dataset at `root`, its report and plots into `reports`."""
+    path = run_sweep(config, None, cpu, progress, root)
+    return path, report(path, reports)

@@ -158,7 +158,7 @@ def print_summaries(records: list[dict], ratios: list[dict], title: str) -> None
 @cli.command("sweep")
 @click.argument("config", type=click.Path(dir_okay=False), default=None, required=False)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="Result file (default: data/results/<run_id>.parquet).")
+              help="Result file (default: a new run in the dataset, data/results).")
 @click.option("--resume", "resume_path", type=click.Path(dir_okay=False), default=None,
               help="Continue this result file: configurations already in it are skipped.")
 @click.option("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one).")
@@ -243,17 +243,115 @@ def diff_cmd(base, new, threshold, alpha, force, fmt, as_json, plot_path):
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Sweep file (default: data/sweeps/default.toml).")
 @click.option("--full", is_flag=True, help="The complete grids (data/sweeps/full.toml, about an hour).")
-@click.option("--out-dir", type=click.Path(file_okay=False), default="data/results", show_default=True)
+@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
+              help="Result dataset (default: data/results).")
+@click.option("--reports", type=click.Path(file_okay=False), default=None,
+              help="Where the report and plots go (default: data/reports).")
 @click.option("--cpu", type=int, default=None)
-def bench_cmd(config, full, out_dir, cpu):
-    """The default benchmark: sweep, Parquet file, plots and a Markdown report under --out-dir."""
+def bench_cmd(config, full, root, reports, cpu):
+    """The default benchmark: a run into the result dataset, its plots and Markdown report."""
     from . import bench
 
     if full and config:
         raise BadInput("--full and --config both name a sweep file: give one")
     with Bar("bench") as bar:
-        path, report = bench.bench(bench.FULL_SWEEP if full else config, Path(out_dir), cpu, bar)
+        path, report = bench.bench(bench.FULL_SWEEP if full else config, Path(root or bench.DATASET),
+                                   Path(reports or bench.REPORTS), cpu, bar)
     out.print(f"results: {path}\nreport: {report}")
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
+              help="Result dataset (default: data/results).")
+@click.option("--keep", is_flag=True, help="Copy the files in; leave the originals.")
+def import_cmd(files, root, keep):
+    """Move result files into the dataset, one file per run, kernel and host."""
+    from . import bench, dataset
+
+    for path in dataset.import_files(Path(root or bench.DATASET), [Path(f) for f in files], keep):
+        out.print(str(path))
+
+
+@cli.command("query")
+@click.argument("sql")
+@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
+              help="Result dataset (default: data/results).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def query_cmd(sql, root, fmt):
+    """SQL (DuckDB) over the view `results`: one row per sample, every result column, and the
+    partitions `kernel` and `host`."""
+    import duckdb
+
+    from . import bench, dataset
+
+    try:
+        df = dataset.connect(Path(root or bench.DATASET)).execute(sql).df()
+    except duckdb.Error as exc:
+        raise BadInput(f"query: {str(exc).splitlines()[0]}") from None
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", date_format="iso"))
+    else:
+        out.print(render.rich_table(f"mapbench query ({len(df)} rows)", list(map(str, df.columns)),
+                                    [[str(v) for v in row] for row in df.itertuples(index=False)]))
+
+
+@cli.command("history")
+@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
+              help="Result dataset (default: data/results).")
+@click.option("--engine", default=None)
+@click.option("--map", "strategy", default=None, help="Strategy or map type.")
+@click.option("--size", default=None)
+@click.option("--op", default=None)
+@click.option("--driver", default=None)
+@click.option("--hit-ratio", type=float, default=None)
+@click.option("--key-size", type=int, default=None)
+@click.option("--isa", default=None)
+@click.option("--kernel", default=None, help="Only runs on this kernel release.")
+@click.option("--host", default=None, help="Only runs on this host.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw it here.")
+@click.option("--json", "as_json", is_flag=True)
+def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, isa, kernel, host, plot_path,
+                as_json):
+    """One configuration over runs: median and CI per run, by kernel and host, and the runs
+    where its level shifted (change points) with what changed in the environment."""
+    from . import bench, history
+    from .strategies import parse_size
+
+    given = {"engine": engine, "strategy": strategy, "map_size": parse_size(size) if size else None, "op": op,
+             "driver": driver, "hit_ratio": hit_ratio, "key_size": key_size, "isa": isa}
+    where = {k: v for k, v in given.items() if v is not None}
+    timings: dict = {}
+    series = history.history(Path(root or bench.DATASET), where, kernel, host, timings)
+    if not series:
+        raise BadInput("no measured rows match " + (", ".join(f"{k}={v}" for k, v in where.items()) or "anything"))
+    if as_json:
+        for s in series:
+            click.echo(json.dumps({"label": s["label"], "config": s["config"],
+                                   "runs": [{**r, "timestamp": str(r["timestamp"])} for r in s["runs"]],
+                                   "steps": [vars(st) for st in s["steps"]]}, default=str))
+        return
+    for s in series:
+        steps = {st.index: st for st in s["steps"]}
+        rows = []
+        for i, r in enumerate(s["runs"]):
+            st = steps.get(i)
+            note = ""
+            if st:
+                changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in st.changed.items()) or "no environment change"
+                note = f"[red]step x{st.ratio:.2f}[/] ({changed})"
+            rows.append([str(r["timestamp"])[:19], r["run_id"], str(r["kernel_release"]), str(r["host"]),
+                         render.fmt_ns(r["median"]), f"{render.fmt_ns(r['ci_low'])} .. {render.fmt_ns(r['ci_high'])}",
+                         note])
+        out.print(render.rich_table(f"history: {s['label']}", ["time", "run", "kernel", "host", "median ns/op",
+                                                               "95% CI", "change point"], rows))
+    err.print(f"{len(series)} configuration(s), {sum(len(s['runs']) for s in series)} run(s); the query took "
+              f"{timings['query_s']:.2f} s, the per-run medians and CIs {timings['summaries_s']:.2f} s")
+    if plot_path:
+        for p in history.plot(series, Path(plot_path)):
+            err.print(f"plot: {p}")
 
 
 @cli.command("plot")

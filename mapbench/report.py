@@ -122,7 +122,7 @@ def shapes(ratios, records) -> list[str]:
                        for r in sorted(rs, key=lambda r: r["numerator_config"]["value_size"])) + ".")
     for r in _where(ratios, engine="kernel", num_no_prealloc=True, den_no_prealloc=False):
         n, d = r["numerator_config"], r["denominator_config"]
-        if n["strategy"] != d["strategy"]:
+        if any(n[k] != d[k] for k in n if k != "no_prealloc"):  # the same work but for preallocation
             continue
         mem = {c["no_prealloc"]: c.get("bytes_per_entry") for c in records
                if all(c.get(k) == v for k, v in n.items() if k != "no_prealloc")}
@@ -156,21 +156,22 @@ def contention(ratios, records) -> list[str]:
     """Producers head to head with one producer, readers alone and beside a writer; then the
     churn workloads' rates and memory."""
     out = []
+    roles = ("producers", "writers", "write_op", "overlap", "role", "op")  # what a producer side changes
     for r in _where(ratios, engine="kernel", den_producers=1, den_writers=0, num_role="reader"):
-        n = r["numerator_config"]
-        if n["producers"] == 1:
+        n, d = r["numerator_config"], r["denominator_config"]
+        if n["producers"] == 1 or any(n[k] != d[k] for k in n if k not in roles):
             continue
         rec = next((x for x in records if all(x.get(k) == v for k, v in n.items())), {})
         with_writers = (f"beside {n['writers']} writing ({n['write_op']})" if n["writers"]
-                        else "readers only")
+                        else f"every producer doing {n['op']}")
         extra = ""
         if rec.get("aggregate_ops_per_s"):
             extra = f"; all producers {rec['aggregate_ops_per_s'] / 1e6:.2f} M ops/s"
         if rec.get("scaling_efficiency") is not None:
             extra += f", scaling efficiency {rec['scaling_efficiency']:.0%}"
         out.append(f"{n['strategy']} {n['op']} at {n['map_size']:,} entries, {n['producers']} producers "
-                   f"({n.get('overlap') or 'same'} entries), {with_writers}: per-lookup cost on each CPU / one "
-                   f"reader alone = {_r(r)}{extra}.")
+                   f"({n.get('overlap') or 'same'} entries), {with_writers}: per-{n['op']} cost on each CPU / one "
+                   f"producer alone = {_r(r)}{extra}.")
     for r in _where(ratios, engine="kernel", den_producers=1, den_writers=0, num_role="writer"):
         n = r["numerator_config"]
         if n["producers"] > 1 and n["writers"] < n["producers"]:

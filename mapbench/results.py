@@ -122,7 +122,7 @@ def measured(df):
 
 def plain(value):
     """numpy/pandas scalars and NaN as plain Python values (None for missing)."""
-    if value is None:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing markers
         return None
     if hasattr(value, "item"):
         value = value.item()

@@ -16,14 +16,17 @@ FAST = ["--samples", "3", "--instances", "2", "--warmup", "1", "--sample-ms", "1
 
 @pytest.mark.kernel
 def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
-    res = run_cli("bench", "--config", str(TINY), "--out-dir", str(tmp_path))
+    res = run_cli("bench", "--config", str(TINY), "--dataset", str(tmp_path / "results"), "--reports",
+                  str(tmp_path / "reports"))
     assert res.returncode == 0, res.stderr
-    [parquet] = tmp_path.glob("*.parquet")
+    [parquet] = (tmp_path / "results").rglob("*.parquet")  # moved into the dataset once whole
+    assert parquet.parent.name.startswith("host=") and parquet.parent.parent.name.startswith("kernel=")
+    assert not list((tmp_path / "partial").glob("*.parquet"))
     df = results.read(parquet).to_pandas()
     assert set(df.engine) == {"kernel", "syscall", "attached", "reference"}
     assert (df.status == "ok").sum() > 100
     assert df.comparison.notna().all()
-    report = parquet.with_suffix(".md").read_text()
+    report = (tmp_path / "reports" / f"{parquet.stem}.md").read_text()
     for heading in ("## Environment", "## How steady this run was", "## Conclusions", "## Head-to-head ratios",
                     "## Results", "## Not measured"):
         assert heading in report, heading
@@ -39,7 +42,7 @@ def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
     if len(os.sched_getaffinity(0)) > 1:
         assert "hash lookup at 1,000 entries, 2 producers" in report and "beside 1 writing (update)" in report
     assert "8 %" not in report  # no fixed claim about drift: the run says what it measured
-    plots = {p.name for p in (tmp_path / f"{parquet.stem}-plots").iterdir()}
+    plots = {p.name for p in (tmp_path / "reports" / f"{parquet.stem}-plots").iterdir()}
     for name in ("kernel_scaling", "map_types", "key_sizes", "batch_sizes", "attached", "bloom_fp", "head_to_head",
                  "churn_memory", *(["scaling"] if len(os.sched_getaffinity(0)) > 1 else [])):
         assert {f"{name}.png", f"{name}.svg"} <= plots, name
