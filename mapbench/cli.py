@@ -298,6 +298,73 @@ def query_cmd(sql, root, fmt):
                                     [[str(v) for v in row] for row in df.itertuples(index=False)]))
 
 
+@cli.command("matrix", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--kernel", "kernels", multiple=True, required=True,
+              help="A kernel to run under: 'running', a release, or a version prefix of an installed image "
+                   "(6.1, 6.12). Repeat it.")
+@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
+              help="Result dataset (default: data/results).")
+@click.option("--reports", type=click.Path(file_okay=False), default=None,
+              help="Where the per-kernel table and plot go (default: data/reports).")
+@click.option("--cpus", type=int, default=2, show_default=True, help="vCPUs of each guest.")
+@click.option("--emulate", is_flag=True,
+              help="Boot guests under qemu's emulation (TCG), without KVM: the programs load and run on each "
+                   "kernel, but the figures are an emulator's, not that kernel's costs.")
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+def matrix_cmd(kernels, root, reports, cpus, emulate, args):
+    """Run `mapbench ARGS` (sweep or run) under each kernel, booted with virtme-ng, and gather
+    the results into the dataset: mapbench matrix --kernel 6.1 --kernel running -- sweep F."""
+    import pandas as pd
+
+    from . import bench, dataset, matrix, results
+    from .diff import diff
+    from .plots import per_kernel
+    from .summary import summaries
+
+    args = [a for a in args if a != "--"]
+    resolved = [matrix.resolve(k) for k in kernels]
+    guests = [k for k in resolved if k.image]
+    if guests:
+        matrix.check_host(guests[0], emulate)
+    if emulate:
+        err.print("[yellow]--emulate: the guests run under qemu's TCG: their figures are an emulator's[/]")
+    root, reports = Path(root or bench.DATASET), Path(reports or bench.REPORTS)
+    run_id = results.new_run_id()
+    work = bench.partial_path(root, f"matrix-{run_id}").with_suffix("")
+    done = matrix.run(resolved, args, Path(__file__).resolve().parent.parent, work, cpus, emulate,
+                      on_start=lambda k, cmd: err.print(f"{k.name} ({k.release}): {' '.join(cmd)}"))
+    tables = {}
+    for name, got in done.items():
+        if isinstance(got, Path):
+            [path] = dataset.import_files(root, [got])
+            tables[name] = results.read_file(path)
+            err.print(f"{name}: {path}")
+        else:
+            err.print(f"[red]{name}: no results[/]: {got}")
+    if not tables:
+        raise matrix.NoVirtualMachine("no kernel produced results: " + "; ".join(f"{k}: {v}" for k, v in done.items()))
+    frames = [t.to_pandas() for t in tables.values()]
+    names = list(tables)
+    per_kernel_records = {n: summaries(f) for n, f in zip(names, frames)}  # never pooled across kernels
+    keys = render.varying_keys([r for rs in per_kernel_records.values() for r in rs])
+    rows: dict[str, dict] = {}
+    for name, records in per_kernel_records.items():
+        for r in records:
+            rows.setdefault(render.config_label(r, keys), {})[name] = (
+                f"{r['median_ns_per_op']:.1f} ({r['ci_low']:.1f} .. {r['ci_high']:.1f})")
+    out.print(render.rich_table("median ns/op by kernel (95% CI); absolute figures: each kernel in its own VM",
+                                ["configuration", *(f"{n} ({tables[n].column('kernel_release')[0]})" for n in names)],
+                                [[label, *(v.get(n, "-") for n in names)] for label, v in rows.items()]))
+    base = names[0]
+    for name in names[1:]:
+        result = diff(frames[0], frames[names.index(name)], force=True)
+        envs = "; ".join(f"{k}: {', '.join(a)} -> {', '.join(b)}" for k, (a, b) in result.env_differences.items())
+        out.print(f"diff {base} -> {name}: {render.diff_counts(result)}. The environment differs on purpose "
+                  f"({envs}): each kernel ran in its own VM.")
+    for p in per_kernel(pd.concat(frames, ignore_index=True), reports / f"matrix-{run_id}-kernels"):
+        err.print(f"plot: {p}")
+
+
 @cli.command("history")
 @click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
               help="Result dataset (default: data/results).")

@@ -57,27 +57,75 @@ def resolve(name: str, boot: Path = BOOT) -> Kernel:
     return Kernel(name, release, images[release])
 
 
-def check_host() -> None:
-    """KVM and vng, or a NoVirtualMachine naming what is missing (exit 3)."""
-    if not os.path.exists("/dev/kvm"):
-        raise NoVirtualMachine("no /dev/kvm: this host cannot run a kernel in a VM at useful speed "
-                               "(nested virtualisation off, or not a KVM host)")
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        raise NoVirtualMachine("/dev/kvm is not readable and writable by this user")
-    if shutil.which("vng") is None:
+PROBE_TIMEOUT_S = 120  # a KVM guest boots in seconds; qemu's emulation (TCG) takes about 30 s
+
+
+def vng() -> str:
+    """virtme-ng's command: on PATH, or beside this Python (a venv not activated)."""
+    found = shutil.which("vng") or shutil.which("vng", path=str(Path(sys.executable).parent))
+    if found is None:
         raise NoVirtualMachine("vng (virtme-ng) is not installed: pip install virtme-ng")
+    return found
+
+
+def check_host(probe: Kernel | None = None, emulate: bool = False) -> None:
+    """Tools, KVM, and that a guest really boots (a probe boot of `probe`), or a
+    NoVirtualMachine naming what failed (exit 3). /dev/kvm can exist and still not run a guest:
+    nested under some hypervisors the guest hangs in early boot."""
+    vng()
+    for tool, package in (("qemu-system-x86_64", "qemu-system-x86"), ("busybox", "busybox-static")):
+        if shutil.which(tool) is None:
+            raise NoVirtualMachine(f"{tool} is not installed: apt-get install {package}")
+    if not emulate:
+        if not os.path.exists("/dev/kvm"):
+            raise NoVirtualMachine("no /dev/kvm: this host cannot run a kernel in a VM at useful speed "
+                                   "(nested virtualisation off, or not a KVM host); --emulate runs it under "
+                                   "qemu's TCG, for correctness, not figures")
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            raise NoVirtualMachine("/dev/kvm is not readable and writable by this user")
+    if probe is not None:
+        reason = probe_boot(probe, emulate)
+        if reason:
+            raise NoVirtualMachine(reason)
+
+
+def probe_boot(kernel: Kernel, emulate: bool = False, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Boot `kernel` once and run `uname -r`: None when it answered, else what went wrong."""
+    cmd = [vng(), "--run", str(kernel.image), "--user", "root", "--cpus", "1", "--memory", "1G",
+           *(["--disable-kvm"] if emulate else []), "--exec", "uname -r"]
+    how = "under emulation (TCG)" if emulate else "with KVM"
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        said = _last_line(exc.stderr)
+        return (f"a {kernel.release} guest did not boot {how}: no answer in {timeout:.0f} s (last console "
+                f"line: {said or 'none'})" + ("" if emulate else "; --emulate boots it under qemu's TCG instead"))
+    if proc.returncode != 0 or kernel.release not in proc.stdout:
+        return (f"a {kernel.release} guest did not boot {how} (exit {proc.returncode}): "
+                f"{_last_line(proc.stderr) or _last_line(proc.stdout) or 'no output'}"
+                + ("" if emulate else "; --emulate boots it under qemu's TCG instead"))
+    return None
+
+
+def _last_line(text) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [ln.strip("\x00 \r") for ln in (text or "").replace("\r", "\n").splitlines()]
+    return next((ln for ln in reversed(lines) if ln), "")
 
 
 def guest_command(kernel: Kernel, args: list[str], checkout: Path, out_dir: Path, cpus: int,
-                  python: str = sys.executable) -> list[str]:
+                  emulate: bool = False, python: str = sys.executable) -> list[str]:
     """The command that runs `mapbench <args>` under `kernel`: directly for the running kernel,
-    else in a vng guest with the checkout as its working directory and out_dir writable."""
+    else in a vng guest with the checkout as its working directory and out_dir writable (the
+    guest compiles its BPF objects into a cache there: its vmlinux.h comes from its own BTF)."""
     inner = [python, "-m", "mapbench.cli", *args]
     if kernel.image is None:
         return inner
-    script = f"cd {shlex.quote(str(checkout))} && {shlex.join(inner)}"
-    return ["vng", "--run", str(kernel.image), "--user", "root", "--cpus", str(cpus), "--memory", GUEST_MEMORY,
-            "--rwdir", str(out_dir), "--exec", script]
+    script = (f"cd {shlex.quote(str(checkout))} && MAPBENCH_CACHE={shlex.quote(str(out_dir / 'cache'))} "
+              f"{shlex.join(inner)}")
+    return [vng(), "--run", str(kernel.image), "--user", "root", "--cpus", str(cpus), "--memory", GUEST_MEMORY,
+            *(["--disable-kvm"] if emulate else []), "--rwdir", str(out_dir), "--exec", script]
 
 
 def with_output(args: list[str], out: Path) -> list[str]:
@@ -89,14 +137,14 @@ def with_output(args: list[str], out: Path) -> list[str]:
     return [*args, "--out", str(out)]
 
 
-def run(kernels: list[Kernel], args: list[str], checkout: Path, out_dir: Path, cpus: int,
+def run(kernels: list[Kernel], args: list[str], checkout: Path, out_dir: Path, cpus: int, emulate: bool = False,
         on_start=lambda kernel, cmd: None) -> dict[str, Path | str]:
     """Each kernel in turn; per kernel name its result file, or the reason it produced none."""
     out_dir.mkdir(parents=True, exist_ok=True)
     done: dict[str, Path | str] = {}
     for kernel in kernels:
         out = out_dir / f"{kernel.release}.parquet"
-        cmd = guest_command(kernel, with_output(args, out), checkout, out_dir, cpus)
+        cmd = guest_command(kernel, with_output(args, out), checkout, out_dir, cpus, emulate)
         on_start(kernel, cmd)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode == 0 and out.exists():

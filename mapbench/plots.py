@@ -299,6 +299,31 @@ def diff_plot(result, path: Path) -> list[Path]:
     return _save(fig, path)
 
 
+def per_kernel(df: pd.DataFrame, path: Path) -> list[Path]:
+    """Median ns/op (95 % CI) of each configuration under each kernel of a matrix."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    s = pd.DataFrame([{**r, "kernel": kernel} for kernel, g in df.groupby("kernel_release")
+                      for r in summaries(g)])  # each kernel's own summaries, never pooled
+    if s.empty:
+        return []
+    keys = [k for k in varying_keys(s.to_dict("records")) if k != "run_ids"]
+    s["label"] = [config_label(r, keys) for r in s.to_dict("records")]
+    labels, kernels = list(dict.fromkeys(s.label)), sorted(s.kernel.unique())
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(labels) * len(kernels)), 4))
+    width = 0.8 / len(kernels)
+    for j, kernel in enumerate(kernels):
+        g = s[s.kernel == kernel].set_index("label").reindex(labels)
+        x = np.arange(len(labels)) + (j - (len(kernels) - 1) / 2) * width
+        ax.bar(x, g.median_ns_per_op, width, label=kernel,
+               yerr=[g.median_ns_per_op - g.ci_low, g.ci_high - g.median_ns_per_op], capsize=2)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("ns per op (median, 95 % CI)")
+    ax.legend(fontsize=8, title="kernel")
+    ax.set_title("By kernel: each in its own VM, so absolute figures carry that VM's drift", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     sns.set_theme(style="whitegrid", context="notebook")
     s = pd.DataFrame(summaries(df))

@@ -4,8 +4,11 @@
 #   libbpf-dev       headers and libbpf.so for the cffi binding (libbpf 1.1.2 on Debian 12)
 #   bpftool          generates vmlinux.h from the running kernel's BTF
 #   gcc, pkg-config  build the cffi module at pip install
+#   qemu-system-x86, busybox-static, linux-image-amd64
+#                    `mapbench matrix`: boot the distribution's other kernel (6.1 on Debian 12) with
+#                    virtme-ng (a Python dependency), which needs qemu and busybox for its initramfs
 set -euo pipefail
-packages=(clang llvm libbpf-dev bpftool gcc pkg-config)
+packages=(clang llvm libbpf-dev bpftool gcc pkg-config qemu-system-x86 busybox-static linux-image-amd64)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
