@@ -25,7 +25,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The default benchmark: writes data/results/<run_id>.parquet and a Markdown report."""
+    """The default benchmark: a run into the dataset data/results/, its report in data/reports/."""
     install(session)
     session.run("mapbench", "bench", *session.posargs)
 

@@ -68,6 +68,12 @@ def vng() -> str:
     return found
 
 
+def _env() -> dict:
+    """vng runs its helpers (virtme-run) by name: they sit beside this Python in a venv."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
+
+
 def check_host(probe: Kernel | None = None, emulate: bool = False) -> None:
     """Tools, KVM, and that a guest really boots (a probe boot of `probe`), or a
     NoVirtualMachine naming what failed (exit 3). /dev/kvm can exist and still not run a guest:
@@ -95,7 +101,7 @@ def probe_boot(kernel: Kernel, emulate: bool = False, timeout: float = PROBE_TIM
            *(["--disable-kvm"] if emulate else []), "--exec", "uname -r"]
     how = "under emulation (TCG)" if emulate else "with KVM"
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
     except subprocess.TimeoutExpired as exc:
         said = _last_line(exc.stderr)
         return (f"a {kernel.release} guest did not boot {how}: no answer in {timeout:.0f} s (last console "
@@ -146,7 +152,7 @@ def run(kernels: list[Kernel], args: list[str], checkout: Path, out_dir: Path, c
         out = out_dir / f"{kernel.release}.parquet"
         cmd = guest_command(kernel, with_output(args, out), checkout, out_dir, cpus, emulate)
         on_start(kernel, cmd)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
         if proc.returncode == 0 and out.exists():
             done[kernel.name] = out
         else:
