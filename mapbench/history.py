@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import dataset
 from .render import config_label, varying_keys
-from .results import CONFIG_KEYS, config_of
+from .results import CONFIG_KEYS, SHAPE_DEFAULTS, config_of
 from .stats import summarize
 from .summary import load_ids
 
@@ -69,7 +69,8 @@ def history_sql(where: dict, kernel: str | None = None, host: str | None = None)
     host filter excludes."""
     clauses, params = ["status = 'ok'", "NOT warmup", "strategy <> 'control'"], []
     for column, value in where.items():
-        clauses.append(f"{column} = ?")
+        default = SHAPE_DEFAULTS.get(column)  # a file from before the column: the value it had
+        clauses.append(f"coalesce({column}, {default!r}) = ?" if default is not None else f"{column} = ?")
         params.append(value)
     for key, value in (("kernel", kernel), ("host", host)):
         if value is not None:
@@ -81,7 +82,10 @@ def history_sql(where: dict, kernel: str | None = None, host: str | None = None)
 
 def query_rows(root: Path, where: dict, kernel: str | None = None, host: str | None = None) -> pd.DataFrame:
     sql, params = history_sql(where, kernel, host)
-    return dataset.connect(root).execute(sql, params).df()
+    rows = dataset.connect(root).execute(sql, params).df()
+    for column, value in SHAPE_DEFAULTS.items():  # files from before a column existed: its old value
+        rows[column] = rows[column].fillna(value)
+    return rows
 
 
 def history(root: Path, where: dict, kernel: str | None = None, host: str | None = None,

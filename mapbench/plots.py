@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .render import config_label, varying_keys  # noqa: E402
+from .results import CONFIG_KEYS  # noqa: E402
 from .summary import head_to_head, summaries  # noqa: E402
 
 
@@ -132,21 +133,24 @@ def key_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 def scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine, several producers: aggregate ops/s and per-op cost on each CPU against the
     number of producers, one line per map type; one row of panels per workload."""
-    k = s[(s.engine == "kernel") & (s.family == "membership")].copy()
-    k = k[k.groupby(["op", "map_size", "writers", "write_op", "strategy", "no_prealloc"], dropna=False)
-          .producers.transform("nunique") > 1]
-    k = k[(k.writers == 0) | (k.role == "reader")]  # readers alone, or the readers beside writers
+    k = s[(s.engine == "kernel") & (s.family == "membership") & (s.writers == 0)].copy()
+    # a line: one configuration at every producer count (the producer axes aside)
+    same = [c for c in CONFIG_KEYS if c not in ("producers", "overlap", "role")]
+    k["line_key"] = ["|".join(map(str, row)) for row in k[same].itertuples(index=False)]
+    k = k[k.groupby("line_key").producers.transform("nunique") > 1]
     if k.empty:
         return []
     k["m_ops"] = k.aggregate_ops_per_s.fillna(k.ops_per_s) / 1e6
     k["workload"] = [f"{op}" + (f", {int(w)} writing ({wo})" if w else "") + f", {int(n):,} entries"
                      for op, w, wo, n in zip(k.op, k.writers, k.write_op, k.map_size)]
-    k["line"] = [f"{t}" + (" no prealloc" if p is True else "") for t, p in zip(k.strategy, k.no_prealloc)]
+    k["line"] = [f"{t}" + (" no prealloc" if p is True else "") + (f", {o} entries" if isinstance(o, str) else "")
+                 for t, p, o in zip(k.strategy, k.no_prealloc, k.overlap.where(k.producers > 1).bfill())]
     workloads = sorted(k.workload.unique())
     fig, axes = plt.subplots(len(workloads), 2, figsize=(9, 3.2 * len(workloads)), squeeze=False)
     for row, w in zip(axes, workloads):
         g = k[k.workload == w]
-        for line, h in g.groupby("line"):
+        for _, h in g.groupby("line_key"):
+            line = h.line.iloc[-1]
             h = h.sort_values("producers")
             row[0].plot(h.producers, h["m_ops"], marker="o", label=line)
             row[1].plot(h.producers, h.median_ns_per_op, marker="o", label=line)
@@ -166,15 +170,17 @@ def scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 def churn_memory(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Memory of the churn workloads: the run's cgroup (held and peak) or fdinfo, per map type
     with and without preallocation."""
-    k = s[(s.engine == "kernel") & s.memory_source.notna() & ((s.producers > 1) | (s.op != "lookup"))].copy()
-    k = k[(k.role != "reader") | k.role.isna()]
+    k = s[(s.engine == "kernel") & s.memory_source.notna() & (s.producers > 1)].copy()
+    k = k[k.role != "writer"]  # one bar per workload: its readers' rows name both ops
     if k.empty:
         return []
     k["held"] = k.memory_current_bytes.fillna(k.map_memory_bytes) / 2**20
     k["peak"] = k.memory_peak_bytes.fillna(k.map_memory_bytes) / 2**20
-    k["label"] = [f"{t}{' no prealloc' if p is True else ''}\n{op}{'+' + wo if w else ''} x{int(n)} "
-                  f"{int(size):,}" for t, p, op, wo, w, n, size in zip(k.strategy, k.no_prealloc, k.op, k.write_op,
-                                                                      k.writers, k.producers, k.map_size)]
+    k["label"] = [f"{t}{' no prealloc' if p is True else ''}\n"
+                  + (f"{wo} on {int(w)}, {op} on {int(n - w)} CPUs" if w else f"{op} on {int(n)} CPUs")
+                  + f", {int(size):,}"
+                  for t, p, op, wo, w, n, size in zip(k.strategy, k.no_prealloc, k.op, k.write_op, k.writers,
+                                                      k.producers, k.map_size)]
     k = k.drop_duplicates("label")
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(k)), 4))
     x = np.arange(len(k))
