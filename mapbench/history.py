@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import dataset
 from .render import config_label, varying_keys
-from .results import CONFIG_KEYS, SHAPE_DEFAULTS, config_of
+from .results import CONFIG_KEYS, PREALLOC_CHOICE, SHAPE_DEFAULTS, config_of
 from .stats import summarize
 from .summary import load_ids
 
@@ -85,6 +85,8 @@ def query_rows(root: Path, where: dict, kernel: str | None = None, host: str | N
     rows = dataset.connect(root).execute(sql, params).df()
     for column, value in SHAPE_DEFAULTS.items():  # files from before a column existed: its old value
         rows[column] = rows[column].fillna(value)
+    legacy = (rows["engine"] == "kernel") & rows["strategy"].isin(PREALLOC_CHOICE) & rows["no_prealloc"].isna()
+    rows["no_prealloc"] = rows["no_prealloc"].astype(object).where(~legacy, False)
     return rows
 
 

@@ -108,6 +108,9 @@ CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation",
 # before: a row without one (an older file, an engine without that axis) reads as that value,
 # so configurations measured before and after the axis existed still match in diff.
 SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0, "producers": 1, "writers": 0}
+# The kernel strategies that take --no-prealloc (strategies.py; a test keeps the two in step):
+# their rows from before the axis have no_prealloc null, and were preallocated.
+PREALLOC_CHOICE = ("hash", "percpu_hash")
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
             "libbpf_version", "mapbench_version", "git_describe"]
@@ -203,11 +206,25 @@ def read_file(path: Path) -> pa.Table:
             column = (pa.array([SHAPE_DEFAULTS[name]] * table.num_rows, kind) if name in SHAPE_DEFAULTS
                       else pa.nulls(table.num_rows, kind))
             table = table.append_column(pa.field(name, kind), column)
+    table = _preallocated(table)
     unknown = set(table.column_names) - set(COLUMNS)
     if unknown:
         raise BadInput(f"{path} has columns this mapbench does not know ({', '.join(sorted(unknown))}): "
                        "it was written by a newer mapbench")
     return table.select(COLUMNS).cast(SCHEMA)
+
+
+def _preallocated(table: pa.Table) -> pa.Table:
+    """no_prealloc False where an older file left it null on a strategy that takes it."""
+    import pyarrow.compute as pc
+
+    column = table["no_prealloc"]
+    legacy = pc.and_(pc.and_(pc.equal(table["engine"], "kernel"),
+                             pc.is_in(table["strategy"], pa.array(PREALLOC_CHOICE))), pc.is_null(column))
+    if not pc.any(legacy).as_py():
+        return table
+    filled = pc.if_else(legacy, pa.scalar(False), column)
+    return table.set_column(table.column_names.index("no_prealloc"), "no_prealloc", filled)
 
 
 def check_path(path: Path) -> None:

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -85,3 +86,17 @@ def test_directory_reads_as_one_dataset(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(BadInput, match="does not exist"):
         results.read(tmp_path / "nope.parquet")
+
+
+def test_older_files_read_as_the_configurations_they_measured():
+    """A file from before the shape and producer axes (the committed A/A pair) reads with the
+    values those rows had: 4-byte keys, full maps, one producer, hash types preallocated."""
+    from mapbench.strategies import STRATEGIES
+
+    assert set(results.PREALLOC_CHOICE) == {s.name for s in STRATEGIES.values() if "no_prealloc" in s.params}
+    real = Path(__file__).resolve().parent.parent / "data" / "fixtures" / "real" / "first.parquet"
+    df = results.read(real).to_pandas()
+    hashes = df[(df.engine == "kernel") & (df.strategy == "hash")]
+    assert (hashes.no_prealloc == False).all()  # noqa: E712
+    assert df[df.strategy == "bloom"].no_prealloc.isna().all()
+    assert (df.key_size == 4).all() and (df.fill == 1.0).all() and (df.producers == 1).all()
