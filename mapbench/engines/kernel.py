@@ -432,8 +432,9 @@ class LoadedBuild:
         self.cgroup = None
         self.obj = BpfObject(self.built.path)
         try:
-            kind = memcg.flavour() if not control and _writes(spec) else None
-            self.memory_source = kind.name if kind else (memcg.why_not() if not control and _writes(spec) else None)
+            writes = not control and _writes(spec)
+            kind = memcg.flavour() if writes else None
+            self.memory_source = (kind.name if kind else memcg.why_not()) if writes else None
             if kind:
                 self.cgroup = memcg.MemoryCgroup(kind)
             cfg = self.obj.map(".rodata").data("struct mb_config")
