@@ -239,14 +239,18 @@ def diff_cmd(base, new, threshold, alpha, force, fmt, as_json, plot_path):
         raise SystemExit(1)
 
 
+dataset_option = click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
+                              help="Result dataset (default: data/results).")
+reports_option = click.option("--reports", type=click.Path(file_okay=False), default=None,
+                              help="Where reports and plots go (default: data/reports).")
+
+
 @cli.command("bench")
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="Sweep file (default: data/sweeps/default.toml).")
 @click.option("--full", is_flag=True, help="The complete grids (data/sweeps/full.toml, about an hour).")
-@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
-              help="Result dataset (default: data/results).")
-@click.option("--reports", type=click.Path(file_okay=False), default=None,
-              help="Where the report and plots go (default: data/reports).")
+@dataset_option
+@reports_option
 @click.option("--cpu", type=int, default=None)
 def bench_cmd(config, full, root, reports, cpu):
     """The default benchmark: a run into the result dataset, its plots and Markdown report."""
@@ -262,8 +266,7 @@ def bench_cmd(config, full, root, reports, cpu):
 
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
-@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
-              help="Result dataset (default: data/results).")
+@dataset_option
 @click.option("--keep", is_flag=True, help="Copy the files in; leave the originals.")
 def import_cmd(files, root, keep):
     """Move result files into the dataset, one file per run, kernel and host."""
@@ -275,8 +278,7 @@ def import_cmd(files, root, keep):
 
 @cli.command("query")
 @click.argument("sql")
-@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
-              help="Result dataset (default: data/results).")
+@dataset_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 def query_cmd(sql, root, fmt):
     """SQL (DuckDB) over the view `results`: one row per sample, every result column, and the
@@ -302,10 +304,8 @@ def query_cmd(sql, root, fmt):
 @click.option("--kernel", "kernels", multiple=True, required=True,
               help="A kernel to run under: 'running', a release, or a version prefix of an installed image "
                    "(6.1, 6.12). Repeat it.")
-@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
-              help="Result dataset (default: data/results).")
-@click.option("--reports", type=click.Path(file_okay=False), default=None,
-              help="Where the per-kernel table and plot go (default: data/reports).")
+@dataset_option
+@reports_option
 @click.option("--cpus", type=int, default=2, show_default=True, help="vCPUs of each guest.")
 @click.option("--emulate", is_flag=True,
               help="Boot guests under qemu's emulation (TCG), without KVM: the programs load and run on each "
@@ -366,8 +366,7 @@ def matrix_cmd(kernels, root, reports, cpus, emulate, args):
 
 
 @cli.command("history")
-@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
-              help="Result dataset (default: data/results).")
+@dataset_option
 @click.option("--engine", default=None)
 @click.option("--map", "strategy", default=None, help="Strategy or map type.")
 @click.option("--size", default=None)

@@ -27,7 +27,6 @@ import pyarrow.parquet as pq
 from . import results
 from .errors import BadInput
 
-ROOT = Path(__file__).resolve().parent.parent / "data" / "results"
 PARTITION_KEYS = (("kernel", "kernel_release"), ("host", "host"))  # (directory key, column)
 
 

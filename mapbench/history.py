@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import dataset
 from .render import config_label, varying_keys
-from .results import CONFIG_KEYS, PREALLOC_CHOICE, SHAPE_DEFAULTS, config_of
+from .results import CONFIG_KEYS, SHAPE_DEFAULTS, as_measured, config_of
 from .stats import summarize
 from .summary import load_ids
 
@@ -30,8 +30,6 @@ MIN_SEGMENT = 3  # runs: a step needs this many runs on each side
 PENALTY = 4.0  # x noise sigma x log(n), in the L1 cost's units (3 already gave no false step in 200)
 ENV_COLUMNS = ["kernel_release", "host", "clang_version", "libbpf_version", "object_sha256", "git_describe",
                "mapbench_version", "cpu_model"]
-FILTERS = {"engine": "--engine", "strategy": "--map", "map_size": "--size", "op": "--op", "driver": "--driver",
-           "hit_ratio": "--hit-ratio", "key_size": "--key-size", "isa": "--isa"}
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,7 @@ def history_sql(where: dict, kernel: str | None = None, host: str | None = None)
 
 def query_rows(root: Path, where: dict, kernel: str | None = None, host: str | None = None) -> pd.DataFrame:
     sql, params = history_sql(where, kernel, host)
-    rows = dataset.connect(root).execute(sql, params).df()
-    for column, value in SHAPE_DEFAULTS.items():  # files from before a column existed: its old value
-        rows[column] = rows[column].fillna(value)
-    legacy = (rows["engine"] == "kernel") & rows["strategy"].isin(PREALLOC_CHOICE) & rows["no_prealloc"].isna()
-    rows["no_prealloc"] = rows["no_prealloc"].astype(object).where(~legacy, False)
-    return rows
+    return as_measured(dataset.connect(root).sql(sql, params=params).to_arrow_table()).to_pandas()
 
 
 def history(root: Path, where: dict, kernel: str | None = None, host: str | None = None,

@@ -13,6 +13,7 @@ run (its name carries the dead pid) is removed by the next run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 import uuid
@@ -58,6 +59,7 @@ def _memory_for_children(parent: Path) -> bool:
     return True
 
 
+@functools.cache  # the host's cgroup set-up does not change under a run
 def flavour() -> Flavour | None:
     """Where memory can be measured here, or None."""
     v2 = _own_path(None)

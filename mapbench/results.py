@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import BadInput
@@ -160,16 +161,9 @@ def new_run_id() -> str:
 
 def make_table(rows: Iterable[dict], run_id: str, environment: dict) -> pa.Table:
     now = dt.datetime.now(dt.timezone.utc)
-    full = [_with_shape_defaults({**{c: None for c in COLUMNS}, "run_id": run_id, "timestamp": now,
-                                  **environment, **row}) for row in rows]
-    return pa.Table.from_pylist(full, schema=SCHEMA)
-
-
-def _with_shape_defaults(row: dict) -> dict:
-    for name, value in SHAPE_DEFAULTS.items():
-        if row.get(name) is None:
-            row[name] = value
-    return row
+    full = [{**{c: None for c in COLUMNS}, "run_id": run_id, "timestamp": now, **environment, **row}
+            for row in rows]
+    return as_measured(pa.Table.from_pylist(full, schema=SCHEMA))
 
 
 def read(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pa.Table:
@@ -203,10 +197,8 @@ def read_file(path: Path) -> pa.Table:
     # Within a schema version columns are only ever added: older files read them as null.
     for name, kind in FIELDS:
         if name not in table.column_names:
-            column = (pa.array([SHAPE_DEFAULTS[name]] * table.num_rows, kind) if name in SHAPE_DEFAULTS
-                      else pa.nulls(table.num_rows, kind))
-            table = table.append_column(pa.field(name, kind), column)
-    table = _preallocated(table)
+            table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
+    table = as_measured(table)
     unknown = set(table.column_names) - set(COLUMNS)
     if unknown:
         raise BadInput(f"{path} has columns this mapbench does not know ({', '.join(sorted(unknown))}): "
@@ -214,17 +206,21 @@ def read_file(path: Path) -> pa.Table:
     return table.select(COLUMNS).cast(SCHEMA)
 
 
-def _preallocated(table: pa.Table) -> pa.Table:
-    """no_prealloc False where an older file left it null on a strategy that takes it."""
-    import pyarrow.compute as pc
-
-    column = table["no_prealloc"]
-    legacy = pc.and_(pc.and_(pc.equal(table["engine"], "kernel"),
-                             pc.is_in(table["strategy"], pa.array(PREALLOC_CHOICE))), pc.is_null(column))
-    if not pc.any(legacy).as_py():
-        return table
-    filled = pc.if_else(legacy, pa.scalar(False), column)
-    return table.set_column(table.column_names.index("no_prealloc"), "no_prealloc", filled)
+def as_measured(table: pa.Table) -> pa.Table:
+    """A table whose rows predate a configuration column (or come from an engine without that
+    axis) with the value they had: SHAPE_DEFAULTS, and no_prealloc False on the strategies that
+    take it. The one place of this rule for every reader: files, new rows, DuckDB's answers."""
+    names = table.column_names
+    for name, value in SHAPE_DEFAULTS.items():
+        if name in names:
+            table = table.set_column(names.index(name), name, pc.fill_null(table[name], value))
+    if {"engine", "strategy", "no_prealloc"} <= set(names):
+        legacy = pc.and_(pc.and_(pc.equal(table["engine"], "kernel"),
+                                 pc.is_in(table["strategy"], pa.array(PREALLOC_CHOICE))),
+                         pc.is_null(table["no_prealloc"]))
+        filled = pc.if_else(legacy, pa.scalar(False), table["no_prealloc"])
+        table = table.set_column(names.index("no_prealloc"), "no_prealloc", filled)
+    return table
 
 
 def check_path(path: Path) -> None:

@@ -104,14 +104,15 @@ def _zipf_s(text) -> float:
     return value
 
 
-def _count_or_all(flag: str):
-    """A count, or 'all' (every usable CPU for --producers; every producer for --writers)."""
+def _count_or_all(flag: str, low: int):
+    """A count of at least `low`, or 'all' (every usable CPU for --producers; every producer
+    for --writers), or '1..all'."""
     def parse(text):
         if str(text).strip().lower() in ("all", "1..all"):
             return str(text).strip().lower()
         value = parse_whole_number(text, flag)
-        if value < (1 if flag == "--producers" else 0):
-            raise BadInput(f"{flag} {value} must be at least {1 if flag == '--producers' else 0}")
+        if value < low:
+            raise BadInput(f"{flag} {value} must be at least {low}")
         return value
     return parse
 
@@ -146,10 +147,10 @@ AXES = (
          help="task_storage_maps: task-storage maps each draw gets from"),
     Axis("no_prealloc", "--no-prealloc", "no_prealloc", _boolean("--no-prealloc"), is_flag=True,
          help="hash and percpu_hash: BPF_F_NO_PREALLOC (elements allocated on update)"),
-    Axis("producers", "--producers", "producers", _count_or_all("--producers"),
+    Axis("producers", "--producers", "producers", _count_or_all("--producers", 1),
          help="CPUs running the program at once (N, all, or 1..all: 1, 2, 4, ... and all), each its own "
               "slice of the key stream"),
-    Axis("writers", "--writers", "writers", _count_or_all("--writers"),
+    Axis("writers", "--writers", "writers", _count_or_all("--writers", 0),
          help="membership: producers that write (--write-op) while the rest run --op (N or all)"),
     Axis("write_ops", "--write-op", "write_op", lambda t: parse_choice(t, "--write-op", WRITE_OPS),
          help="what writers do: " + ", ".join(WRITE_OPS)),
@@ -406,7 +407,6 @@ def draw_table(spec: KernelSpec, config: dict) -> np.ndarray | None:
     if not config["table_mask"]:
         return None
     return _zipf_table(config["map_size"], spec.zipf_s, config["seed"])
-
 
 
 _ZERO = bytes(4)
