@@ -88,6 +88,14 @@ struct mb_sched_result {
 	__u64 delay_hist[MB_NR_SLOTS];
 };
 
+/* One per CPU (the `counts` per-CPU array of runqslower.bpf.c): the events that concern the
+ * target thread group, timed with bpf_ktime_get_ns() around the program body, and all events. */
+struct mb_sched_counts {
+	__u64 target_events;
+	__u64 target_ns;
+	__u64 all_events;
+};
+
 /* One per CPU (the `results` per-CPU array), so that producers on several CPUs at once each
  * publish their own run. */
 struct mb_result {

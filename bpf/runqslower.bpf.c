@@ -5,7 +5,8 @@
  *   MB_PID_HASH      enqueue timestamps in a hash keyed by pid, pre-filled with map_size
  *                    dummy pids (the tracer's view of a busy machine)
  *   MB_TASK_STORAGE  enqueue timestamps in task local storage
- *   MB_CONTROL       empty programs on the same hooks: what attaching costs by itself
+ *   MB_CONTROL       empty bodies on the same hooks: what attaching, the timing and the
+ *                    counting cost by themselves
  * Only the map definitions and the accessors sit under #if.
  */
 #include "vmlinux.h"
@@ -41,6 +42,43 @@ struct {
 	__type(value, __u64);
 } start SEC(".maps");
 #endif
+
+/* In every build, the control too: the events that concern the target thread group, timed
+ * inside the program, and all events. The sched tracepoints fire with interrupts off (under
+ * the run-queue lock), so the programs never nest on one CPU: plain adds to this CPU's slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mb_sched_counts);
+} counts SEC(".maps");
+
+static __always_inline bool is_target(struct task_struct *p)
+{
+	return p->tgid == cfg.target_tgid;
+}
+
+/* The clock at the start of the body, read only for a target event: the test of whether it
+ * is one, and the counting after the body, stay outside the timed span. */
+static __always_inline __u64 body_start(bool target)
+{
+	return target ? bpf_ktime_get_ns() : 0;
+}
+
+static __always_inline void count(bool target, __u64 start)
+{
+	__u64 end = target ? bpf_ktime_get_ns() : 0;
+	__u32 zero = 0;
+	struct mb_sched_counts *c = bpf_map_lookup_elem(&counts, &zero);
+
+	if (!c)
+		return;
+	c->all_events++;
+	if (target) {
+		c->target_events++;
+		c->target_ns += end - start;
+	}
+}
 
 static __always_inline void enqueue(struct task_struct *p)
 {
@@ -92,30 +130,43 @@ static __always_inline void dequeue(struct task_struct *next)
 	ts = *tsp;
 	*tsp = 0;
 #endif
-	if (next->tgid == cfg.target_tgid)
+	if (is_target(next))
 		record(now - ts);
 #endif
+}
+
+/* A wakeup, of a new task or not: the target event is the woken task's. */
+static __always_inline int woken(struct task_struct *p)
+{
+	bool target = is_target(p);
+	__u64 start = body_start(target);
+
+	enqueue(p);
+	count(target, start);
+	return 0;
 }
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(on_wakeup, struct task_struct *p)
 {
-	enqueue(p);
-	return 0;
+	return woken(p);
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(on_wakeup_new, struct task_struct *p)
 {
-	enqueue(p);
-	return 0;
+	return woken(p);
 }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
+	bool target = is_target(prev) || is_target(next);
+	__u64 start = body_start(target);
+
 	if (prev->__state == TASK_RUNNING) /* preempted: back on the run queue */
 		enqueue(prev);
 	dequeue(next);
+	count(target, start);
 	return 0;
 }

@@ -88,6 +88,8 @@ FIELDS = [
     ("memory_source", pa.string()),
     ("events_per_s", pa.float64()),
     ("cpu_overhead_share", pa.float64()),
+    ("run_stats_ns_per_event", pa.float64()),
+    ("target_event_share", pa.float64()),
     ("delay_median_ns", pa.float64()),
     ("delays_recorded", pa.int64()),
     ("load_round_trips", pa.int64()),

@@ -44,6 +44,7 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
                 ("control_ns_per_op", "median"), ("map_memory_bytes", "max"), ("bloom_fp_rate", "mean"),
                 ("bloom_fp_theory", "mean"), ("prog_xlated_bytes", "max"), ("prog_jited_bytes", "max"),
                 ("events_per_s", "median"), ("cpu_overhead_share", "median"), ("delay_median_ns", "median"),
+                ("run_stats_ns_per_event", "median"), ("target_event_share", "median"),
                 ("measured_hit_ratio", "mean"), ("entries", "max"), ("aggregate_ops_per_s", "median"),
                 ("memory_current_bytes", "max"), ("memory_peak_bytes", "max"))},
             # several producers: each CPU's median beside the pooled one

@@ -1,19 +1,24 @@
-"""The attached engine on live scheduler events: pair equivalence, cleanup, load generator."""
+"""The attached engine on live scheduler events: what it counts, pair equivalence, cleanup,
+load generator."""
 
 import json
+import os
 import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from conftest import run_cli
-from mapbench.engines.attached import AttachedSpec, check_options, measure
+from mapbench.engines.attached import COUNTS, AttachedBuild, AttachedSpec, check_options, measure
 from mapbench.errors import BadInput
-from mapbench.runner import MeasureOptions
+from mapbench.libbpf import run_stats
+from mapbench.runner import MeasureOptions, pinned_to
 
 PROGRAM_NAMES = {"on_wakeup", "on_wakeup_new", "on_switch"}
 
@@ -31,6 +36,86 @@ def none_left(seconds: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def measuring_and_other_cpu() -> tuple[int, int]:
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip(f"an unrelated load needs a CPU beside the measuring one; this process may use only {allowed}")
+    return allowed[-1], allowed[0]  # the runner's default measuring CPU is the last one
+
+
+@contextmanager
+def unrelated_load(cpu: int) -> Iterator[None]:
+    """The load generator in another process, pinned to `cpu`: scheduler events the programs
+    run on that are not the target thread group's."""
+    proc = subprocess.Popen([sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
+                             "from mapbench._libbpf import lib; lib.mb_pingpong(2, 120)", str(cpu)])
+    try:
+        deadline = time.time() + 30
+        while len(os.listdir(f"/proc/{proc.pid}/task")) < 3:  # its main thread and one pair
+            assert proc.poll() is None and time.time() < deadline, "the unrelated load did not start"
+            time.sleep(0.01)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.kernel
+def test_only_the_load_generators_events_are_counted():
+    cpu, other = measuring_and_other_cpu()
+    with unrelated_load(other):
+        rows = measure([AttachedSpec("pid_hash", map_size=1000, nr_tasks=2)],
+                       MeasureOptions(samples=2, instances=1, warmup=0, target_ms=300, cpu=cpu))
+    for r in rows:
+        # One pair on one CPU: a round trip hands the CPU to the partner and back, two switches.
+        # A thread leaves the CPU blocked in read (its partner's write then wakes it: a wakeup)
+        # or preempted by the wakeup it has just made (it never slept: no wakeup of its own).
+        # A preemption needs a wakeup and a wakeup a sleeper, so at least one of the two blocks:
+        # 3 or 4 events a round trip, whatever runs on the other CPU. 1 % above 4 for ticks,
+        # kernel threads on this CPU, and the pair's start and end.
+        per_round = r["ops"] / r["load_round_trips"]
+        assert 3.0 <= per_round <= 4.04, (r["strategy"], per_round)
+        # the unrelated pair makes about as many events as the target's on the other CPU
+        assert r["target_event_share"] < 0.75, (r["strategy"], r["target_event_share"])
+
+
+@pytest.mark.kernel
+def test_the_attached_cpu_share_is_of_the_one_cpu_the_load_runs_on():
+    cpu, other = measuring_and_other_cpu()
+    with unrelated_load(other), run_stats(), pinned_to(cpu), \
+            AttachedBuild(AttachedSpec("task_storage", nr_tasks=2), control=False) as b:
+        before = b.counts_per_cpu().copy()
+        s = b.sample(0.2)
+        after = b.counts_per_cpu()
+    on = {name: after[name].astype(np.int64) - before[name].astype(np.int64) for name in COUNTS.names}
+    # every event of the load's tasks, and all their timed body, on the load's CPU
+    assert on["target_events"][cpu] >= s.target_events > 10_000
+    assert on["target_events"].sum() - on["target_events"][cpu] <= s.target_events // 1000, on
+    assert s.cpu_overhead_share == pytest.approx(on["target_ns"][cpu] / s.wall_ns, rel=0.01)
+    # while the other CPU ran the unrelated load's events, counted in all events only
+    assert on["all_events"][other] > s.target_events / 2, on
+    # the programs' count of all events is the kernel's own (run stats), and the share is of it
+    assert s.all_events == pytest.approx(s.run_cnt, rel=0.001)
+    assert s.target_event_share == pytest.approx(s.target_events / s.run_cnt, rel=0.001)
+
+
+@pytest.mark.kernel
+def test_the_in_program_figure_is_the_bodys_cost_net_of_the_timing():
+    rows = measure([AttachedSpec("pid_hash", map_size=1000, nr_tasks=2), AttachedSpec("task_storage", nr_tasks=2)],
+                   MeasureOptions(samples=3, instances=1, warmup=1, target_ms=200))
+    mine = [r for r in rows if not r["warmup"]]
+    for r in mine:
+        if r["strategy"] == "control":
+            # the control's timed span holds one clock read and nothing else; run stats also see
+            # the trampoline, the second read, the test of the target and the counting
+            assert 5 < r["gross_ns_per_op"] < r["run_stats_ns_per_event"], r
+        else:
+            # at least a map operation, and the same body as the trampoline times it, both net
+            # of the control: they agree where the load's events are most of the events
+            assert r["ns_per_op"] > 10, r
+            assert 0.5 < r["ns_per_op"] / r["run_stats_ns_per_event"] < 2, r
 
 
 def delays(strategy: str) -> tuple[np.ndarray, float]:

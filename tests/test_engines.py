@@ -7,7 +7,7 @@ import resource
 import pytest
 
 from mapbench import results, sweep
-from mapbench.engines import attached, kernel, syscall
+from mapbench.engines import kernel, syscall
 from mapbench.errors import KernelRefused
 from mapbench.runner import MeasureOptions
 
@@ -64,12 +64,3 @@ def test_only_what_the_kernel_refuses_for_a_map_type_is_unsupported(monkeypatch)
     monkeypatch.setattr(syscall.SyscallSide, "run_once", failing)
     with pytest.raises(KernelRefused, match="injected"):
         syscall.measure([spec], MeasureOptions(samples=1, instances=1))
-
-
-@pytest.mark.kernel
-def test_the_attached_cpu_share_is_of_the_one_cpu_the_load_runs_on():
-    rows = attached.measure([attached.AttachedSpec("task_storage", nr_tasks=2)],
-                            MeasureOptions(samples=1, instances=1, warmup=0, target_ms=100, cpu=None))
-    for r in rows:
-        wall_ns = r["ops"] / r["events_per_s"] * 1e9
-        assert r["cpu_overhead_share"] == pytest.approx(r["elapsed_ns"] / wall_ns)

@@ -4,9 +4,12 @@
 tp_btf programs on sched_wakeup, sched_wakeup_new and sched_switch keep an enqueue timestamp
 per task, in a pid-keyed hash (pre-filled with map_size dummy pids) or in task local storage.
 A native load generator (threads ping-ponging through pipes, pinned with the runner to one
-CPU) drives the events. Every side and its ISA's control (empty programs on the same hooks)
-are loaded together and attached one at a time, sample by sample in rotating order; a side's
-cost per event is run_time_ns / run_cnt from BPF run stats, net of the control's median.
+CPU) drives the events. Every side and its ISA's control (empty bodies on the same hooks)
+are loaded together and attached one at a time, sample by sample in rotating order. The
+programs time their own body with bpf_ktime_get_ns() on the events of the load generator's
+tasks only, into per-CPU counters, beside a count of all events; a side's cost per event is
+that figure net of the control's median. BPF run stats (every task's events on every CPU,
+trampoline included) are kept beside it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ DUMMY_PID_BASE = 0x40000000  # above any pid_max (at most 2^22): never a live ta
 LIVE_TASK_ROOM = 65536  # hash entries for live tasks beside the dummies
 MAX_TASKS = 4096
 MAX_SIZE = 10_000_000
+# struct mb_sched_counts (bpf/mapbench.h), one per CPU in the `counts` map; the loader checks
+# the size against the map's, so that the two cannot drift apart unnoticed
+COUNTS = np.dtype([("target_events", np.uint64), ("target_ns", np.uint64), ("all_events", np.uint64)])
+_ZERO = bytes(4)
 
 
 def _size(text) -> int:
@@ -138,6 +145,10 @@ class AttachedBuild:
             if holds_pids:
                 self.obj.map("start").set_max_entries(spec.map_size + LIVE_TASK_ROOM)
             self.obj.load()
+            self.counts_map = self.obj.map("counts")
+            if self.counts_map.value_size != COUNTS.itemsize:
+                raise EnvironmentProblem(f"map counts holds {self.counts_map.value_size} bytes, mapbench reads "
+                                         f"{COUNTS.itemsize}: bpf/mapbench.h and engines/attached.py disagree")
             if holds_pids:
                 dummies = (DUMMY_PID_BASE + np.arange(spec.map_size, dtype=np.uint64)).astype(np.uint32)
                 self.obj.map("start").update_batch(dummies, np.zeros(spec.map_size, np.uint64))
@@ -157,6 +168,14 @@ class AttachedBuild:
         infos = [p.info() for p in self.programs]
         return sum(i["run_time_ns"] for i in infos), sum(i["run_cnt"] for i in infos)
 
+    def counts_per_cpu(self) -> np.ndarray:
+        """Every CPU's struct mb_sched_counts, as COUNTS records indexed by CPU."""
+        return np.frombuffer(self.counts_map.lookup(_ZERO), COUNTS)
+
+    def counts(self) -> dict[str, int]:
+        per_cpu = self.counts_per_cpu()
+        return {name: int(per_cpu[name].sum()) for name in COUNTS.names}
+
     def delay_histogram(self) -> np.ndarray:
         res = self.obj.map(".bss").read("struct mb_sched_result")
         return np.array(list(res.delay_hist), dtype=np.uint64)
@@ -165,10 +184,10 @@ class AttachedBuild:
         """Attach, drive the load for `seconds`, detach: what the programs did meanwhile."""
         with ExitStack() as links:
             self.attach(links)
-            t0, (rt0, rc0), h0 = time.monotonic_ns(), self.stats(), self.delay_histogram()
+            t0, (rt0, rc0), c0, h0 = time.monotonic_ns(), self.stats(), self.counts(), self.delay_histogram()
             rounds = pingpong(self.spec.nr_tasks, seconds)
-            t1, (rt1, rc1), h1 = time.monotonic_ns(), self.stats(), self.delay_histogram()
-        return Sample(rt1 - rt0, rc1 - rc0, t1 - t0, rounds, h1 - h0)
+            t1, (rt1, rc1), c1, h1 = time.monotonic_ns(), self.stats(), self.counts(), self.delay_histogram()
+        return Sample(rt1 - rt0, rc1 - rc0, t1 - t0, rounds, h1 - h0, **{n: c1[n] - c0[n] for n in COUNTS.names})
 
     def close(self) -> None:
         self.obj.close()
@@ -191,15 +210,33 @@ def histogram_median_ns(hist: np.ndarray) -> float | None:
 
 @dataclass(frozen=True)
 class Sample:
-    run_time_ns: int
+    run_time_ns: int  # BPF run stats: every event on every CPU, trampoline included
     run_cnt: int
     wall_ns: int
     rounds: int
     hist: np.ndarray
+    target_events: int  # the programs' own counts: the load generator's events,
+    target_ns: int  # their bodies timed inside the programs,
+    all_events: int  # and every event the programs ran on
 
     @property
     def ns_per_event(self) -> float:
+        """Body time per event of the load generator's tasks, as the programs timed it."""
+        return self.target_ns / self.target_events if self.target_events else float("nan")
+
+    @property
+    def run_stats_ns_per_event(self) -> float:
         return self.run_time_ns / self.run_cnt if self.run_cnt else float("nan")
+
+    @property
+    def target_event_share(self) -> float | None:
+        return self.target_events / self.all_events if self.all_events else None
+
+    @property
+    def cpu_overhead_share(self) -> float:
+        """The load and the programs share one CPU: the share of it that the program bodies
+        took on the load's events."""
+        return self.target_ns / self.wall_ns
 
 
 def measure(sides: list[AttachedSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
@@ -216,21 +253,24 @@ def measure(sides: list[AttachedSpec], opts: MeasureOptions, on_sample: OnSample
                 programs, controls = load_sides_and_controls(stack, sides, AttachedBuild)
                 samples = run_interleaved(programs, opts.warmup + opts.samples,
                                           lambda b, _: b.sample(opts.target_ms / 1000), on_sample)
-                control_ns = {key: statistics.median(s.ns_per_event for _, s in samples[id(b)][opts.warmup:])
-                              for key, b in controls.items()}
+                control = {key: [s for _, s in samples[id(b)][opts.warmup:]] for key, b in controls.items()}
                 for position, b in programs:
-                    net_of = None if b.control else control_ns[b.spec.control_key()]
+                    of_control = control[b.spec.control_key()]
+                    net_of = None if b.control else statistics.median(s.ns_per_event for s in of_control)
+                    stats_net_of = 0.0 if b.control else statistics.median(s.run_stats_ns_per_event
+                                                                           for s in of_control)
                     fields = {**b.spec.config_fields(), **({"strategy": "control"} if b.control else {})}
                     for i, (order, s) in enumerate(samples[id(b)]):
                         rows.append({
                             **fields, **b.sizes, "instance": instance, "sample": i, "warmup": i < opts.warmup,
                             "position": position, "run_order": order, "cpu": cpu,
-                            "object_sha256": b.built.sha256, "ops": s.run_cnt, "elapsed_ns": s.run_time_ns,
+                            "object_sha256": b.built.sha256, "ops": s.target_events, "elapsed_ns": s.target_ns,
                             "ns_per_op": s.ns_per_event - (net_of or 0.0), "gross_ns_per_op": s.ns_per_event,
                             "control_ns_per_op": net_of,
-                            "events_per_s": s.run_cnt / (s.wall_ns / 1e9),
-                            # the load and the programs share one CPU: their share of it
-                            "cpu_overhead_share": s.run_time_ns / s.wall_ns,
+                            "run_stats_ns_per_event": s.run_stats_ns_per_event - stats_net_of,
+                            "target_event_share": s.target_event_share,
+                            "events_per_s": s.target_events / (s.wall_ns / 1e9),
+                            "cpu_overhead_share": s.cpu_overhead_share,
                             "delay_median_ns": histogram_median_ns(s.hist),
                             "delays_recorded": int(s.hist.sum()), "load_round_trips": s.rounds,
                             "delay_hist": s.hist.tolist(),
