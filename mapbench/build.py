@@ -13,11 +13,11 @@ import importlib.resources
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import children
 from .errors import BadInput, EnvironmentProblem
 
 ISAS = ("v1", "v2", "v3")
@@ -70,7 +70,7 @@ def tool(name: str) -> str:
 
 @functools.cache
 def clang_version() -> str:
-    out = subprocess.run([tool("clang"), "--version"], capture_output=True, text=True)
+    out = children.run([tool("clang"), "--version"])
     return out.stdout.splitlines()[0].strip() if out.stdout else "unknown"
 
 
@@ -93,7 +93,7 @@ def vmlinux_header() -> Path:
     if not header.exists():
         header.parent.mkdir(parents=True, exist_ok=True)
         cmd = [tool("bpftool"), "btf", "dump", "file", str(KERNEL_BTF), "format", "c"]
-        out = subprocess.run(cmd, capture_output=True)
+        out = children.run(cmd, text=False)
         if out.returncode != 0:
             raise BuildFailed("bpftool could not dump the kernel BTF", out.stderr.decode())
         _atomic_write(header, out.stdout)
@@ -133,7 +133,7 @@ def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltOb
             tmp_obj = Path(tmp) / out.name
             cmd = [tool("clang"), *flags, f"-I{header.parent}", f"-I{src_dir}",
                    "-c", str(src), "-o", str(tmp_obj)]
-            res = subprocess.run(cmd, capture_output=True, text=True)
+            res = children.run(cmd)
             if res.returncode != 0:
                 raise BuildFailed(f"clang failed to compile {src.name} ({storage}, {isa})", res.stderr)
             os.replace(tmp_obj, out)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from . import __version__
+from . import __version__, children
 
 
 def _read(path: str, default: str = "") -> str:
@@ -49,8 +49,7 @@ def jit_enabled() -> bool:
 def git_describe() -> str:
     here = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--tags"],
-                             capture_output=True, text=True, timeout=5)
+        out = children.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--tags"], timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import children
 from .errors import BadInput, EnvironmentProblem
 
 BOOT = Path("/boot")
@@ -57,7 +58,11 @@ def resolve(name: str, boot: Path = BOOT) -> Kernel:
     return Kernel(name, release, images[release])
 
 
-PROBE_TIMEOUT_S = 120  # a KVM guest boots in seconds; qemu's emulation (TCG) takes about 30 s
+# How long a probe boot may take: a KVM guest answers in seconds, qemu's emulation (TCG) in about
+# 30 s. Nested under some hypervisors a KVM guest never answers and never says why (a bzImage
+# hangs after 'Probing EDD'; PVH stops on 'KVM internal error'), so the probe gives up then.
+PROBE_TIMEOUT_KVM_S = 30
+PROBE_TIMEOUT_TCG_S = 120
 
 
 def vng() -> str:
@@ -95,29 +100,31 @@ def check_host(probe: Kernel | None = None, emulate: bool = False) -> None:
             raise NoVirtualMachine(reason)
 
 
-def probe_boot(kernel: Kernel, emulate: bool = False, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """Boot `kernel` once and run `uname -r`: None when it answered, else what went wrong."""
-    cmd = [vng(), "--run", str(kernel.image), "--user", "root", "--cpus", "1", "--memory", "1G",
+def probe_boot(kernel: Kernel, emulate: bool = False, timeout: float | None = None) -> str | None:
+    """Boot `kernel` once and run `uname -r`: None when it answered, else what went wrong, with
+    the last lines of the guest's console (--verbose puts it on stderr). Whatever the probe
+    started is gone when it returns."""
+    timeout = timeout or (PROBE_TIMEOUT_TCG_S if emulate else PROBE_TIMEOUT_KVM_S)
+    cmd = [vng(), "--run", str(kernel.image), "--user", "root", "--cpus", "1", "--memory", "1G", "--verbose",
            *(["--disable-kvm"] if emulate else []), "--exec", "uname -r"]
-    how = "under emulation (TCG)" if emulate else "with KVM"
+    failed = f"a {kernel.release} guest did not boot " + ("under emulation (TCG)" if emulate else "with KVM")
+    instead = "" if emulate else "; --emulate boots it under qemu's TCG instead"
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+        proc = children.run(cmd, timeout=timeout, env=_env())
     except subprocess.TimeoutExpired as exc:
-        said = _last_line(exc.stderr)
-        return (f"a {kernel.release} guest did not boot {how}: no answer in {timeout:.0f} s (last console "
-                f"line: {said or 'none'})" + ("" if emulate else "; --emulate boots it under qemu's TCG instead"))
+        return f"{failed}: no answer in {timeout:.0f} s; its console ended: {_tail(exc.stderr) or 'nothing'}{instead}"
     if proc.returncode != 0 or kernel.release not in proc.stdout:
-        return (f"a {kernel.release} guest did not boot {how} (exit {proc.returncode}): "
-                f"{_last_line(proc.stderr) or _last_line(proc.stdout) or 'no output'}"
-                + ("" if emulate else "; --emulate boots it under qemu's TCG instead"))
+        return f"{failed} (exit {proc.returncode}): {_tail(proc.stderr or proc.stdout) or 'no output'}{instead}"
     return None
 
 
-def _last_line(text) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    lines = [ln.strip("\x00 \r") for ln in (text or "").replace("\r", "\n").splitlines()]
-    return next((ln for ln in reversed(lines) if ln), "")
+def _tail(text: str | None, lines: int = 3) -> str:
+    """The last lines a child printed, as one line ('a | b | c'); from qemu's 'KVM internal
+    error' on when it printed one (the register dump after it says nothing to a user)."""
+    said = [ln.strip("\x00 ") for ln in (text or "").replace("\r", "\n").splitlines()]
+    said = [ln for ln in said if ln]
+    start = next((i for i, ln in enumerate(said) if ln.startswith("KVM internal error")), len(said) - lines)
+    return " | ".join(said[max(start, 0):][:lines])
 
 
 def guest_command(kernel: Kernel, args: list[str], checkout: Path, out_dir: Path, cpus: int,
@@ -152,10 +159,9 @@ def run(kernels: list[Kernel], args: list[str], checkout: Path, out_dir: Path, c
         out = out_dir / f"{kernel.release}.parquet"
         cmd = guest_command(kernel, with_output(args, out), checkout, out_dir, cpus, emulate)
         on_start(kernel, cmd)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+        proc = children.run(cmd, env=_env())
         if proc.returncode == 0 and out.exists():
             done[kernel.name] = out
         else:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            done[kernel.name] = f"exit {proc.returncode}: {' | '.join(tail) or 'no output'}"
+            done[kernel.name] = f"exit {proc.returncode}: {_tail(proc.stderr or proc.stdout) or 'no output'}"
     return done

@@ -4,12 +4,15 @@ assembled, every failure a one-line reason with its exit code, and one real run.
 import os
 import platform
 import shutil
+import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
-from mapbench import matrix
+from mapbench import children, matrix
 from mapbench.errors import BadInput
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -77,6 +80,73 @@ def test_unknown_kernel_and_missing_args_are_one_line_errors():
     assert "--kernel 4.4: no installed kernel image" in res.stderr
     res = run_cli("matrix", "--kernel", "running", "--", "show", "x")
     assert res.returncode == 2 and "matrix runs `sweep` or `run` under each kernel, not 'show'" in res.stderr
+
+
+def _alive(pid: int) -> bool:
+    """Running or runnable: neither gone nor a zombie waiting for init to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _marked(marker: str) -> list[str]:
+    """Live processes whose environment holds `marker`: what a call made under it started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if marker.encode() in (proc / "environ").read_bytes() and _alive(int(proc.name)):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def test_a_child_that_times_out_takes_its_grandchildren_with_it():
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as exc:
+        children.run(["sh", "-c", "sleep 100 & echo $!; echo started >&2; sleep 100"], timeout=0.5)
+    assert time.monotonic() - started < 3
+    assert exc.value.stderr == "started\n"  # what it printed until then, decoded
+    grandchild = int(exc.value.stdout)
+    assert not _alive(grandchild)
+
+
+def test_a_child_interrupted_takes_its_grandchildren_with_it(monkeypatch):
+    def interrupted(proc, timeout=None):
+        raise KeyboardInterrupt  # as Ctrl-C, or SIGTERM through cli._terminated, arrives while it waits
+
+    marker = f"MAPBENCH_TEST_{uuid.uuid4().hex}"
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        children.run(["sh", "-c", "sleep 100 & sleep 100"], env={**os.environ, marker: "1"})
+    assert _marked(marker) == []
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None or shutil.which("qemu-system-x86_64") is None
+                    or not matrix.installed_images(),
+                    reason="no busybox, qemu or kernel image: scripts/install-system-deps.sh installs them")
+def test_a_probe_that_times_out_answers_in_time_and_leaves_no_vm(monkeypatch):
+    # Under emulation a guest takes tens of seconds to boot: a few seconds' timeout finds qemu
+    # running. What the probe started carries the marker in its environment.
+    marker = f"MAPBENCH_TEST_{uuid.uuid4().hex}"
+    monkeypatch.setenv(marker, "1")
+    kernel = matrix.resolve(sorted(matrix.installed_images())[0])
+    started = time.monotonic()
+    reason = matrix.probe_boot(kernel, emulate=True, timeout=4)
+    assert time.monotonic() - started < 4 + 3
+    assert reason.startswith(f"a {kernel.release} guest did not boot under emulation (TCG): no answer in 4 s")
+    assert _marked(marker) == []
+
+
+def test_a_failed_boot_is_told_by_the_last_console_lines_or_kvms_own_error():
+    assert matrix._tail("a\n\nb\r\nc\nProbing EDD (edd=off to disable)... ok\n") == (
+        "b | c | Probing EDD (edd=off to disable)... ok")
+    dump = "virtme: waiting\nKVM internal error. Suberror: 1\nemulation failure\nRAX=0 RBX=0\nRCX=0 RDX=0\n"
+    assert matrix._tail(dump) == "KVM internal error. Suberror: 1 | emulation failure | RAX=0 RBX=0"
+    assert matrix._tail(None) == ""
 
 
 def _guest_reason() -> str | None:

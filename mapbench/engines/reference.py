@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import children
 from ..build import BuildFailed, cache_dir
 from ..environment import load_avg_1m
 from ..errors import BadInput
@@ -72,8 +73,7 @@ def build_reference() -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             exe = Path(tmp) / out.name
-            res = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(SOURCE), "-lbpf"],
-                                 capture_output=True, text=True)
+            res = children.run(["gcc", "-O2", "-Wall", "-o", str(exe), str(SOURCE), "-lbpf"])
             if res.returncode != 0:
                 raise BuildFailed("gcc failed to build the C reference", res.stderr)
             os.replace(exe, out)
@@ -87,9 +87,13 @@ class CLoop:
         self.spec = spec
         args = [str(build_reference()), spec.map_type, spec.driver, spec.op, str(spec.map_size),
                 str(spec.batch_size or 1), str(reps)]
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        self._expect("ready")
+        self.proc = children.popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            self._expect("ready")
+        except BaseException:  # no `with` owns it yet; in a session of its own, Ctrl-C does not reach it
+            children.kill_group(self.proc)
+            raise
 
     def _expect(self, what: str) -> str:
         line = self.proc.stdout.readline().strip()
@@ -104,13 +108,13 @@ class CLoop:
         return float(self._expect("sample"))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
+        """Its stdin closed, it ends; killed (with anything it started) if it does not in 30 s."""
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.close()
                 self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        finally:  # also on timeout and interrupt
+            children.kill_group(self.proc)
 
     def __enter__(self) -> CLoop:
         return self
