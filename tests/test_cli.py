@@ -41,6 +41,13 @@ FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1
     (["--map", "hash", "--driver", "elem", "--no-prealloc"], "--no-prealloc does not apply to the syscall engine"),
     (["--engine", "attached", "--map", "pid_hash", "--sample-ms", "5"], "--sample-ms 5 is below 50"),
     (["--map", "hash", "--samples", "1.5"], "'1.5' is not a valid integer"),
+    (["--map", "hash", "--producers", "all", "--writers", "1..all"],
+     "--writers '1..all' must be a count of at least 0, or all"),
+    (["--map", "hash", "--producers", "some"], "--producers 'some' must be a count of at least 1, or all or 1..all"),
+    # the C reference's maps have one shape: what would change it is refused, not ignored
+    (["--engine", "reference", "--key-size", "40"], "--key-size does not apply to the reference engine"),
+    (["--engine", "reference", "--value-size", "64"], "--value-size does not apply to the reference engine"),
+    (["--engine", "reference", "--fill", "0.5"], "--fill does not apply to the reference engine"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle):
     out = tmp_path / "r.parquet"

@@ -106,11 +106,16 @@ def _zipf_s(text) -> float:
 
 def _count_or_all(flag: str, low: int):
     """A count of at least `low`, or 'all' (every usable CPU for --producers; every producer
-    for --writers), or '1..all'."""
+    for --writers), or for --producers '1..all' (steps: complete_axes)."""
+    words = ("all", "1..all") if flag == "--producers" else ("all",)
+
     def parse(text):
-        if str(text).strip().lower() in ("all", "1..all"):
+        if str(text).strip().lower() in words:
             return str(text).strip().lower()
-        value = parse_whole_number(text, flag)
+        try:
+            value = parse_whole_number(text, flag)
+        except BadInput:
+            raise BadInput(f"{flag} {text!r} must be a count of at least {low}, or {' or '.join(words)}") from None
         if value < low:
             raise BadInput(f"{flag} {value} must be at least {low}")
         return value
