@@ -1,11 +1,13 @@
 """The command line: it parses, calls the library and renders. Errors become one line and an
-exit code (0 ok, 1 regression found by diff, 2 bad input, 3 this environment cannot run it)."""
+exit code: 0 ok, 1 regression found by diff, 2 bad input, 3 this environment cannot run it,
+4 internal error (a bug; -v shows its traceback, as every error's)."""
 
 from __future__ import annotations
 
 import json
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import click
@@ -439,6 +441,9 @@ def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt  # so that every `with` (maps, links, cgroups) is unwound, as on Ctrl-C
 
 
+INTERNAL_ERROR = 4  # exit code of an unexpected exception
+
+
 def main() -> None:
     verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
     signal.signal(signal.SIGTERM, _terminated)
@@ -451,15 +456,21 @@ def main() -> None:
         click.echo(f"mapbench: error: {exc.format_message()}", err=True)
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
     except MapbenchError as exc:
+        if verbose:
+            traceback.print_exc()
         click.echo(f"mapbench: error: {exc}", err=True)
         log = getattr(exc, "log", "")
         if log and verbose:
             click.echo(log, err=True)
         elif log:
             click.echo("  (run with -v for the tool's log)", err=True)
-        if verbose:
-            raise
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: never exit 1, which is diff's "regression" to a CI gate
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"mapbench: internal error: {type(exc).__name__}: {exc}"
+                   + ("" if verbose else " (run with -v for the traceback)"), err=True)
+        sys.exit(INTERNAL_ERROR)
 
 
 if __name__ == "__main__":

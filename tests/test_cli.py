@@ -1,12 +1,13 @@
 """The command line as a user meets it: exit codes, one-line errors, nothing half-written."""
 
 import json
+import sys
 
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from mapbench import results
+from mapbench import cli, results
 
 FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1"]
 
@@ -57,6 +58,36 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle)
     assert len(lines) == 1 and needle in lines[0], res.stderr
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def _main(monkeypatch, *args) -> int:
+    """cli.main() in this process, as `mapbench ARGS`: its exit code."""
+    monkeypatch.setattr(sys, "argv", ["mapbench", *args])
+    monkeypatch.setattr(cli.signal, "signal", lambda *a: None)  # leave pytest's SIGTERM alone
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    return exc.value.code
+
+
+def test_an_unexpected_error_is_one_line_and_exit_4_never_diffs_regression_code(monkeypatch, capsys):
+    def broken():
+        raise RuntimeError("the pipe burst")
+
+    monkeypatch.setattr(cli.list_cmd, "callback", broken)
+    assert _main(monkeypatch, "list") == 4
+    assert capsys.readouterr().err == ("mapbench: internal error: RuntimeError: the pipe burst "
+                                       "(run with -v for the traceback)\n")
+    assert _main(monkeypatch, "-v", "list") == 4
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in broken" in err
+    assert err.endswith("mapbench: internal error: RuntimeError: the pipe burst\n")
+
+
+def test_v_shows_the_traceback_and_keeps_the_exit_code(monkeypatch, capsys):
+    assert _main(monkeypatch, "-v", "show", "/nonexistent.parquet") == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last):" in err
+    assert err.endswith("mapbench: error: result file '/nonexistent.parquet' does not exist\n")
 
 
 def test_out_must_be_parquet(tmp_path):
