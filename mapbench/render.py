@@ -25,6 +25,7 @@ _LABEL = {
     "value_size": lambda c: f"{int(c['value_size'])} B values",
     "fill": lambda c: f"fill {c['fill']:g}",
     "zipf_s": lambda c: f"s={c['zipf_s']:g}",
+    "seed": lambda c: f"seed {int(c['seed'])}" if c.get("engine") == "kernel" else "",  # only it has --seed
     "nr_hash_funcs": lambda c: f"k={int(c['nr_hash_funcs'])}",
     "isa": lambda c: c["isa"],
     "nr_tasks": lambda c: f"{int(c['nr_tasks'])} tasks",

@@ -48,6 +48,7 @@ FIELDS = [
     ("entries", pa.int64()),
     ("zipf_s", pa.float64()),
     ("key_distribution", pa.string()),
+    ("seed", pa.int64()),
     ("hit_ratio", pa.float64()),
     ("measured_hit_ratio", pa.float64()),
     ("batch_size", pa.int64()),
@@ -105,12 +106,12 @@ COLUMNS = [name for name, _ in FIELDS]
 # The one list of the columns that say which configuration a row measures: summaries, diff,
 # resume and labels all derive from it.
 CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size",
-               "value_size", "fill", "key_distribution", "zipf_s", "hit_ratio", "batch_size", "nr_hash_funcs",
+               "value_size", "fill", "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs",
                "isa", "nr_tasks", "nr_maps", "no_prealloc", "producers", "writers", "write_op", "overlap", "role"]
 # Configuration columns added after rows were first written, with the value every row had
 # before: a row without one (an older file, an engine without that axis) reads as that value,
 # so configurations measured before and after the axis existed still match in diff.
-SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0, "producers": 1, "writers": 0}
+SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0, "producers": 1, "writers": 0, "seed": 0}
 # The kernel strategies that take --no-prealloc (strategies.py; a test keeps the two in step):
 # their rows from before the axis have no_prealloc null, and were preallocated.
 PREALLOC_CHOICE = ("hash", "percpu_hash")

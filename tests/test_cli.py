@@ -90,6 +90,16 @@ def test_v_shows_the_traceback_and_keeps_the_exit_code(monkeypatch, capsys):
     assert err.endswith("mapbench: error: result file '/nonexistent.parquet' does not exist\n")
 
 
+def test_show_tells_seeds_apart(tmp_path):
+    for seed, ns in ((0, 100.0), (7, 300.0)):
+        rows = [{"engine": "kernel", "strategy": "hash", "op": "lookup", "map_size": 1000, "seed": seed,
+                 "instance": 0, "sample": s, "warmup": False, "status": "ok", "ns_per_op": ns} for s in range(3)]
+        results.write(tmp_path / f"{seed}.parquet", results.make_table(rows, f"run-{seed}", {}), append=False)
+    res = run_cli("show", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "│ seed 0 " in res.stdout and "│ seed 7 " in res.stdout
+
+
 def test_out_must_be_parquet(tmp_path):
     res = run_cli("run", "--map", "hash", "--out", str(tmp_path / "r.csv"))
     assert res.returncode == 2 and "must end in .parquet" in res.stderr

@@ -100,3 +100,19 @@ def test_older_files_read_as_the_configurations_they_measured():
     assert (hashes.no_prealloc == False).all()  # noqa: E712
     assert df[df.strategy == "bloom"].no_prealloc.isna().all()
     assert (df.key_size == 4).all() and (df.fill == 1.0).all() and (df.producers == 1).all()
+    assert (df.seed == 0).all()  # --seed's default: the key sets those runs drew
+
+
+def test_runs_with_different_seeds_are_different_configurations(tmp_path):
+    """Another seed draws other key sets: its figures are not pooled with the first seed's."""
+    from mapbench.summary import summaries
+
+    def measured(seed, ns):
+        rows = [{"engine": "kernel", "strategy": "hash", "op": "lookup", "map_size": 1000, "seed": seed,
+                 "instance": 0, "sample": s, "warmup": False, "status": "ok", "ns_per_op": ns} for s in range(3)]
+        return results.make_table(rows, f"run-{seed}", {"host": "h"})
+
+    for seed, ns in ((0, 100.0), (7, 300.0)):
+        results.write(tmp_path / f"{seed}.parquet", measured(seed, ns), append=False)
+    records = summaries(results.read(tmp_path))
+    assert sorted((r["seed"], r["median_ns_per_op"]) for r in records) == [(0, 100.0), (7, 300.0)]

@@ -316,7 +316,7 @@ class KernelSpec:
                 "key_size": self.key_size, "fill": float(self.fill), "entries": self.entries,
                 "zipf_s": float(self.zipf_s) if "zipf_s" in used else None,
                 "nr_hash_funcs": self.nr_hash_funcs if "nr_hash_funcs" in used else None,
-                "key_distribution": self.key_distribution,
+                "key_distribution": self.key_distribution, "seed": self.seed,
                 "nr_maps": self.nr_maps if "nr_maps" in used else None,
                 "producers": self.producers, "writers": self.writers,
                 "write_op": self.write_op if "write_op" in used else None,
