@@ -125,6 +125,7 @@ def test_a_child_interrupted_takes_its_grandchildren_with_it(monkeypatch):
     assert _marked(marker) == []
 
 
+@pytest.mark.kernel
 @pytest.mark.skipif(shutil.which("busybox") is None or shutil.which("qemu-system-x86_64") is None
                     or not matrix.installed_images(),
                     reason="no busybox, qemu or kernel image: scripts/install-system-deps.sh installs them")
