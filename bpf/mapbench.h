@@ -64,11 +64,19 @@ struct mb_scratch {
 
 /* Test-run context: raw_tp test_run hands ctx_in to the program as its u64 args. */
 struct mb_run_args {
-	__u64 nr_loops;
+	__u64 nr_loops;    /* draws; in a window, the most it may do */
 	__u64 start;       /* index of the first draw in the key stream */
 	__u64 first_entry; /* membership, --overlap disjoint: this producer's entries are */
 	__u64 nr_entries;  /* first_entry .. first_entry + nr_entries - 1; 0: all of them */
+	__u64 producers;   /* several producers: wait at the `gate` until this many have come, */
+	__u64 window_ns;   /* then draw for this long; 0: exactly nr_loops draws, no waiting */
 };
+
+/* A run in a window reads the clock once every this many draws (the control as well, so the
+ * reads net out): producers then share one window instead of each running its own count. */
+#define MB_CLOCK_EVERY 64
+/* The longest a producer waits at the gate for the others (also at most 2^23 looks at it). */
+#define MB_GATE_WAIT_NS 250000000ULL
 
 /* The per-task record of the per-task and map-count families. */
 struct task_state {
@@ -102,6 +110,7 @@ struct mb_result {
 	__u64 start_ns;         /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when the loop started */
 	__u64 elapsed_ns;       /* bpf_ktime_get_ns() around the whole bpf_loop */
 	__u64 ops;
+	__u64 loops;            /* bpf_loop iterations done (draws) */
 	__u64 hits;             /* lookups that found the key / updates and gets that succeeded */
 	__u64 filter_positives; /* bloom: draws the filter said may be present */
 	__u64 checksum;         /* xor of every key, so no build can drop the key generation */
@@ -163,6 +172,7 @@ struct mb_loop_state {
 	__u64 value_checksum;
 	__u64 first;      /* the entries this run draws: first .. first + nr - 1 */
 	__u64 nr;
+	__u64 deadline;   /* bpf_ktime_get_ns() at which a run in a window stops */
 	struct task_struct *task;
 };
 
@@ -173,24 +183,79 @@ struct {
 	__type(value, struct mb_result);
 } results SEC(".maps");
 
+/* Producers of one build meet here before a run in a window: each adds itself, then waits for
+ * the count the loader asked for (it zeroes the count before every sample). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} gate SEC(".maps");
+
+struct mb_gate_wait {
+	__u64 producers;
+	__u64 give_up; /* bpf_ktime_get_ns() */
+};
+
+static long mb_wait(__u64 i, void *ctx)
+{
+	struct mb_gate_wait *w = ctx;
+	__u32 zero = 0;
+	__u64 *arrived = bpf_map_lookup_elem(&gate, &zero);
+
+	return !arrived || *(volatile __u64 *)arrived >= w->producers || bpf_ktime_get_ns() >= w->give_up;
+}
+
+/*
+ * MB_CLOCKED(fn) defines fn_clocked, the bpf_loop callback of a run in a window: it runs
+ * MB_CLOCK_EVERY draws of `fn`, then ends the loop once the deadline has passed. A callback
+ * cannot be handed to another at run time, so each family defines one per draw callback.
+ */
+#define MB_CLOCKED(fn)                                           \
+	static long fn##_clocked(__u64 chunk, void *ctx)         \
+	{                                                        \
+		struct mb_loop_state *st = ctx;                  \
+								 \
+		bpf_loop(MB_CLOCK_EVERY, fn, st, 0);             \
+		st->start += MB_CLOCK_EVERY;                     \
+		return bpf_ktime_get_ns() >= st->deadline;       \
+	}
+
 /*
  * The body of every family's raw_tp entry: time a bpf_loop of args->nr_loops calls of `fn`
  * with bpf_ktime_get_ns and publish the run in this CPU's `results`. ops_per_loop: map
- * operations per call.
+ * operations per call. Several producers (args->window_ns set; docs/method.md, "Many CPUs on
+ * one map"): meet at the gate, so that all start within a few microseconds however late each
+ * thread entered its test run, then run `clocked` (MB_CLOCKED(fn)) for args->window_ns, at
+ * most args->nr_loops draws.
  */
-static __always_inline int mb_timed_run(struct mb_run_args *args, void *fn, struct mb_loop_state *st,
-					__u64 ops_per_loop)
+static __always_inline int mb_timed_run(struct mb_run_args *args, void *fn, void *clocked,
+					struct mb_loop_state *st, __u64 ops_per_loop)
 {
 	__u32 zero = 0;
 	struct mb_result *res = bpf_map_lookup_elem(&results, &zero);
+	__u64 *arrived = bpf_map_lookup_elem(&gate, &zero);
 	__u64 nr_loops = args->nr_loops, t0;
+	long chunks;
 
-	if (!res)
+	if (!res || !arrived)
 		return 1;
-	t0 = bpf_ktime_get_ns();
-	bpf_loop(nr_loops, fn, st, 0);
+	if (args->window_ns) {
+		struct mb_gate_wait w = { .producers = args->producers, .give_up = bpf_ktime_get_ns() + MB_GATE_WAIT_NS };
+
+		__sync_fetch_and_add(arrived, 1);
+		bpf_loop(1 << 23, mb_wait, &w, 0);
+		t0 = bpf_ktime_get_ns();
+		st->deadline = t0 + args->window_ns;
+		chunks = bpf_loop(nr_loops / MB_CLOCK_EVERY, clocked, st, 0);
+		nr_loops = chunks > 0 ? chunks * MB_CLOCK_EVERY : 0;
+	} else {
+		t0 = bpf_ktime_get_ns();
+		bpf_loop(nr_loops, fn, st, 0);
+	}
 	res->elapsed_ns = bpf_ktime_get_ns() - t0;
 	res->start_ns = t0;
+	res->loops = nr_loops;
 	res->ops = nr_loops * ops_per_loop;
 	res->hits = st->hits;
 	res->filter_positives = st->positives;

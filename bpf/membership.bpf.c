@@ -173,22 +173,25 @@ static long one_write(__u64 i, void *ctx)
 	return one_draw(i, ctx, cfg.write_op);
 }
 
-static __always_inline int timed(struct mb_run_args *args, void *fn)
+MB_CLOCKED(one_op)
+MB_CLOCKED(one_write)
+
+static __always_inline int timed(struct mb_run_args *args, void *fn, void *clocked)
 {
 	struct mb_loop_state st = { .start = args->start, .first = args->first_entry, .nr = args->nr_entries };
 
-	return mb_timed_run(args, fn, &st, 1);
+	return mb_timed_run(args, fn, clocked, &st, 1);
 }
 
 SEC("raw_tp")
 int run(struct mb_run_args *args)
 {
-	return timed(args, one_op);
+	return timed(args, one_op, one_op_clocked);
 }
 
 /* The writers among concurrent producers (--writers): the same maps, cfg.write_op. */
 SEC("raw_tp")
 int run_writer(struct mb_run_args *args)
 {
-	return timed(args, one_write);
+	return timed(args, one_write, one_write_clocked);
 }

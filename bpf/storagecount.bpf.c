@@ -75,10 +75,12 @@ static long one_draw(__u64 i, void *ctx)
 	return 0;
 }
 
+MB_CLOCKED(one_draw)
+
 SEC("raw_tp")
 int run(struct mb_run_args *args)
 {
 	struct mb_loop_state st = { .start = args->start, .task = bpf_get_current_task_btf() };
 
-	return mb_timed_run(args, one_draw, &st, cfg.nr_maps);
+	return mb_timed_run(args, one_draw, one_draw_clocked, &st, cfg.nr_maps);
 }

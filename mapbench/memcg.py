@@ -6,15 +6,19 @@ fresh cgroup only while it creates one side's maps and leaves it at once: the cg
 then the map's memory and nothing of Python's. Cgroup v2 (memory.current, memory.peak) where
 the memory controller is there; else cgroup v1 (memory.usage_in_bytes,
 memory.max_usage_in_bytes), as on hosts that still mount it; else nothing, and the rows say so.
-A cgroup is removed when its `with` ends, also on an exception or Ctrl-C; one left by a killed
-run (its name carries the dead pid) is removed by the next run.
+A cgroup is removed when its `with` ends, also on an exception or Ctrl-C; after a SIGKILL,
+when nothing in the process runs, by a watcher process the run started (`_watch`); and should
+that have been killed too, by the next run (the names carry the pid).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -91,6 +95,53 @@ def remove_stale(parent: Path) -> None:
                 d.rmdir()
 
 
+def _remove(path: Path, tries: int = 100, between=lambda: None) -> None:
+    """rmdir, retried briefly while the cgroup still holds a task (EBUSY)."""
+    for _ in range(tries):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            between()
+            time.sleep(0.01)
+    path.rmdir()
+
+
+_watchers: dict[Path, subprocess.Popen] = {}
+
+
+def _watch(parent: Path) -> None:
+    """Once per process and parent: start a watcher that removes this process's cgroups there
+    once the process has ended, however it ended. It reads a pipe whose write end only this
+    process holds (Popen closes it in every other child), so even a SIGKILL ends its wait. It
+    has a session of its own, so that a Ctrl-C or a signal to the run's process group leaves
+    it to do its work; at a normal exit the run waits for it."""
+    if parent in _watchers:
+        return
+    _watchers[parent] = subprocess.Popen([sys.executable, "-m", __name__, str(parent), str(os.getpid())],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+    atexit.register(_unwatch, parent)
+
+
+def _unwatch(parent: Path) -> None:
+    proc = _watchers.pop(parent)
+    proc.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _watcher(parent: Path, pid: int) -> None:
+    """The watcher's body: wait for the run to end (its end of the pipe closes), then remove
+    what it left under parent."""
+    sys.stdin.buffer.read()
+    for path in parent.glob(f"{PREFIX}{pid}-*"):
+        with contextlib.suppress(OSError):
+            _remove(path, tries=500)  # a killed run leaves its cgroup as it finishes exiting
+
+
 class MemoryCgroup:
     """One cgroup; `with cg.charging():` runs its block inside it (map creation), `usage()`
     reads (current, peak) bytes. Close it, or use `with`."""
@@ -98,6 +149,7 @@ class MemoryCgroup:
     def __init__(self, kind: Flavour):
         self.kind = kind
         remove_stale(kind.parent)
+        _watch(kind.parent)
         self.path = kind.parent / f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.path.mkdir()
 
@@ -121,20 +173,16 @@ class MemoryCgroup:
 
     def close(self) -> None:
         """Remove the cgroup. The maps charged to it may outlive it by an RCU grace period:
-        a cgroup with charges goes offline and the kernel frees it when they are gone."""
-        for _ in range(100):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:  # still inside (an interrupt landed mid-move): go home, retry briefly
-                self._go_home()
-                time.sleep(0.01)
-        self.path.rmdir()
+        a cgroup with charges goes offline and the kernel frees it when they are gone. Still
+        inside (an interrupt landed mid-move): go home between tries."""
+        _remove(self.path, between=self._go_home)
 
     def __enter__(self) -> MemoryCgroup:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+if __name__ == "__main__":
+    _watcher(Path(sys.argv[1]), int(sys.argv[2]))

@@ -97,6 +97,17 @@ def fmt_ratio(r: dict) -> str:
     return f"{r['ratio']:.3f} ({r['ci_low']:.3f} .. {r['ci_high']:.3f})"
 
 
+def fmt_scaling(r: dict) -> str:
+    """A summary's scaling efficiency with its CI; above 100 % is flagged (docs/method.md says
+    what was found behind it)."""
+    e, low, high = r["scaling_efficiency"], r["scaling_ci_low"], r["scaling_ci_high"]
+    text = f"scaling efficiency {e:.0%} ({low:.0%} .. {high:.0%})"
+    if e > 1:
+        text += (f" (above 100 %: more than {r['producers']} x one producer alone" +
+                 (", beyond the CI" if low > 1 else "; the CI reaches 100 %") + "; see docs/method.md)")
+    return text
+
+
 SUMMARY_HEADER = ["configuration", "median ns/op", "95% CI", "CV", "ops/s", "control ns/op", "samples",
                   "map memory", "bytes/entry", "notes"]
 
@@ -127,8 +138,11 @@ def notes(r: dict) -> str:
         out.append("per CPU: " + ", ".join(f"cpu{c} {ns:.1f}" for c, ns in sorted(r["per_cpu"].items())))
     if r.get("aggregate_ops_per_s"):
         out.append(f"all producers {r['aggregate_ops_per_s'] / 1e6:.2f} M ops/s")
+    if r.get("window_overlap") is not None:
+        out.append(f"all producers ran {r['window_overlap']:.1%} of each sample's span (lowest "
+                   f"{r['window_overlap_min']:.1%})")
     if r.get("scaling_efficiency") is not None:
-        out.append(f"scaling efficiency {r['scaling_efficiency']:.0%}")
+        out.append(fmt_scaling(r))
     if r.get("memory_current_bytes") is not None:
         out.append(f"{r['memory_source']}: {fmt_bytes(r['memory_current_bytes'])} now, "
                    f"{fmt_bytes(r['memory_peak_bytes'])} peak")

@@ -168,7 +168,7 @@ def contention(ratios, records) -> list[str]:
         if rec.get("aggregate_ops_per_s"):
             extra = f"; all producers {rec['aggregate_ops_per_s'] / 1e6:.2f} M ops/s"
         if rec.get("scaling_efficiency") is not None:
-            extra += f", scaling efficiency {rec['scaling_efficiency']:.0%}"
+            extra += f", {render.fmt_scaling(rec)}"
         out.append(f"{n['strategy']} {n['op']} at {n['map_size']:,} entries, {n['producers']} producers "
                    f"({n.get('overlap') or 'same'} entries), {with_writers}: per-{n['op']} cost on each CPU / one "
                    f"producer alone = {_r(r)}{extra}.")

@@ -83,6 +83,8 @@ FIELDS = [
     ("role", pa.string()),
     ("producer", pa.int32()),
     ("started_ns", pa.int64()),
+    ("ended_ns", pa.int64()),  # with started_ns: this producer's window (CLOCK_MONOTONIC)
+    ("window_overlap", pa.float64()),  # several producers: the share of the sample's span all of them ran
     ("aggregate_ops_per_s", pa.float64()),
     ("memory_current_bytes", pa.int64()),
     ("memory_peak_bytes", pa.int64()),

@@ -73,7 +73,11 @@ def producer_cpus(first: int | None, n: int) -> list[int]:
 class Producers:
     """One thread per CPU, each pinned to its CPU, that run their jobs at the same time: all
     released by one barrier, the caller waiting for the last. The C calls of the jobs
-    (BPF_PROG_TEST_RUN) run without the GIL, so the runs overlap. Close it, or use `with`."""
+    (BPF_PROG_TEST_RUN) run without the GIL, so the runs overlap. Close it, or use `with`.
+
+    An interrupt of the caller's wait (Ctrl-C, or SIGTERM, which the CLI turns into one) aborts
+    the barriers and joins every thread before `run` raises: a job cannot be interrupted in
+    its C call, and what it uses (a program, its results map) is closed by the caller next."""
 
     def __init__(self, cpus: Sequence[int]):
         self.cpus = list(cpus)
@@ -81,7 +85,6 @@ class Producers:
         self._results: list = [None] * len(self.cpus)
         self._start = threading.Barrier(len(self.cpus) + 1)
         self._done = threading.Barrier(len(self.cpus) + 1)
-        self._stop = False
         self._threads = [threading.Thread(target=self._work, args=(i, cpu), daemon=True)
                          for i, cpu in enumerate(self.cpus)]
         for t in self._threads:
@@ -89,32 +92,43 @@ class Producers:
 
     def _work(self, i: int, cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})  # this thread only
-        while True:
-            self._start.wait()
-            if self._stop:
-                return
-            try:
-                self._results[i] = self._jobs[i]()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                self._results[i] = exc
-            self._done.wait()
+        try:
+            while True:
+                self._start.wait()
+                try:
+                    self._results[i] = self._jobs[i]()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                    self._results[i] = exc
+                self._done.wait()
+        except threading.BrokenBarrierError:
+            return  # closed, or the caller was interrupted
 
     def run(self, jobs: Sequence[Callable]) -> list:
         """jobs[i]() on producer i's CPU, all at once; their results, in order."""
+        if self._start.broken:
+            raise RuntimeError("these producers were closed")
         self._jobs = list(jobs)
-        self._start.wait()
-        self._done.wait()
+        try:
+            self._start.wait()
+            self._done.wait()
+        except BaseException:
+            self.close()  # every job has ended when this returns
+            raise
         for r in self._results:
             if isinstance(r, BaseException):
                 raise r
         return list(self._results)
 
     def close(self) -> None:
-        if not self._stop:
-            self._stop = True
-            self._start.wait()
-            for t in self._threads:
-                t.join()
+        """Stop the threads: those waiting for a job at once, a job still running when it ends."""
+        self._start.abort()
+        self._done.abort()
+        for t in self._threads:
+            while t.is_alive():
+                try:
+                    t.join()
+                except KeyboardInterrupt:  # a second Ctrl-C: the job ends within one test run anyway
+                    continue
 
     def __enter__(self) -> Producers:
         return self

@@ -58,24 +58,42 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
         record["bytes_per_entry"] = (record["map_memory_bytes"] / held
                                      if record["map_memory_bytes"] is not None and held else None)
         out.append(record)
-    for record in out:
-        record["scaling_efficiency"] = _scaling(record, out)
+    for record, (_, group) in zip(out, df.groupby(CONFIG_KEYS, dropna=False, sort=False)):
+        record.update(_scaling(record, group, df))
     return out
 
 
-def _scaling(record: dict, records: list[dict]) -> float | None:
-    """Aggregate ops/s of N producers over N x the ops/s of one producer doing the same op in
-    the same run: 1.0 is perfect scaling. Only where every producer does the same op (readers
-    only, or writers only)."""
+def _scaling(record: dict, group: pd.DataFrame, df: pd.DataFrame) -> dict:
+    """Several producers: the share of each sample's span during which all of them ran (median
+    and lowest), and scaling efficiency. Efficiency is per sample: the aggregate ops/s of the N
+    producers over N x the ops/s of the same comparison's one-producer side in the same load and
+    sample, on the same entries (for disjoint slices, one producer's slice); its CI is the
+    paired bootstrap's. 1.0 is perfect scaling. Only where every producer does the same op
+    (readers only, or writers only)."""
     n, writers = record.get("producers") or 1, record.get("writers") or 0
-    if n == 1 or writers not in (0, n) or not record.get("aggregate_ops_per_s"):
-        return None
-    solo = {**{k: record[k] for k in CONFIG_KEYS}, "producers": 1, "writers": min(writers, 1), "overlap": None,
+    if n == 1:
+        return {"scaling_efficiency": None}
+    out = {"window_overlap": plain(group["window_overlap"].median()),
+           "window_overlap_min": plain(group["window_overlap"].min()),
+           "scaling_efficiency": None, "scaling_ci_low": None, "scaling_ci_high": None, "scaling_pairs": 0}
+    if writers not in (0, n):
+        return out
+    solo = {**{k: record[k] for k in CONFIG_KEYS}, "producers": 1, "writers": min(writers, 1),
+            "overlap": f"slice 1/{n}" if record.get("overlap") == "disjoint" else None,
             "role": "writer" if writers else None}
-    for other in records:
-        if all(other.get(k) == v for k, v in solo.items()) and set(other["run_ids"]) & set(record["run_ids"]):
-            return record["aggregate_ops_per_s"] / (n * other["ops_per_s"]) if other["ops_per_s"] else None
-    return None
+    base = df[df["comparison"].isin(group["comparison"].dropna().unique())]
+    for k, v in solo.items():
+        base = base[base[k].isna() if v is None else base[k] == v]
+    keys = ["run_id", "comparison", "instance", "sample"]
+    paired = pd.concat([group.groupby(keys)["aggregate_ops_per_s"].first(),
+                        (base.set_index(keys)["ops"] * 1e9 / base.set_index(keys)["elapsed_ns"]).rename("solo")],
+                       axis=1, join="inner").dropna()
+    if paired.empty:
+        return out
+    loads = [f"{r}/{i}" for r, _, i, _ in paired.index]
+    ratio, low, high = paired_ratio(paired["aggregate_ops_per_s"], n * paired["solo"], loads)
+    return {**out, "scaling_efficiency": ratio, "scaling_ci_low": low, "scaling_ci_high": high,
+            "scaling_pairs": len(paired)}
 
 
 def head_to_head(table: pa.Table | pd.DataFrame) -> list[dict]:

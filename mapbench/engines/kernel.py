@@ -10,6 +10,7 @@ and ISA.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import statistics
@@ -60,6 +61,10 @@ from . import Axis, NotMeasured
 NAME = "kernel"
 DESCRIPTION = "a map operation inside a BPF program (raw_tp test run), net of a control build"
 BPF_LOOP_MAX = 1 << 23  # the kernel's bound on bpf_loop iterations
+# Several producers share one window (docs/method.md, "Many CPUs on one map"): they meet at
+# the gate, then each draws for the sample's time, at most this many draws (bpf_loop's bound, in
+# chunks between two reads of the clock).
+WINDOW_DRAWS = BPF_LOOP_MAX * lib.MB_CLOCK_EVERY
 # uniform: each draw asks for a random entry (hit or miss by the hit ratio);
 # sequential: draw i asks for entry i % map_size, as the kernel's hashmap lookup bench does;
 # zipf: entry of rank k with probability proportional to 1/k^s (membership family).
@@ -190,6 +195,9 @@ class KernelSpec:
     writers: int = 0  # membership: producers running write_op ("all": every producer)
     write_op: str = "update"
     overlap: str = "same"  # producers' entries: the same, or disjoint slices
+    # one producer beside `slice_of` disjoint ones (split): it draws from slice 0 of slice_of, as
+    # each of them draws from one, so that scaling compares the same work
+    slice_of: int = 1
     seed: int = 0
     check_memory: bool = field(default=True, compare=False)
 
@@ -224,7 +232,9 @@ class KernelSpec:
             raise BadInput(f"--write-op {self.write_op} is not an op of {self.strategy}")
         if not self.writers:
             set_("write_op", "update")
-        if self.producers == 1 or s.family is not MEMBERSHIP:
+        if self.producers > 1 or self.overlap == "same" or s.family is not MEMBERSHIP:
+            set_("slice_of", 1)
+        if (self.producers == 1 and self.slice_of == 1) or s.family is not MEMBERSHIP:
             set_("overlap", "same")
         parse_choice(self.overlap, "--overlap", OVERLAPS)
         # what does not change this strategy's work is normalised, so that equal work is one spec
@@ -279,7 +289,7 @@ class KernelSpec:
                 used.add("zipf_s")
         used.add("producers")
         if s.family is MEMBERSHIP:
-            used |= {"writers", "overlap"} if self.producers > 1 else {"writers"}
+            used |= {"writers", "overlap"} if self.producers > 1 or self.slice_of > 1 else {"writers"}
             if self.writers:
                 used.add("write_op")
         return used
@@ -294,9 +304,10 @@ class KernelSpec:
     def slices(self) -> list[tuple[int, int]]:
         """(first entry, entries) each producer draws from; (0, 0): all of them."""
         n, p = self.entries, self.producers
-        if self.overlap == "same" or p == 1:
+        if self.overlap == "same":
             return [(0, 0)] * p
-        return [(i * n // p, (i + 1) * n // p - i * n // p) for i in range(p)]
+        k = max(p, self.slice_of)
+        return [(i * n // k, (i + 1) * n // k - i * n // k) for i in range(p)]
 
     def control_key(self) -> tuple:
         """Sides with the same control key share a control build: same family and ISA, and the
@@ -320,7 +331,8 @@ class KernelSpec:
                 "nr_maps": self.nr_maps if "nr_maps" in used else None,
                 "producers": self.producers, "writers": self.writers,
                 "write_op": self.write_op if "write_op" in used else None,
-                "overlap": self.overlap if "overlap" in used else None,
+                "overlap": (f"slice 1/{self.slice_of}" if self.slice_of > 1 else self.overlap) if "overlap" in used
+                else None,
                 "no_prealloc": self.no_prealloc if "no_prealloc" in used else None}
 
 
@@ -346,7 +358,7 @@ class RunResult:
     filter_positives: int
     checksum: int
     value_checksum: int
-    nr_loops: int
+    nr_loops: int  # draws done
     start_ns: int = 0  # CLOCK_MONOTONIC when its loop started
     cpu: int | None = None
 
@@ -373,10 +385,27 @@ class Sample:
     memory_peak: int | None = None
 
     @property
+    def common_window_ns(self) -> int:
+        """From the last producer's start to the first one's end: while every producer ran (at
+        or below 0: they never all ran at once)."""
+        return min(r.end_ns for r in self.runs) - max(r.start_ns for r in self.runs)
+
+    @property
+    def overlap(self) -> float:
+        """The common window's share of the span from the first start to the last end."""
+        span = max(r.end_ns for r in self.runs) - min(r.start_ns for r in self.runs)
+        return max(self.common_window_ns, 0) / span if span > 0 else float("nan")
+
+    @property
     def aggregate_ops_per_s(self) -> float:
-        """Every producer's ops over the window from the first start to the last end."""
-        window = max(r.end_ns for r in self.runs) - min(r.start_ns for r in self.runs)
-        return sum(r.ops for r in self.runs) * 1e9 / window if window > 0 else float("nan")
+        """The ops every producer completed inside the common window, over that window. A
+        producer's share is its ops scaled by the part of its run inside the window (its rate
+        taken as uniform within the run)."""
+        common = self.common_window_ns
+        if common <= 0:
+            return float("nan")
+        inside = sum(r.ops * common / r.elapsed_ns for r in self.runs)
+        return inside * 1e9 / common
 
 
 def instance_config(spec: KernelSpec, instance: int) -> dict:
@@ -472,18 +501,24 @@ class LoadedBuild:
             raise
 
     def run(self, nr_loops: int, start: int, first: int = 0, nr: int = 0, cpu: int | None = None,
-            writer: bool = False) -> RunResult:
+            writer: bool = False, producers: int = 0, window_ns: int = 0) -> RunResult:
         """One test run: `nr_loops` draws from `start`, on entries first..first+nr-1 (nr 0: all),
-        on `cpu` (None: where this thread is; the newest result is its). `writer`: run_writer."""
+        on `cpu` (None: where this thread is; the newest result is its). `writer`: run_writer.
+        `window_ns`: one of `producers` runs that meet at the gate (reset_gate), then draw for
+        window_ns, at most nr_loops draws."""
         args = ffi.new("struct mb_run_args *", {"nr_loops": nr_loops, "start": start, "first_entry": first,
-                                                "nr_entries": nr})
+                                                "nr_entries": nr, "producers": producers, "window_ns": window_ns})
         (self.writer if writer and not self.control else self.prog).test_run(args, cpu)
         slots = ffi.from_buffer("struct mb_result[]", self.results.lookup(_ZERO))
         if cpu is None:
             cpu = max(range(len(slots)), key=lambda c: slots[c].start_ns)
         r = slots[cpu]
-        return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, nr_loops,
+        return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, r.loops,
                          r.start_ns, cpu)
+
+    def reset_gate(self) -> None:
+        """No producer at the gate (bpf/mapbench.h): before every sample of several producers."""
+        self.obj.map("gate").update(_ZERO, bytes(8))
 
     def memory_now(self) -> dict:
         """What the strategy's maps hold now: fdinfo memlock, and the cgroup's usage."""
@@ -531,8 +566,25 @@ def complete_axes(values: dict, side_keys: list[str]) -> dict:
 
 
 def split(sides: list) -> list[list]:
-    """Sides of a strategy whose builds interfere in one load (Strategy.alone) get a comparison
-    each, with every other side in it."""
+    """Producers on disjoint slices: one comparison per producer count N, whose one-producer sides
+    draw from one slice of N (KernelSpec.slice_of). Sides of a strategy whose builds interfere in
+    one load (Strategy.alone) get a comparison each, with every other side in it."""
+    counts = sorted({s.producers for s in sides if isinstance(s, KernelSpec) and s.overlap == "disjoint"
+                     and s.producers > 1})
+    return [part for i, n in enumerate(counts or [None]) for part in _alone(_sliced(sides, n, first=i == 0))]
+
+
+def _sliced(sides: list, n: int | None, first: bool) -> list:
+    """The sides of n producers and of one, the membership ones of one on slice 0 of n (None:
+    every side as it is). What is not measured goes with the first count only."""
+    if n is None:
+        return sides
+    specs = [s for s in sides if isinstance(s, KernelSpec) and s.producers in (1, n)]
+    return ([dataclasses.replace(s, overlap="disjoint", slice_of=n) if s.producers == 1 and s.family is MEMBERSHIP
+             else s for s in specs] + [s for s in sides if not isinstance(s, KernelSpec) and first])
+
+
+def _alone(sides: list) -> list[list]:
     alone = [s for s in sides if isinstance(s, KernelSpec) and STRATEGIES[s.strategy].alone]
     if len(alone) < 2:
         return [sides]
@@ -540,19 +592,23 @@ def split(sides: list) -> list[list]:
     return [[*rest, s] for s in alone]
 
 
-def _sample(b: LoadedBuild, sample: int, nr_loops: int, pools: dict[int, Producers]) -> Sample:
-    """One sample of one build: its producers' runs at once (each its own slice of the key
-    stream: draws from ((sample + 1) * producers + p) * nr_loops on; draws 0.. were the
-    calibration's), then what its maps hold."""
+def _sample(b: LoadedBuild, sample: int, nr_loops: int, pools: dict[int, Producers], window_ns: float) -> Sample:
+    """One sample of one build, then what its maps hold. One producer: nr_loops draws. Several:
+    their runs at once, for one shared window of window_ns, each its own slice of the key
+    stream: draws from ((sample + 1) * producers + p) * WINDOW_DRAWS on (draws 0.. were the
+    calibration's)."""
     spec = b.spec
     roles, slices = spec.roles(), spec.slices()
-    starts = [((sample + 1) * spec.producers + p) * nr_loops for p in range(spec.producers)]
     if spec.producers == 1:
-        runs = [b.run(nr_loops, starts[0], *slices[0], writer=roles[0] == "writer")]
+        runs = [b.run(nr_loops, (sample + 1) * nr_loops, *slices[0], writer=roles[0] == "writer")]
     else:
         pool = pools[spec.producers]
-        runs = pool.run([functools.partial(b.run, nr_loops, starts[p], *slices[p], cpu=pool.cpus[p],
-                                           writer=roles[p] == "writer") for p in range(spec.producers)])
+        b.reset_gate()
+        n = spec.producers
+        runs = pool.run([functools.partial(b.run, WINDOW_DRAWS, ((sample + 1) * n + p) * WINDOW_DRAWS, *slices[p],
+                                           cpu=pool.cpus[p], writer=roles[p] == "writer", producers=n,
+                                           window_ns=int(window_ns))
+                         for p in range(spec.producers)])
     return Sample(runs, **b.memory_now())
 
 
@@ -576,8 +632,8 @@ def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample =
                 programs, controls = load_sides_and_controls(stack, sides, load)
                 if nr_loops is None:
                     nr_loops = calibrate([b for _, b in programs], opts.target_ms * 1e6)
-                samples = run_interleaved(programs, opts.warmup + opts.samples,
-                                          lambda b, sample, n=nr_loops: _sample(b, sample, n, pools), on_sample)
+                samples = run_interleaved(programs, opts.warmup + opts.samples, lambda b, sample, n=nr_loops:
+                                          _sample(b, sample, n, pools, opts.target_ms * 1e6), on_sample)
                 control_median = {key: statistics.median(r.ns_per_op for _, smp in samples[id(b)][opts.warmup:]
                                                          for r in smp.runs)
                                   for key, b in controls.items()}
@@ -609,7 +665,8 @@ def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, smp: S
         "sample": sample, "warmup": sample < warmup,
         "producer": producer, "role": role,
         "op": spec.write_op if role == "writer" else fields["op"],  # a writer's op is its own
-        "started_ns": r.start_ns,
+        "started_ns": r.start_ns, "ended_ns": r.end_ns,  # this producer's window
+        "window_overlap": smp.overlap if spec.producers > 1 else None,
         "aggregate_ops_per_s": smp.aggregate_ops_per_s if spec.producers > 1 else None,
         "ops": r.ops, "elapsed_ns": r.elapsed_ns,
         "ns_per_op": r.ns_per_op if b.control else r.ns_per_op - control_ns,
