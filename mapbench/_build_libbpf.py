@@ -153,6 +153,7 @@ int bpf_map__set_type(struct bpf_map *map, int type);
 int bpf_map__set_map_flags(struct bpf_map *map, __u32 flags);
 __u32 bpf_map__map_flags(const struct bpf_map *map);
 int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
+int bpf_map__reuse_fd(struct bpf_map *map, int fd);
 void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
 
 const char *bpf_program__name(const struct bpf_program *prog);

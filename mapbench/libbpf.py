@@ -206,6 +206,24 @@ class BpfMap(MapOps):
     def value_size(self) -> int:
         return lib.bpf_map__value_size(self._ptr)
 
+    def create_now(self) -> None:
+        """Create the map now, as the load would (its type, sizes, flags and map_extra), and have
+        the load use it: so a memory cgroup the caller is in is charged for this map alone, not
+        for the object's other maps and programs. BTF types are not passed: only for maps that
+        need none."""
+        opts = ffi.new("struct bpf_map_create_opts *")
+        opts.sz = ffi.sizeof("struct bpf_map_create_opts")
+        opts.map_flags = lib.bpf_map__map_flags(self._ptr)
+        opts.map_extra = lib.bpf_map__map_extra(self._ptr)
+        take_log()
+        fd = lib.bpf_map_create(self.map_type, self.name.encode()[:15], self.key_size, self.value_size,
+                                self.max_entries, opts)
+        raise_for(fd, f"creating map {self.name} before load")
+        try:
+            raise_for(lib.bpf_map__reuse_fd(self._ptr, fd), f"handing map {self.name} to the load")
+        finally:
+            os.close(fd)  # the object keeps a duplicate
+
     def set_max_entries(self, n: int) -> None:
         raise_for(lib.bpf_map__set_max_entries(self._ptr, n), f"sizing map {self.name} to {n}")
 
