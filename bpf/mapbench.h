@@ -4,7 +4,7 @@
  *
  * Knobs live in one `const volatile struct mb_config` (.rodata, set between open and
  * load, so the verifier prunes the branches of other ops); results of the last run live
- * in one `struct mb_result` (.bss, read by the loader through libbpf's mmap). The
+ * in `struct mb_result`, one per CPU in the `results` per-CPU array (the loader looks it up). The
  * per-run arguments (loop count, first key index) come in through the raw_tp test-run
  * context so that nothing changes after load.
  */
@@ -51,15 +51,16 @@ struct mb_config {
 
 #define MB_MAX_KEY_WORDS 64   /* 256-byte keys */
 #define MB_MAX_VALUE_WORDS 64 /* 512-byte values */
+#define MB_BLOOM_MAX_WORDS 16 /* 64-byte bloom elements at most */
 
 /* Per-CPU scratch of the membership family: a key or value larger than a few words does not
  * fit the 512-byte BPF stack, so the programs build them here. */
 struct mb_scratch {
 	__u32 key[MB_MAX_KEY_WORDS];
 	__u64 value[MB_MAX_VALUE_WORDS];
+	__u32 elem[MB_BLOOM_MAX_WORDS]; /* the key's bloom element: every build makes it, the control too */
 };
 
-#define MB_BLOOM_MAX_WORDS 16 /* 64-byte bloom elements at most */
 #define MB_MAX_TASK_MAPS 64   /* task-storage maps of the map-count family (storagecount.bpf.c) */
 
 /* Test-run context: raw_tp test_run hands ctx_in to the program as its u64 args. */

@@ -126,7 +126,8 @@ def summary_rows(records: list[dict], markup: bool = True) -> list[list[str]]:
             fmt_ns(r["control_ns_per_op"]),
             f"{r['samples']} / {r['instances']} loads",
             fmt_bytes(r["map_memory_bytes"]),
-            f"{r['bytes_per_entry']:.0f}" if r.get("bytes_per_entry") is not None else "-",
+            f"{r['bytes_per_entry']:.0f} ({r['bytes_per_entry_source']})" if r.get("bytes_per_entry") is not None
+            else "-",
             notes(r),
         ])
     return rows
@@ -134,6 +135,10 @@ def summary_rows(records: list[dict], markup: bool = True) -> list[list[str]]:
 
 def notes(r: dict) -> str:
     out = []
+    if r.get("success_rate") is not None:
+        out.append(f"{r['success_rate']:.1%} of {r['op']}s succeeded (figures per successful one)")
+    if r.get("bytes_per_entry_source", "fdinfo").startswith("cgroup") and r.get("fdinfo_bytes_per_entry"):
+        out.append(f"fdinfo {r['fdinfo_bytes_per_entry']:.0f} B/entry")
     if r.get("per_cpu"):
         out.append("per CPU: " + ", ".join(f"cpu{c} {ns:.1f}" for c, ns in sorted(r["per_cpu"].items())))
     if r.get("aggregate_ops_per_s"):
@@ -150,6 +155,9 @@ def notes(r: dict) -> str:
         out.append(f"FP rate {r['bloom_fp_rate']:.4f} (theory {r['bloom_fp_theory']:.4f})")
     if r.get("events_per_s"):
         out.append(f"{r['events_per_s'] / 1e3:.0f}k events/s, {r['cpu_overhead_share']:.1%} of the CPU")
+    if r.get("target_event_share") is not None:
+        out.append(f"the load's events {r['target_event_share']:.0%} of all; run stats "
+                   f"{fmt_ns(r['run_stats_ns_per_event'])} ns/event")
     if r.get("delay_median_ns"):
         out.append(f"median run-queue delay {r['delay_median_ns'] / 1e3:.1f} us")
     return "; ".join(out)

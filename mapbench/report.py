@@ -124,10 +124,11 @@ def shapes(ratios, records) -> list[str]:
         n, d = r["numerator_config"], r["denominator_config"]
         if any(n[k] != d[k] for k in n if k != "no_prealloc"):  # the same work but for preallocation
             continue
-        mem = {c["no_prealloc"]: c.get("bytes_per_entry") for c in records
+        mem = {c["no_prealloc"]: c for c in records
                if all(c.get(k) == v for k, v in n.items() if k != "no_prealloc")}
-        memory = (f"; memory per entry held {mem[True]:.0f} B without preallocation vs {mem[False]:.0f} B with"
-                  if mem.get(True) and mem.get(False) else "")
+        memory = (f"; memory per entry held {mem[True]['bytes_per_entry']:.0f} B without preallocation vs "
+                  f"{mem[False]['bytes_per_entry']:.0f} B with ({mem[True]['bytes_per_entry_source']})"
+                  if all(mem.get(k, {}).get("bytes_per_entry") for k in (True, False)) else "")
         held = f", {n['fill']:.0%} full" if n.get("fill", 1) != 1 else ""
         out.append(f"**{n['strategy']} {n['op']} at {n['map_size']:,} entries{held}: no-prealloc / prealloc = {_r(r)}"
                    f"{_ns_pair(records, r)}{memory}.**")
@@ -185,6 +186,11 @@ def contention(ratios, records) -> list[str]:
         memory = (f"{render.fmt_bytes(c['memory_current_bytes'])} held, {render.fmt_bytes(c['memory_peak_bytes'])}"
                   f" at peak ({c['memory_source']})" if c.get("memory_current_bytes") is not None
                   else f"fdinfo {render.fmt_bytes(c['map_memory_bytes'])} ({c['memory_source']})")
+        if c.get("bytes_per_entry") is not None and c.get("entries_held"):
+            memory += (f", {c['bytes_per_entry']:.0f} B per entry held ({c['bytes_per_entry_source']}, "
+                       f"{c['entries_held']:,.0f} entries held)")
+        if c.get("success_rate") is not None:
+            memory += f"; {c['success_rate']:.0%} of the {c['op']}s succeeded, and the rates count only those"
         role = f", the producers that {c['op']}" if c.get("role") and c.get("writers") else ""
         out.append(f"Churn, {_workload(c)}: {c['strategy']} "
                    f"{'without' if c.get('no_prealloc') else 'with'} preallocation, {c['map_size']:,} entries, "

@@ -62,7 +62,9 @@ FIELDS = [
     ("instance", pa.int32()),
     ("sample", pa.int32()),
     ("warmup", pa.bool_()),
-    ("ops", pa.int64()),
+    ("ops", pa.int64()),  # attempted
+    ("ops_succeeded", pa.int64()),  # where an op can fail (writes): those that did what they asked
+    ("success_rate", pa.float64()),
     ("hits", pa.int64()),
     ("elapsed_ns", pa.int64()),
     ("ns_per_op", pa.float64()),
@@ -89,6 +91,9 @@ FIELDS = [
     ("memory_current_bytes", pa.int64()),
     ("memory_peak_bytes", pa.int64()),
     ("memory_source", pa.string()),
+    ("entries_held", pa.int64()),  # after the sample, counted from successful inserts and deletes
+    ("bytes_per_entry", pa.float64()),  # the cgroup's usage / entries held
+    ("fdinfo_bytes_per_entry", pa.float64()),  # fdinfo memlock / entries held
     ("events_per_s", pa.float64()),
     ("cpu_overhead_share", pa.float64()),
     ("run_stats_ns_per_event", pa.float64()),

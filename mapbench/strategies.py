@@ -130,10 +130,12 @@ def bloom_bits(map_size: int, nr_hash_funcs: int) -> int:
     return 64 if bits <= 64 else _pow2(bits)
 
 
-def bloom_fp_theory(map_size: int, nr_hash_funcs: int) -> float:
-    """(1 - e^(-k n / m))^k for the filter the kernel builds."""
+def bloom_fp_theory(map_size: int, nr_hash_funcs: int, entries: int | None = None) -> float:
+    """(1 - e^(-k n / m))^k for the filter the kernel builds for map_size (max_entries)
+    elements, holding `entries` of them (default: full)."""
     k, m = nr_hash_funcs, bloom_bits(map_size, nr_hash_funcs)
-    return (1 - math.exp(-k * map_size / m)) ** k
+    n = map_size if entries is None else entries
+    return (1 - math.exp(-k * n / m)) ** k
 
 
 @dataclass(frozen=True)

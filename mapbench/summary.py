@@ -46,17 +46,29 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
                 ("events_per_s", "median"), ("cpu_overhead_share", "median"), ("delay_median_ns", "median"),
                 ("run_stats_ns_per_event", "median"), ("target_event_share", "median"),
                 ("measured_hit_ratio", "mean"), ("entries", "max"), ("aggregate_ops_per_s", "median"),
-                ("memory_current_bytes", "max"), ("memory_peak_bytes", "max"))},
+                ("memory_current_bytes", "max"), ("memory_peak_bytes", "max"), ("entries_held", "median"),
+                ("fdinfo_bytes_per_entry", "median"))},
+            # writes: per successful op, so how many succeeded goes beside the figure
+            success_rate=plain(group["ops_succeeded"].sum() / group["ops"].sum())
+            if group["success_rate"].notna().any() else None,
             # several producers: each CPU's median beside the pooled one
             per_cpu={int(c): float(v) for c, v in group.groupby("cpu")["ns_per_op"].median().items()}
             if (record["producers"] or 1) > 1 else None,
             memory_source=plain(group["memory_source"].dropna().iloc[0]) if group["memory_source"].notna().any()
             else None,
         )
-        # memory per entry held (no-prealloc maps grow with what they hold, preallocated ones not)
-        held = record["entries"] or record["map_size"]
-        record["bytes_per_entry"] = (record["map_memory_bytes"] / held
-                                     if record["map_memory_bytes"] is not None and held else None)
+        # memory per entry held after each sample: the cgroup's where there is one, else fdinfo's
+        # (rows from before entries_held: fdinfo over the nominal entries)
+        if group["bytes_per_entry"].notna().any():
+            record.update(bytes_per_entry=float(group["bytes_per_entry"].median()),
+                          bytes_per_entry_source=record["memory_source"])
+        elif record["fdinfo_bytes_per_entry"] is not None:
+            record.update(bytes_per_entry=record["fdinfo_bytes_per_entry"], bytes_per_entry_source="fdinfo")
+        else:
+            held = record["entries"] or record["map_size"]
+            record.update(bytes_per_entry=(record["map_memory_bytes"] / held
+                                           if record["map_memory_bytes"] is not None and held else None),
+                          bytes_per_entry_source="fdinfo, nominal entries")
         out.append(record)
     for record, (_, group) in zip(out, df.groupby(CONFIG_KEYS, dropna=False, sort=False)):
         record.update(_scaling(record, group, df))
@@ -86,7 +98,8 @@ def _scaling(record: dict, group: pd.DataFrame, df: pd.DataFrame) -> dict:
         base = base[base[k].isna() if v is None else base[k] == v]
     keys = ["run_id", "comparison", "instance", "sample"]
     paired = pd.concat([group.groupby(keys)["aggregate_ops_per_s"].first(),
-                        (base.set_index(keys)["ops"] * 1e9 / base.set_index(keys)["elapsed_ns"]).rename("solo")],
+                        (base.set_index(keys)["ops_succeeded"].fillna(base.set_index(keys)["ops"]) * 1e9
+                         / base.set_index(keys)["elapsed_ns"]).rename("solo")],
                        axis=1, join="inner").dropna()
     if paired.empty:
         return out

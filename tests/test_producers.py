@@ -258,14 +258,3 @@ def test_an_interrupted_or_killed_run_of_two_producers_leaves_nothing_behind(tmp
                         if f"mapbench.memcg\0{parent}\0{proc.pid}\0" in p.read_bytes().decode(errors="replace")]
     assert _eventually(lambda: not watchers()), "the cgroup watcher outlived the run"
     assert _eventually(lambda: not held & _live_bpf_ids()), f"left {held & _live_bpf_ids()}"  # after RCU
-
-
-@pytest.mark.skipif(memcg.flavour() is None, reason=memcg.why_not())
-def test_cgroup_memory_is_the_maps_memory():
-    spec = KernelSpec("hash", op="update", map_size=100_000, no_prealloc=True)
-    with LoadedBuild(spec, False, instance_config(spec, 0)) as program:
-        memory = program.memory_now()
-        assert program.memory_source == memcg.flavour().name
-        # the cgroup holds the map and nothing of Python's: within a few pages of fdinfo's figure
-        assert memory["memory_current"] >= 0.9 * memory["memlock"]
-        assert memory["memory_current"] <= 1.5 * memory["memlock"] + 2**20

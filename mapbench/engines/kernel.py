@@ -9,7 +9,6 @@ and ISA.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import os
@@ -232,6 +231,9 @@ class KernelSpec:
             raise BadInput(f"--write-op {self.write_op} is not an op of {self.strategy}")
         if not self.writers:
             set_("write_op", "update")
+        unsteady = _unsteady(self.op, self.write_op, self.producers, self.writers)
+        if unsteady:
+            raise BadInput(unsteady)
         if self.producers > 1 or self.overlap == "same" or s.family is not MEMBERSHIP:
             set_("slice_of", 1)
         if (self.producers == 1 and self.slice_of == 1) or s.family is not MEMBERSHIP:
@@ -313,8 +315,8 @@ class KernelSpec:
         """Sides with the same control key share a control build: same family and ISA, and the
         same loop (draws, hit branch, inner map count) for the control to run."""
         return (self.family.name, self.isa, self.map_size, self.entries, self.hit_thresh, self.key_distribution,
-                self.zipf_s, self.key_size, self.nr_maps, STRATEGIES[self.strategy].index_keys, self.producers,
-                self.overlap)
+                self.zipf_s, self.key_size, self.bloom_value_size, self.nr_maps, STRATEGIES[self.strategy].index_keys,
+                self.producers, self.overlap)
 
     def config_fields(self) -> dict:
         """The configuration columns (results.CONFIG_KEYS) of this spec's rows."""
@@ -334,6 +336,20 @@ class KernelSpec:
                 "overlap": (f"slice 1/{self.slice_of}" if self.slice_of > 1 else self.overlap) if "overlap" in used
                 else None,
                 "no_prealloc": self.no_prealloc if "no_prealloc" in used else None}
+
+
+def _unsteady(op: str, write_op: str, producers: int, writers: int) -> str | None:
+    """Why a workload cannot stay in steady state, or None. Every key drawn is one the map held
+    at the start, so inserts alone fail (EEXIST) from the first draw on and deletes alone empty
+    the map in one pass: each needs producers doing the other beside it."""
+    ops = ({op} if producers > writers else set()) | ({write_op} if writers else set())
+    for alone, other in (("insert", "delete"), ("delete", "insert")):
+        if alone in ops and other not in ops:
+            what = ("every key drawn is already in the map, so each insert fails (EEXIST)" if alone == "insert"
+                    else "the deletes empty the map in one pass, then each one fails (ENOENT)")
+            return (f"--op {alone} cannot stay in steady state without producers that {other}: {what}; "
+                    f"add writers, e.g. --producers 2 --writers 1 --write-op {other}")
+    return None
 
 
 def make_spec(fields: dict) -> KernelSpec | NotMeasured:
@@ -380,6 +396,8 @@ class Sample:
     """One sample of one build: a run per producer, and the memory its maps held after it."""
 
     runs: list[RunResult]
+    succeeded: tuple[int, ...] | None = None  # per run, where its op can fail: what succeeded
+    entries_held: int | None = None
     memlock: int | None = None
     memory_current: int | None = None
     memory_peak: int | None = None
@@ -404,7 +422,8 @@ class Sample:
         common = self.common_window_ns
         if common <= 0:
             return float("nan")
-        inside = sum(r.ops * common / r.elapsed_ns for r in self.runs)
+        done = self.succeeded or [r.ops for r in self.runs]
+        inside = sum(ops * common / r.elapsed_ns for ops, r in zip(done, self.runs))
         return inside * 1e9 / common
 
 
@@ -451,11 +470,16 @@ def _writes(spec: KernelSpec) -> bool:
     return spec.family is MEMBERSHIP and (spec.op in WRITE_OPS or spec.writers > 0)
 
 
+# What one successful op does to the entries a membership map holds (the others keep them)
+NET_ENTRIES = {"insert": 1, "delete": -1}
+
+
 class LoadedBuild:
     """One loaded build of a family source (a strategy's, or the control), its maps sized and
-    filled as the strategy's record says. A strategy build that writes is created inside a
-    memory cgroup of its own when the host has one (mapbench/memcg.py). Owns the object and
-    the cgroup: close it, or use `with`."""
+    filled as the strategy's record says. A strategy's maps whose memory can be known are
+    created inside a memory cgroup of their own when the host has one (mapbench/memcg.py),
+    before the rest of the object loads outside it, so the cgroup holds those maps alone. Owns
+    the object and the cgroup: close it, or use `with`."""
 
     def __init__(self, spec: KernelSpec, control: bool, config: dict):
         self.spec, self.control, self.config = spec, control, config
@@ -466,11 +490,15 @@ class LoadedBuild:
         self.cgroup = None
         self.obj = BpfObject(self.built.path)
         try:
-            writes = not control and _writes(spec)
-            kind = memcg.flavour() if writes else None
-            self.memory_source = (kind.name if kind else memcg.why_not()) if writes else None
+            measured = bool(self.plans) and strategy.memory_known
+            kind = memcg.flavour() if measured else None
+            self.memory_source = (kind.name if kind else memcg.why_not()) if measured else None
             if kind:
                 self.cgroup = memcg.MemoryCgroup(kind)
+            # Measured here: cgroup v1 is not charged for per-CPU allocations (a 1e5-entry
+            # percpu_hash read 1.3 MiB below fdinfo), so per entry, fdinfo is the figure there.
+            self.cgroup_per_entry = bool(kind) and not ("percpu" in spec.strategy and kind.name == "cgroup v1")
+            self.held = spec.entries  # what the strategy's maps hold: counted from successful writes
             cfg = self.obj.map(".rodata").data("struct mb_config")
             for name, value in config.items():
                 setattr(cfg, name, value)
@@ -483,8 +511,12 @@ class LoadedBuild:
                     m.set_max_entries(spec.map_size + plan.spare(spec.map_size))
                 if plan.configure:
                     plan.configure(m, spec)
-            with self.cgroup.charging() if self.cgroup else contextlib.nullcontext():
-                self.obj.load()  # maps are charged to the cgroup they are created in, for life
+            self.capacity = spec.map_size + (self.plans[0].spare(spec.map_size) if self.plans else 0)
+            if self.cgroup:
+                with self.cgroup.charging():  # a map is charged to the cgroup it is created in, for life
+                    for plan in self.plans:
+                        self.obj.map(plan.name).create_now()
+            self.obj.load()
             if table is not None:
                 self.obj.map("draw_table").update_batch(np.arange(len(table), dtype=np.uint32), table, FILL_CHUNK)
             for plan in self.plans:
@@ -492,6 +524,8 @@ class LoadedBuild:
                     plan.fill(self.obj.map(plan.name), spec, config)
             self.prog = self.obj.program("run")
             self.writer = self.obj.program("run_writer") if spec.family is MEMBERSHIP else None
+            # calibration's pilots: lookups where the op writes, so that they change no map
+            self.reader = self.obj.program("run_reader") if spec.family is MEMBERSHIP else self.prog
             self.results = self.obj.map("results")
             info = self.prog.info()  # what the verifier and the JIT made of this ISA
             self.sizes = {"prog_xlated_bytes": info["xlated_prog_len"], "prog_jited_bytes": info["jited_prog_len"]}
@@ -501,14 +535,15 @@ class LoadedBuild:
             raise
 
     def run(self, nr_loops: int, start: int, first: int = 0, nr: int = 0, cpu: int | None = None,
-            writer: bool = False, producers: int = 0, window_ns: int = 0) -> RunResult:
+            writer: bool = False, reader: bool = False, producers: int = 0, window_ns: int = 0) -> RunResult:
         """One test run: `nr_loops` draws from `start`, on entries first..first+nr-1 (nr 0: all),
-        on `cpu` (None: where this thread is; the newest result is its). `writer`: run_writer.
-        `window_ns`: one of `producers` runs that meet at the gate (reset_gate), then draw for
-        window_ns, at most nr_loops draws."""
+        on `cpu` (None: where this thread is; the newest result is its). `writer`: run_writer;
+        `reader`: run_reader (lookups only). `window_ns`: one of `producers` runs that meet at the
+        gate (reset_gate), then draw for window_ns, at most nr_loops draws."""
         args = ffi.new("struct mb_run_args *", {"nr_loops": nr_loops, "start": start, "first_entry": first,
                                                 "nr_entries": nr, "producers": producers, "window_ns": window_ns})
-        (self.writer if writer and not self.control else self.prog).test_run(args, cpu)
+        program = self.reader if reader else self.writer if writer and not self.control else self.prog
+        program.test_run(args, cpu)
         slots = ffi.from_buffer("struct mb_result[]", self.results.lookup(_ZERO))
         if cpu is None:
             cpu = max(range(len(slots)), key=lambda c: slots[c].start_ns)
@@ -520,12 +555,20 @@ class LoadedBuild:
         """No producer at the gate (bpf/mapbench.h): before every sample of several producers."""
         self.obj.map("gate").update(_ZERO, bytes(8))
 
-    def memory_now(self) -> dict:
-        """What the strategy's maps hold now: fdinfo memlock, and the cgroup's usage."""
-        if self.control or not _writes(self.spec):
+    def after_sample(self, runs: list[RunResult]) -> dict:
+        """Count what a sample's successful inserts and deletes did to the entries held (an LRU
+        map evicts rather than grow past its capacity); then what the strategy's maps hold now:
+        entries, fdinfo memlock and the cgroup's usage."""
+        if self.control:
             return {}
+        ops = [self.spec.write_op if role == "writer" else self.spec.op for role in self.spec.roles()]
+        for op, r in zip(ops, runs):
+            self.held += NET_ENTRIES.get(op, 0) * r.hits
+        self.held = min(max(self.held, 0), self.capacity)
+        succeeded = tuple(r.hits if op in WRITE_OPS else r.ops for op, r in zip(ops, runs))
         current, peak = self.cgroup.usage() if self.cgroup else (None, None)
-        return {"memlock": STRATEGIES[self.spec.strategy].memory_bytes(self), "memory_current": current,
+        memlock = STRATEGIES[self.spec.strategy].memory_bytes(self) if _writes(self.spec) else self.memory
+        return {"succeeded": succeeded, "entries_held": self.held, "memlock": memlock, "memory_current": current,
                 "memory_peak": peak}
 
     def close(self) -> None:
@@ -543,10 +586,12 @@ class LoadedBuild:
 
 def calibrate(builds: list[LoadedBuild], target_ns: float) -> int:
     """N loops such that a run of the slowest build lasts about target_ns. Per loop, not per
-    op: a map-count loop does nr_maps gets."""
+    op: a map-count loop does nr_maps gets. The pilots only read (a build that writes runs its
+    lookups instead): an insert or delete pilot would change the map before the first sample,
+    so a write sample lasts longer than target_ns by what a write costs over a lookup."""
     n = 4096
     for _ in range(3):  # the first pilot also warms the code and the maps
-        slowest = max(b.run(n, 0).ns_per_loop for b in builds)
+        slowest = max(b.run(n, 0, reader=True).ns_per_loop for b in builds)
         n = int(min(BPF_LOOP_MAX, max(1024, target_ns / max(slowest, 0.1))))
     return n
 
@@ -560,7 +605,14 @@ def complete_axes(values: dict, side_keys: list[str]) -> dict:
     for p in values.get("producers", [None]):
         steps = [2**i for i in range(usable.bit_length()) if 2**i < usable] + [usable] if p == "1..all" else [p]
         producers += [s for s in steps if s not in producers]
-    if "producers" in side_keys and any(p not in (None, 1) for p in producers) and 1 not in producers:
+    writers = values.get("writers", [None])
+    # a one-producer side needs a one-producer form: none for a churn workload (it would not stay
+    # in steady state), nor for a count of writers above one ("all" is one there)
+    solo = (not any(_unsteady(op or "lookup", write_op or "update", 1, 1 if w else 0)
+                    for op in values.get("ops", [None]) for write_op in values.get("write_ops", [None])
+                    for w in writers)
+            and not any(isinstance(w, int) and w > 1 for w in writers))
+    if "producers" in side_keys and any(p not in (None, 1) for p in producers) and 1 not in producers and solo:
         producers = [1, *producers]
     return {**values, "producers": producers}
 
@@ -609,7 +661,7 @@ def _sample(b: LoadedBuild, sample: int, nr_loops: int, pools: dict[int, Produce
                                            cpu=pool.cpus[p], writer=roles[p] == "writer", producers=n,
                                            window_ns=int(window_ns))
                          for p in range(spec.producers)])
-    return Sample(runs, **b.memory_now())
+    return Sample(runs, **b.after_sample(runs))
 
 
 def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
@@ -650,32 +702,48 @@ def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample =
 def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, smp: Sample, producer: int, role,
          warmup: int, control_ns: float | None, common: dict) -> dict:
     spec = b.spec
+    op = spec.write_op if role == "writer" else spec.op  # a writer's op is its own
     fp_rate = fp_theory = None
     misses = r.ops - r.hits
-    if not b.control and "nr_hash_funcs" in spec.used_fields() and spec.op == "lookup" and misses > 0:
+    if not b.control and "nr_hash_funcs" in spec.used_fields() and op == "lookup" and misses > 0:
         fp_rate = (r.filter_positives - r.hits) / misses
-        fp_theory = bloom_fp_theory(spec.map_size, spec.nr_hash_funcs)
+        fp_theory = bloom_fp_theory(spec.map_size, spec.nr_hash_funcs, spec.entries)
     fields = spec.config_fields()
     if b.control:
         fields.update(strategy="control", value_size=None, nr_hash_funcs=None)
+    # A write can fail (insert of a present key, delete of an absent one): its figures are per
+    # successful op, the failed ones' time included (docs/method.md, "Writes that fail").
+    can_fail = not b.control and op in WRITE_OPS
+    succeeded = r.hits if can_fail else r.ops
+    status = common["status"] if succeeded else "no_success"
+    net = r.ns_per_op if b.control else r.ns_per_op - control_ns
+    held = smp.entries_held
+    memlock = smp.memlock if smp.memlock is not None else b.memory
     return {
         **fields, **common, **b.sizes,
         "object_sha256": b.built.sha256,
         "position": position, "run_order": order,
         "sample": sample, "warmup": sample < warmup,
         "producer": producer, "role": role,
-        "op": spec.write_op if role == "writer" else fields["op"],  # a writer's op is its own
+        "op": op, "status": status,
+        "message": common["message"] if succeeded else f"no {op} succeeded in this sample",
         "started_ns": r.start_ns, "ended_ns": r.end_ns,  # this producer's window
         "window_overlap": smp.overlap if spec.producers > 1 else None,
         "aggregate_ops_per_s": smp.aggregate_ops_per_s if spec.producers > 1 else None,
-        "ops": r.ops, "elapsed_ns": r.elapsed_ns,
-        "ns_per_op": r.ns_per_op if b.control else r.ns_per_op - control_ns,
-        "gross_ns_per_op": r.ns_per_op,
+        "ops": r.ops, "ops_succeeded": succeeded, "success_rate": succeeded / r.ops if can_fail else None,
+        "elapsed_ns": r.elapsed_ns,
+        "ns_per_op": net * r.ops / succeeded if succeeded else None,
+        "gross_ns_per_op": r.elapsed_ns / succeeded if succeeded else None,
         "control_ns_per_op": control_ns,
         "hits": r.hits,
-        "measured_hit_ratio": None if b.control else r.hits / r.ops,
-        "map_memory_bytes": smp.memlock if smp.memlock is not None else b.memory,
+        "measured_hit_ratio": None if b.control or can_fail else r.hits / r.ops,
+        "entries_held": held,
+        "map_memory_bytes": memlock,
         "memory_current_bytes": smp.memory_current, "memory_peak_bytes": smp.memory_peak,
         "memory_source": b.memory_source,
+        # per entry held after the sample: the cgroup's figure where there is one, fdinfo's beside it
+        "bytes_per_entry": (smp.memory_current / held if b.cgroup_per_entry and smp.memory_current and held
+                            else None),
+        "fdinfo_bytes_per_entry": memlock / held if memlock is not None and held else None,
         "bloom_fp_rate": fp_rate, "bloom_fp_theory": fp_theory,
     }
