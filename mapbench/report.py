@@ -220,6 +220,9 @@ def per_task(ratios) -> list[str]:
 
 
 def article(ratios, df: pd.DataFrame) -> list[str]:
+    """The experiments of the article mapbench grew from (Dmitrii Dolgov, "Running Fast and Slow:
+    Experiments with BPF Program Performance", P99 CONF 2023): BPF ISAs, and task storage spread
+    over several maps on one task."""
     out = []
     for r in _where(ratios, den_isa="v1"):
         n, d = r["numerator_config"], r["denominator_config"]

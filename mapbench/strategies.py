@@ -22,7 +22,6 @@ from .libbpf import BPF_F_NO_PREALLOC
 MAX_MAP_SIZE = 2**32 - 1  # max_entries is a u32
 MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
 DEFAULT_HASH_FUNCS = 3  # as the kernel's own bloom bench
-BLOOM_VALUE_SIZES = range(4, 4 * lib.MB_BLOOM_MAX_WORDS + 1, 4)
 MAX_KEY_SIZE = 4 * lib.MB_MAX_KEY_WORDS  # the membership programs build keys of this many bytes at most
 MAX_VALUE_SIZE = 8 * lib.MB_MAX_VALUE_WORDS
 MEMORY_SHARE = 0.8  # never plan to take more than this share of MemAvailable
@@ -42,7 +41,6 @@ MEMBERSHIP = Family("membership", "membership.bpf.c", "is a key in the set?", 8)
 PER_TASK = Family("per_task", "taskstate.bpf.c", "find or create a record for a task", 16)
 MAP_COUNT = Family("map_count", "storagecount.bpf.c",
                    "one task carrying several task-storage maps (the kernel caches 16 per task)", 16)
-FAMILIES = {f.name: f for f in (MEMBERSHIP, PER_TASK, MAP_COUNT)}
 
 
 @dataclass(frozen=True)
