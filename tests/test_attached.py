@@ -118,19 +118,24 @@ def test_the_in_program_figure_is_the_bodys_cost_net_of_the_timing():
             assert 0.5 < r["ns_per_op"] / r["run_stats_ns_per_event"] < 2, r
 
 
-def delays(strategy: str) -> tuple[np.ndarray, float]:
-    """Summed delay histogram of a few samples, and delays recorded per load round trip."""
-    rows = measure([AttachedSpec(strategy, map_size=1000, nr_tasks=4)],
-                   MeasureOptions(samples=3, instances=1, warmup=1, target_ms=300))
-    mine = [r for r in rows if r["strategy"] == strategy and not r["warmup"]]
-    assert all(r["ops"] > 1000 and r["delays_recorded"] > 100 for r in mine), mine
-    per_round = sum(r["delays_recorded"] for r in mine) / sum(r["load_round_trips"] for r in mine)
-    return np.sum([r["delay_hist"] for r in mine], axis=0), per_round
+def delays(strategies: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
+    """Per strategy, measured head to head (interleaved sample by sample, so that whatever else
+    the machine does falls on both alike): the summed delay histogram of a few samples, and
+    delays recorded per load round trip."""
+    rows = measure([AttachedSpec(s, map_size=1000, nr_tasks=4) for s in strategies],
+                   MeasureOptions(samples=4, instances=1, warmup=1, target_ms=300))
+    out = {}
+    for strategy in strategies:
+        mine = [r for r in rows if r["strategy"] == strategy and not r["warmup"]]
+        assert all(r["ops"] > 1000 and r["delays_recorded"] > 100 for r in mine), mine
+        per_round = sum(r["delays_recorded"] for r in mine) / sum(r["load_round_trips"] for r in mine)
+        out[strategy] = np.sum([r["delay_hist"] for r in mine], axis=0), per_round
+    return out
 
 
 @pytest.mark.kernel
 def test_pair_reports_the_same_delays():
-    result = {s: delays(s) for s in ("pid_hash", "task_storage")}
+    result = delays(("pid_hash", "task_storage"))
     for strategy, (_, per_round) in result.items():
         # every round trip of a ping-pong pair is two wakeups, each timed until its task runs
         assert abs(per_round - 2.0) < 0.02, (strategy, per_round)
@@ -140,8 +145,10 @@ def test_pair_reports_the_same_delays():
     # Within noise, not identical: the hash update sits between the enqueue timestamp and the
     # switch, so the pid hash's own cost (a few hundred ns) moves delays up by about one log2
     # slot below 2 us. The slow tail (>= 4 us), what runqslower reports, must agree.
+    # Within 0.02, or a tenth of the tail where the machine's other work makes it large (under
+    # a concurrent test run it reached 0.3, and moved by 0.02 between interleaved samples).
     tail = {s: p[12:].sum() for s, p in shares.items()}
-    assert abs(tail["pid_hash"] - tail["task_storage"]) < 0.02, tail
+    assert abs(tail["pid_hash"] - tail["task_storage"]) < max(0.02, 0.1 * max(tail.values())), tail
 
 
 @pytest.mark.kernel
