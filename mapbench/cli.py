@@ -204,13 +204,15 @@ def show_cmd(paths, as_json):
               help="Smallest change worth calling, as a fraction of the base median (default 0.10, "
                    "from A/A runs: docs/method.md).")
 @click.option("--alpha", type=float, default=None, help="Significance after Holm correction (default 0.01).")
-@click.option("--force", is_flag=True, help="Compare results from different hosts or kernels.")
+@click.option("--force", is_flag=True, help="Compare results from different kernels.")
+@click.option("--across-machines", is_flag=True,
+              help="Compare results from different machines (their fingerprints differ: docs/method.md).")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table",
               show_default=True, help="markdown: a table ready for a pull-request comment.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw the ratios with their CIs to this PNG (an SVG is written beside it).")
-def diff_cmd(base, new, threshold, alpha, force, fmt, as_json, plot_path):
+def diff_cmd(base, new, threshold, alpha, force, across_machines, fmt, as_json, plot_path):
     """Significant changes from BASE to NEW (files or directories). Exit 1 on a regression.
 
     Loads are the independent units; a change is called when it is significantly larger than
@@ -220,9 +222,12 @@ def diff_cmd(base, new, threshold, alpha, force, fmt, as_json, plot_path):
     defaults = dict(threshold=diff.DEFAULT_THRESHOLD, alpha=diff.DEFAULT_ALPHA)
     given = {k: v for k, v in dict(threshold=threshold, alpha=alpha).items() if v is not None}
     result = diff.diff(results.read(base).to_pandas(), results.read(new).to_pandas(), force=force,
+                       across_machines=across_machines,
                        **{**defaults, **given})
     for key, (a, b) in result.env_differences.items():
         err.print(f"[yellow]environment differs:[/] {key}: {', '.join(a)} -> {', '.join(b)}")
+    if result.machine_note:
+        err.print(f"[yellow]machines:[/] {result.machine_note}")
     fmt = "json" if as_json else fmt
     if fmt == "json":
         for change in result.changes:
@@ -266,12 +271,34 @@ def bench_cmd(config, full, root, reports, cpu):
     out.print(f"results: {path}\nreport: {report}")
 
 
+@cli.command("report")
+@click.argument("paths", nargs=-1)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the Markdown report to this file (default: print it).")
+def report_cmd(paths, out_path):
+    """The Markdown report of result files or directories (default: the dataset, data/results):
+    each machine's conclusions, scoped to it and its kernel, and, when several machines measured
+    the same comparisons, each conclusion's ratio on every one and whether it holds on all."""
+    from . import bench, results
+    from .report import report_markdown
+
+    table = results.read(list(paths) or [bench.DATASET])
+    base = Path(out_path).parent if out_path else Path(".")
+    text = report_markdown(table.to_pandas(), f"mapbench report {' '.join(paths) or 'data/results'}", base=base)
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    Path(out_path).write_text(text)
+    err.print(f"report: {out_path}")
+
+
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
 @dataset_option
 @click.option("--keep", is_flag=True, help="Copy the files in; leave the originals.")
 def import_cmd(files, root, keep):
-    """Move result files into the dataset, one file per run, kernel and host."""
+    """Move result files into the dataset, one file per run, kernel and machine (files in the
+    layout before machine fingerprints, kernel=/host=/, move to kernel=/machine=/)."""
     from . import bench, dataset
 
     for path in dataset.import_files(Path(root or bench.DATASET), [Path(f) for f in files], keep):
@@ -359,7 +386,7 @@ def matrix_cmd(kernels, root, reports, cpus, emulate, args):
                                 [[label, *(v.get(n, "-") for n in names)] for label, v in rows.items()]))
     base = names[0]
     for name in names[1:]:
-        result = diff(frames[0], frames[names.index(name)], force=True)
+        result = diff(frames[0], frames[names.index(name)], force=True, across_machines=True)
         envs = "; ".join(f"{k}: {', '.join(a)} -> {', '.join(b)}" for k, (a, b) in result.env_differences.items())
         out.print(f"diff {base} -> {name}: {render.diff_counts(result)}. The environment differs on purpose "
                   f"({envs}): each kernel ran in its own VM.")
@@ -378,21 +405,22 @@ def matrix_cmd(kernels, root, reports, cpus, emulate, args):
 @click.option("--key-size", type=int, default=None)
 @click.option("--isa", default=None)
 @click.option("--kernel", default=None, help="Only runs on this kernel release.")
-@click.option("--host", default=None, help="Only runs on this host.")
+@click.option("--machine", default=None, help="Only runs on this machine (its fingerprint's id).")
+@click.option("--host", default=None, help="Only runs on this hostname.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Also draw it here.")
 @click.option("--json", "as_json", is_flag=True)
-def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, isa, kernel, host, plot_path,
+def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, isa, kernel, machine, host, plot_path,
                 as_json):
-    """One configuration over runs: median and CI per run, by kernel and host, and the runs
+    """One configuration over runs: median and CI per run, by kernel and machine, and the runs
     where its level shifted (change points) with what changed in the environment."""
     from . import bench, history
     from .strategies import parse_size
 
     given = {"engine": engine, "strategy": strategy, "map_size": parse_size(size) if size else None, "op": op,
-             "driver": driver, "hit_ratio": hit_ratio, "key_size": key_size, "isa": isa}
+             "driver": driver, "hit_ratio": hit_ratio, "key_size": key_size, "isa": isa, "host": host}
     where = {k: v for k, v in given.items() if v is not None}
     timings: dict = {}
-    series = history.history(Path(root or bench.DATASET), where, kernel, host, timings)
+    series = history.history(Path(root or bench.DATASET), where, kernel, machine, timings)
     if not series:
         raise BadInput("no measured rows match " + (", ".join(f"{k}={v}" for k, v in where.items()) or "anything"))
     if as_json:
@@ -410,10 +438,10 @@ def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, i
             if st:
                 changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in st.changed.items()) or "no environment change"
                 note = f"[red]step x{st.ratio:.2f}[/] ({changed})"
-            rows.append([str(r["timestamp"])[:19], r["run_id"], str(r["kernel_release"]), str(r["host"]),
+            rows.append([str(r["timestamp"])[:19], r["run_id"], str(r["kernel_release"]), str(r["machine"]),
                          render.fmt_ns(r["median"]), f"{render.fmt_ns(r['ci_low'])} .. {render.fmt_ns(r['ci_high'])}",
                          note])
-        out.print(render.rich_table(f"history: {s['label']}", ["time", "run", "kernel", "host", "median ns/op",
+        out.print(render.rich_table(f"history: {s['label']}", ["time", "run", "kernel", "machine", "median ns/op",
                                                                "95% CI", "change point"], rows))
     err.print(f"{len(series)} configuration(s), {sum(len(s['runs']) for s in series)} run(s); the query took "
               f"{timings['query_s']:.2f} s, the per-run medians and CIs {timings['summaries_s']:.2f} s")

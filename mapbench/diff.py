@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from . import machine
 from .errors import BadInput
 from .results import CONFIG_KEYS, ENV_KEYS, config_key, measured
 from .summary import load_ids
 
-MUST_MATCH = ["host", "kernel_release"]  # comparing across these needs --force
+MUST_MATCH = ["kernel_release"]  # comparing across these needs --force; machines need --across-machines
 # From A/A runs of the default bench on this kind of VM (docs/method.md, "Diff"): the largest
 # change between two runs of the same code that the statistics alone did not explain.
 DEFAULT_THRESHOLD = 0.10
@@ -59,6 +60,7 @@ class DiffResult:
     env_differences: dict[str, tuple[list, list]]
     threshold: float
     alpha: float
+    machine_note: str = ""  # how the two sides' machines were matched, when not by their fingerprints
 
     @property
     def regressions(self) -> list[Change]:
@@ -142,17 +144,32 @@ def _priors(pairs: dict[tuple, tuple[_Side, _Side]]) -> dict[str, tuple[float, f
     return {engine: fit_prior(v, d) for engine, (v, d) in found.items()}
 
 
+def machine_note(base: pd.DataFrame, new: pd.DataFrame, across_machines: bool = False) -> str:
+    """Whether the two sides come from one machine: "" when their fingerprints agree (or
+    across_machines says the caller knows they do not); a note when a side predates fingerprints
+    and agrees with the other on all it recorded (host, CPU model, CPU count); else BadInput."""
+    a, b = set(base["machine"].dropna()), set(new["machine"].dropna())
+    if a == b or across_machines:
+        return ""
+    if any(map(machine.is_legacy, a | b)) and machine.legacy_ids(base) == machine.legacy_ids(new):
+        return (f"matched machines on host, CPU model and CPU count only (base: {machine.described(base)}; new: "
+                f"{machine.described(new)}): rows from before fingerprints recorded nothing else")
+    raise BadInput(f"the results come from different machines (base: {machine.described(base)}; new: "
+                   f"{machine.described(new)}); pass --across-machines to compare them anyway")
+
+
 def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
-         alpha: float = DEFAULT_ALPHA, force: bool = False) -> DiffResult:
+         alpha: float = DEFAULT_ALPHA, force: bool = False, across_machines: bool = False) -> DiffResult:
     if not 0 <= threshold < 1:
         raise BadInput(f"--threshold {threshold} is outside [0, 1)")
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha} is outside (0, 1)")
+    note = machine_note(base, new, across_machines)
     envs = env_differences(base, new)
     blocking = [k for k in MUST_MATCH if k in envs]
     if blocking and not force:
         k = blocking[0]
-        raise BadInput(f"the results come from different machines ({k}: {', '.join(envs[k][0])} vs "
+        raise BadInput(f"the results come from different kernels ({k}: {', '.join(envs[k][0])} vs "
                        f"{', '.join(envs[k][1])}); pass --force to compare them anyway")
     a_groups, b_groups = _groups(base), _groups(new)
     shared = sorted(set(a_groups) & set(b_groups), key=str)
@@ -215,4 +232,4 @@ def diff(base: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRES
                        ("only in new", set(b_groups) - set(a_groups))):
         for config in sorted(only, key=str):
             changes.append(Change(dict(zip(CONFIG_KEYS, config)), side))
-    return DiffResult(changes, envs, threshold, alpha)
+    return DiffResult(changes, envs, threshold, alpha, note)

@@ -9,7 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from . import __version__, children
+from . import __version__, children, machine
 
 
 def _read(path: str, default: str = "") -> str:
@@ -73,10 +73,11 @@ def libbpf_version() -> str:
 
 @functools.cache
 def run_environment() -> dict:
-    """The environment columns of every result row (results.ENV_KEYS)."""
+    """The environment columns of every result row (results.ENV_KEYS): the machine's
+    fingerprint, vulnerabilities and THP mode among them (machine.py)."""
     from .build import clang_version
 
-    return {
+    env = {
         "mapbench_version": __version__,
         "git_describe": git_describe(),
         "host": socket.gethostname(),
@@ -87,3 +88,4 @@ def run_environment() -> dict:
         "clang_version": clang_version(),
         "libbpf_version": libbpf_version(),
     }
+    return {**env, **machine.facts(env["host"], env["cpu_model"], env["nr_cpus"])}

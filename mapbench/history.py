@@ -22,14 +22,14 @@ import pandas as pd
 
 from . import dataset
 from .render import config_label, varying_keys
-from .results import CONFIG_KEYS, SHAPE_DEFAULTS, as_measured, config_of
+from .results import CONFIG_KEYS, LEGACY_MACHINE_KEYS, SHAPE_DEFAULTS, as_measured, config_of
 from .stats import summarize
 from .summary import load_ids
 
 MIN_SEGMENT = 3  # runs: a step needs this many runs on each side
 PENALTY = 4.0  # x noise sigma x log(n), in the L1 cost's units (3 already gave no false step in 200)
-ENV_COLUMNS = ["kernel_release", "host", "clang_version", "libbpf_version", "object_sha256", "git_describe",
-               "mapbench_version", "cpu_model"]
+ENV_COLUMNS = ["kernel_release", "machine", "host", "clang_version", "libbpf_version", "object_sha256",
+               "git_describe", "mapbench_version", "cpu_model"]
 
 
 @dataclass(frozen=True)
@@ -61,34 +61,35 @@ def change_points(values, min_size: int = MIN_SEGMENT, penalty: float = PENALTY)
     return [b for b in algo.predict(pen=penalty * sigma * np.log(n)) if b < n]
 
 
-def history_sql(where: dict, kernel: str | None = None, host: str | None = None) -> tuple[str, list]:
+def history_sql(where: dict, kernel: str | None = None, machine: str | None = None) -> tuple[str, list]:
     """The query of the measured rows of the configurations matching `where`, naming only the
     columns history needs: DuckDB reads no other column, and no partition that the kernel or
-    host filter excludes."""
+    machine filter excludes."""
     clauses, params = ["status = 'ok'", "NOT warmup", "strategy <> 'control'"], []
     for column, value in where.items():
         default = SHAPE_DEFAULTS.get(column)  # a file from before the column: the value it had
         clauses.append(f"coalesce({column}, {default!r}) = ?" if default is not None else f"{column} = ?")
         params.append(value)
-    for key, value in (("kernel", kernel), ("host", host)):
+    for key, value in (("kernel", kernel), ("machine", machine)):
         if value is not None:
             clauses.append(f"{key} = ?")  # the hive partition: pruned before any file is opened
             params.append(dataset.partition_value(value))
-    columns = sorted({"run_id", "timestamp", "instance", "ns_per_op", *ENV_COLUMNS, *CONFIG_KEYS})
+    columns = sorted({"run_id", "timestamp", "instance", "ns_per_op", *ENV_COLUMNS, *CONFIG_KEYS,
+                      *LEGACY_MACHINE_KEYS, "machine_name"})  # as_measured names rows from before fingerprints
     return f"SELECT {', '.join(columns)} FROM results WHERE {' AND '.join(clauses)}", params
 
 
-def query_rows(root: Path, where: dict, kernel: str | None = None, host: str | None = None) -> pd.DataFrame:
-    sql, params = history_sql(where, kernel, host)
+def query_rows(root: Path, where: dict, kernel: str | None = None, machine: str | None = None) -> pd.DataFrame:
+    sql, params = history_sql(where, kernel, machine)
     return as_measured(dataset.connect(root).sql(sql, params=params).to_arrow_table()).to_pandas()
 
 
-def history(root: Path, where: dict, kernel: str | None = None, host: str | None = None,
+def history(root: Path, where: dict, kernel: str | None = None, machine: str | None = None,
             timings: dict | None = None) -> list[dict]:
     """Per matching configuration: its runs in time order (median, CI, environment) and steps.
     `timings` receives the seconds the query and the summaries took."""
     started = time.perf_counter()
-    rows = query_rows(root, where, kernel, host)
+    rows = query_rows(root, where, kernel, machine)
     if timings is not None:
         timings["query_s"] = time.perf_counter() - started
     if rows.empty:

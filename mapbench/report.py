@@ -1,5 +1,6 @@
-"""The Markdown report of a result set: environment, how steady the run was, conclusions (each
-a ratio of sides measured head to head in the same loads), plots and tables."""
+"""The Markdown report of a result set, machine by machine: environment, how steady the run was,
+conclusions (each a ratio of sides measured head to head in the same loads, scoped to the
+machine and kernel), plots and tables; with several machines, the conclusions across them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import render
+from . import across, render
 from .results import ENV_KEYS, measured
 from .stats import WIDE_SPREAD_CV
 from .summary import head_to_head, load_ids, summaries
@@ -311,11 +312,15 @@ def steadiness(df: pd.DataFrame) -> list[str]:
 
 
 def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
-    df_rows = table.to_pandas()
-    records, ratios = summaries(table), head_to_head(table)
-    df = pd.DataFrame(records)
-    env = df_rows.iloc[0]
-    status = df_rows[df_rows.strategy != "control"].groupby("status").size().to_dict()
+    path.write_text(report_markdown(table.to_pandas(), title, plots, path.parent))
+    return path
+
+
+def report_markdown(df_all: pd.DataFrame, title: str, plots: list[Path] = (), base: Path = Path(".")) -> str:
+    """The report of a result set: one part per machine, every conclusion scoped to the machine
+    and kernel it was measured on; with several machines, first the conclusions across them.
+    `base`: where the report goes (plots are linked relative to it)."""
+    parts = [(m, rows, *machine_part(rows, plots, base)) for m, rows in across.by_machine(df_all)]
     lines = [f"# {title}", "",
              "Kernel engine: nanoseconds per map operation inside a BPF program, net of a control build "
              "that runs the same loop and key stream without the map operation. Syscall engine: "
@@ -323,14 +328,27 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
              "nanoseconds per scheduler event from BPF run stats, net of empty programs. Medians with "
              "95 % bootstrap CIs (loads resampled, then samples). How each is measured: docs/method.md.", "",
              "Every conclusion below is a ratio of sides measured head to head: loaded together and run "
-             "sample by sample in rotating order, in this run. Absolute figures drift between runs and "
+             "sample by sample in rotating order, in one run. Absolute figures drift between runs and "
              "machines of this kind (by 1.1x to 2.6x between two VMs); ratios measured this way do not "
-             "carry that drift. Compare absolute figures only with `mapbench diff`.", "",
-             "## Environment", ""]
-    lines += [f"- {c}: {env[c]}" for c in ENV_KEYS]
+             "carry that drift, but they are their machine's: each holds for the machine and kernel its "
+             "heading names, and another machine may reverse it. Compare absolute figures only with "
+             "`mapbench diff`.", ""]
+    lines += across.section([(m, rows, ratios) for m, rows, _, ratios in parts])
+    for _, rows, part, _ in parts:
+        lines += part if len(parts) == 1 else [f"## Measured {across.scope(rows)}", "", *across.nested(part)]
+    return "\n".join(lines) + "\n"
+
+
+def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Path(".")) -> tuple[list[str], list]:
+    """The report's sections for one machine's rows, and their head-to-head ratios."""
+    records, ratios = summaries(df_rows), head_to_head(df_rows)
+    df = pd.DataFrame(records)
+    status = df_rows[df_rows.strategy != "control"].groupby("status").size().to_dict()
+    lines = ["## Environment", ""]
+    lines += [f"- {c}: {across.joined(df_rows, c)}" for c in ENV_KEYS]
     lines += [f"- rows by status: {status}", "", "## How steady this run was", ""]
     lines += [f"- {s}" for s in steadiness(df_rows)] or ["- (one load per configuration: no spread to show)"]
-    lines += ["", "## Conclusions", ""]
+    lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
     found = (membership(ratios) + shapes(ratios, records) + contention(ratios, records) + per_task(ratios)
              + syscalls(ratios, df) + article(ratios, df))
     if not df.empty:
@@ -342,7 +360,7 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
     lines += [""]
     for plot in plots:
         if plot.suffix == ".png":
-            lines += [f"![{plot.stem}]({plot.relative_to(path.parent)})", ""]
+            lines += [f"![{plot.stem}]({plot.relative_to(base)})", ""]
     if ratios:
         lines += ["## Head-to-head ratios", "", render.markdown(render.RATIO_HEADER, render.ratio_rows(ratios)), ""]
     if records:
@@ -353,5 +371,4 @@ def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
         lines += ["## Not measured", ""]
         lines += [f"- {render.config_label(r._asdict())}: {r.status}: {r.message}"
                   for r in unsupported.itertuples(index=False)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return lines, ratios

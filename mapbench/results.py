@@ -18,8 +18,11 @@ import pyarrow.parquet as pq
 
 from .errors import BadInput
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 SCHEMA_KEY = b"mapbench.schema_version"
+# Versions this mapbench reads. 1: before machine fingerprints; its rows read with the id and
+# name derived from what they recorded (machine.legacy_id), the other fingerprint columns null.
+READABLE_VERSIONS = ("1", "2")
 
 # One source of truth for the columns; rows are dicts with these keys (missing ones are null).
 FIELDS = [
@@ -34,6 +37,18 @@ FIELDS = [
     ("jit_enabled", pa.bool_()),
     ("clang_version", pa.string()),
     ("libbpf_version", pa.string()),
+    ("machine", pa.string()),  # the fingerprint's id (machine.py): the dataset's partition, diff's match
+    ("machine_name", pa.string()),  # 'AMD EPYC, 2 vCPUs, L2 1 MiB, L3 32 MiB, 23 GiB'
+    ("cpu_vendor", pa.string()),
+    ("cpu_family", pa.string()),
+    ("cpu_model_number", pa.string()),
+    ("cpu_stepping", pa.string()),
+    ("microcode", pa.string()),
+    ("l2_cache_bytes", pa.int64()),
+    ("l3_cache_bytes", pa.int64()),
+    ("memory_total_bytes", pa.int64()),
+    ("cpu_vulnerabilities", pa.string()),  # /sys/devices/system/cpu/vulnerabilities, 'name: state | ...'
+    ("thp_enabled", pa.string()),  # transparent hugepages: always, madvise or never
     ("isa", pa.string()),
     ("object_sha256", pa.string()),
     ("engine", pa.string()),
@@ -123,8 +138,12 @@ SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0, "producers": 1, "writers": 0, "see
 # their rows from before the axis have no_prealloc null, and were preallocated.
 PREALLOC_CHOICE = ("hash", "percpu_hash")
 # The environment columns: where and with what a row was measured.
-ENV_KEYS = ["host", "kernel_release", "cpu_model", "nr_cpus", "jit_enabled", "clang_version",
+ENV_KEYS = ["machine", "machine_name", "host", "kernel_release", "cpu_model", "nr_cpus", "cpu_vendor", "cpu_family",
+            "cpu_model_number", "cpu_stepping", "microcode", "l2_cache_bytes", "l3_cache_bytes",
+            "memory_total_bytes", "cpu_vulnerabilities", "thp_enabled", "jit_enabled", "clang_version",
             "libbpf_version", "mapbench_version", "git_describe"]
+# What a row without a fingerprint (schema 1) recorded of its machine: its legacy id's inputs.
+LEGACY_MACHINE_KEYS = ["host", "cpu_model", "nr_cpus"]
 # A load: samples of one load share its maps and hash seeds, so they are not independent.
 LOAD_KEYS = ["run_id", "instance"]
 
@@ -201,10 +220,8 @@ def read_file(path: Path) -> pa.Table:
     version = (table.schema.metadata or {}).get(SCHEMA_KEY)
     if version is None:
         raise BadInput(f"{path} is not a mapbench result file (no {SCHEMA_KEY.decode()} in its metadata)")
-    if version.decode() != SCHEMA_VERSION:
-        raise BadInput(f"{path} has result schema version {version.decode()}; this mapbench reads "
-                       f"version {SCHEMA_VERSION}")
-    # Within a schema version columns are only ever added: older files read them as null.
+    check_version(path, version)
+    # Columns are only ever added: older files read them as null (then as_measured's values).
     for name, kind in FIELDS:
         if name not in table.column_names:
             table = table.append_column(pa.field(name, kind), pa.nulls(table.num_rows, kind))
@@ -219,7 +236,8 @@ def read_file(path: Path) -> pa.Table:
 def as_measured(table: pa.Table) -> pa.Table:
     """A table whose rows predate a configuration column (or come from an engine without that
     axis) with the value they had: SHAPE_DEFAULTS, and no_prealloc False on the strategies that
-    take it. The one place of this rule for every reader: files, new rows, DuckDB's answers."""
+    take it; rows from before machine fingerprints with their legacy machine. The one place of
+    this rule for every reader: files, new rows, DuckDB's answers."""
     names = table.column_names
     for name, value in SHAPE_DEFAULTS.items():
         if name in names:
@@ -230,7 +248,36 @@ def as_measured(table: pa.Table) -> pa.Table:
                          pc.is_null(table["no_prealloc"]))
         filled = pc.if_else(legacy, pa.scalar(False), table["no_prealloc"])
         table = table.set_column(names.index("no_prealloc"), "no_prealloc", filled)
+    return _legacy_machines(table)
+
+
+def _legacy_machines(table: pa.Table) -> pa.Table:
+    """Rows without a machine fingerprint (schema 1) get the id and name of what they recorded
+    of their machine (machine.legacy_id, legacy_name); the fingerprint's other columns stay null."""
+    from . import machine
+
+    names = table.column_names
+    if not {"machine", "machine_name", *LEGACY_MACHINE_KEYS} <= set(names) or not table.num_rows:
+        return table
+    missing = pc.or_(pc.is_null(table["machine"]), pc.is_null(table["machine_name"]))  # name: a partition's id
+    if not pc.any(missing).as_py():
+        return table
+    recorded = table.select(LEGACY_MACHINE_KEYS).filter(missing).group_by(LEGACY_MACHINE_KEYS).aggregate([])
+    for facts in recorded.to_pylist():
+        rows = missing
+        for k, v in facts.items():
+            rows = pc.and_(rows, pc.is_null(table[k]) if v is None else pc.fill_null(pc.equal(table[k], v), False))
+        for column, value in (("machine", machine.legacy_id(**facts)), ("machine_name", machine.legacy_name(**facts))):
+            filled = pc.if_else(rows, pa.scalar(value), table[column])
+            table = table.set_column(names.index(column), column, filled)
     return table
+
+
+def check_version(path, version: bytes | None) -> None:
+    """A file's schema version (from its footer) must be one this mapbench reads."""
+    if version is None or version.decode() not in READABLE_VERSIONS:
+        raise BadInput(f"{path} has result schema version {version.decode() if version else 'none'}; this mapbench "
+                       f"reads versions {', '.join(READABLE_VERSIONS)}")
 
 
 def check_path(path: Path) -> None:

@@ -20,7 +20,7 @@ def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
                   str(tmp_path / "reports"))
     assert res.returncode == 0, res.stderr
     [parquet] = (tmp_path / "results").rglob("*.parquet")  # moved into the dataset once whole
-    assert parquet.parent.name.startswith("host=") and parquet.parent.parent.name.startswith("kernel=")
+    assert parquet.parent.name.startswith("machine=") and parquet.parent.parent.name.startswith("kernel=")
     assert not list((tmp_path / "partial").glob("*.parquet"))
     df = results.read(parquet).to_pandas()
     assert set(df.engine) == {"kernel", "syscall", "attached", "reference"}

@@ -29,15 +29,16 @@ def runs200(tmp_path_factory):
     return root
 
 
-def test_layout_is_hive_partitioned_by_kernel_and_host_one_file_per_run(runs200):
+def test_layout_is_hive_partitioned_by_kernel_and_machine_one_file_per_run(runs200):
     files = dataset.files(runs200)
     assert len(files) == 200
     for f in files:
-        kernel, host = f.parent.parent.name, f.parent.name
-        assert re.fullmatch(r"kernel=6\.\d+\.0-fixture", kernel) and re.fullmatch(r"host=fixture-[ab]", host)
+        kernel, machine = f.parent.parent.name, f.parent.name
+        assert re.fullmatch(r"kernel=6\.\d+\.0-fixture", kernel)
+        assert machine in {f"machine={m}" for m in make_dataset.MACHINES.values()}
         assert f.name == f"{results.read_file(f).column('run_id')[0].as_py()}.parquet"
     # pyarrow reads the layout unchanged, partitions as columns beside the files' own
-    table = ds.dataset(runs200, format="parquet", partitioning="hive").to_table(columns=["kernel", "host",
+    table = ds.dataset(runs200, format="parquet", partitioning="hive").to_table(columns=["kernel", "machine",
                                                                                         "kernel_release"])
     assert set(table.column("kernel").to_pylist()) == set(make_dataset.KERNELS)
     assert table.column("kernel").to_pylist() == table.column("kernel_release").to_pylist()
@@ -70,7 +71,7 @@ def test_import_moves_single_files_in_and_old_files_stay_readable(tmp_path):
     assert res.returncode == 0, res.stderr
     assert not loose.exists()
     [moved] = dataset.files(root)
-    assert moved.parent.name.startswith("host=") and moved.parent.parent.name.startswith("kernel=")
+    assert moved.parent.name == "machine=legacy-amd-epyc-2cpu-vm" and moved.parent.parent.name.startswith("kernel=")
     assert results.read_file(moved).equals(results.read_file(REAL))
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet")
@@ -105,7 +106,7 @@ def test_history_marks_the_injected_step_and_names_what_changed(runs200):
     assert abs(step.index - make_dataset.STEP_AT) <= 1
     assert step.ratio == pytest.approx(make_dataset.STEP, rel=0.05)
     assert step.changed["kernel_release"] == ("6.12.0-fixture", "6.18.0-fixture")
-    assert "object_sha256" in step.changed and "host" not in step.changed  # hosts alternate: no change
+    assert "object_sha256" in step.changed and "machine" not in step.changed  # machines alternate: no change
     # the configurations without a step: none found
     for strategy, size in (("hash", 1000), ("bloom", 1_000_000), ("task_storage", 1)):
         [s] = history.history(runs200, {"strategy": strategy, "map_size": size})

@@ -86,11 +86,15 @@ def test_markdown_format_is_a_table_for_a_pull_request():
     assert "syscall hash update batch 100 100,000 entries" in res.stdout
 
 
-def test_other_host_needs_force_and_lists_what_differs():
+def test_other_machine_needs_across_machines_and_lists_what_differs():
     res = run_cli("diff", str(FIXTURES / "base.parquet"), str(FIXTURES / "other_host.parquet"))
-    assert res.returncode == 2 and "pass --force" in res.stderr
+    assert res.returncode == 2 and "pass --across-machines" in res.stderr
+    assert "[legacy-fixture-2cpu-fixture-host]" in res.stderr and "[legacy-fixture-2cpu-another-host]" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
     res = run_cli("diff", str(FIXTURES / "base.parquet"), str(FIXTURES / "other_host.parquet"), "--force")
-    assert res.returncode == 0 and "environment differs: host" in res.stderr
+    assert res.returncode == 2 and "pass --across-machines" in res.stderr  # --force is for kernels
+    res = run_cli("diff", str(FIXTURES / "base.parquet"), str(FIXTURES / "other_host.parquet"), "--across-machines")
+    assert res.returncode == 0 and "environment differs: machine" in res.stderr
 
 
 def test_no_shared_configuration_is_exit_2():
