@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from . import build
-from .environment import _read, bpf_privileged, jit_enabled
+from .environment import _read, bpf_privileged, jit_enabled, run_environment
 from .errors import BadInput, MissingPrivilege
 
 T = TypeVar("T")
@@ -196,7 +196,10 @@ class Check:
 
 def checks() -> list[Check]:
     """Can this machine run mapbench, and if not, why not."""
+    env = run_environment()
     result = [
+        Check("machine", True, f"{env['machine_name']}, id {env['machine']}: figures are for this machine",
+              required=False),
         Check("privilege", bpf_privileged(),
               "may load BPF programs" if bpf_privileged()
               else "run as root: BPF needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN"),
