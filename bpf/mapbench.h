@@ -47,6 +47,8 @@ struct mb_config {
 	__u32 value_words; /* membership: value size in u64 words the program reads or writes */
 	__u32 table_mask;  /* membership: length - 1 of the draw table (zipf); 0: no table */
 	__u32 write_op;    /* membership: the op of the `run_writer` program (producers that write) */
+	__u32 latency;     /* 1: each op's key waits for the op before it (mb_chain); 0: throughput */
+	__u32 keyless;     /* per-task family: 1: no pid to draw (task storage gets the current task's) */
 };
 
 #define MB_MAX_KEY_WORDS 64   /* 256-byte keys */
@@ -174,8 +176,40 @@ struct mb_loop_state {
 	__u64 first;      /* the entries this run draws: first .. first + nr - 1 */
 	__u64 nr;
 	__u64 deadline;   /* bpf_ktime_get_ns() at which a run in a window stops */
+	__u64 found;      /* latency mode: mb_bits() of what the last op returned */
+	__u64 chain;      /* latency mode: 0, added to the next draw's key once the last op is done */
 	struct task_struct *task;
 };
+
+/* The bits of a pointer a lookup or get returned, as a scalar: the pointer less itself (root may
+ * subtract pointers: the verifier's allow_ptr_leaks). 0, yet computed from the pointer. */
+static __always_inline __u64 mb_bits(const void *p)
+{
+	__u64 bits;
+
+	asm volatile("%0 = %1\n\t%0 -= %1" : "=&r"(bits) : "r"(p));
+	return bits;
+}
+
+/*
+ * Latency mode (cfg.latency; docs/method.md, "Modes"): after every op, what the next draw adds
+ * to its key: 0, known only once this op has finished, so that no two ops overlap. It folds in
+ * what the op returned (st->found: for a hit, a data dependency on the entry found) and the clock
+ * read after the op: a miss returns NULL or an error code from a branch the CPU predicts, so the
+ * returned value alone lets the next op run ahead of a miss; bpf_ktime_get_ns reads the TSC with
+ * rdtsc_ordered (rdtscp, or lfence; rdtsc), which waits for every earlier instruction. `&= 0`
+ * keeps each zero a data dependency (the verifier knows the result is 0, the JIT keeps the `and`;
+ * `xor r, r` would break the dependency on x86). Controls call it too: the clock nets out.
+ */
+static __always_inline __u64 mb_chain(struct mb_loop_state *st)
+{
+	__u64 now = bpf_ktime_get_ns(), found = st->found;
+
+	asm volatile("%0 &= 0" : "+r"(now));
+	asm volatile("%0 &= 0" : "+r"(found));
+	st->found = 0;
+	return now + found;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -6,8 +6,9 @@
  *   MB_BLOOM    a bloom filter in front of the same hash: the hash is asked only when
  *               the filter says "maybe"
  *   MB_CONTROL  the same loop, key stream and key building, with the map operation compiled out
- * Only the map definitions and the accessor sit under #if. Keys of several words and values
- * are built in a per-CPU scratch map (mapbench.h, struct mb_scratch).
+ * Only the map definitions and the accessor sit under #if. A key, value or bloom element of more
+ * than one word is built in a per-CPU scratch map (mapbench.h, struct mb_scratch); the default
+ * shape's are on the stack. Latency mode chains the draws (mb_chain).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -41,7 +42,7 @@ struct {
 } filter SEC(".maps");
 #endif
 
-/* In every build, the control too: where keys and values are built, and the zipf draws. */
+/* In every build, the control too: where larger shapes' keys and values are built, and the zipf draws. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -89,23 +90,32 @@ static __always_inline __u32 key_of(__u32 idx)
 	return idx * cfg.key_mult ^ cfg.key_salt;
 }
 
+/* Where one draw's key, value and bloom element are: on the stack for the default shape, else in
+ * the scratch map (one_draw). */
+struct mb_where {
+	__u32 *key;
+	__u64 *value;
+	__u32 *elem;
+};
+
 #if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
-static __always_inline void write_value(struct mb_scratch *s, __u32 key)
+static __always_inline void write_value(__u64 *value, __u32 key)
 {
-	for (__u32 w = 0; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
-		s->value[w] = mb_value_word(key, w, 1);
+	value[0] = mb_value_word(key, 0, 1);
+	for (__u32 w = 1; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
+		value[w] = mb_value_word(key, w, 1);
 }
 #endif
 
-/* The map operation on the key in s->key; 1 when it found (or wrote) the entry. A lookup reads
+/* The map operation on the key at at->key; 1 when it found (or wrote) the entry. A lookup reads
  * the whole value and an update writes it, so the cost of touching the value is counted. */
-static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb_loop_state *st, __u32 op)
+static __always_inline int storage_op(__u32 key, struct mb_where *at, struct mb_loop_state *st, __u32 op)
 {
 #if MB_STORAGE == MB_BLOOM
-	__u32 *elem = s->elem; /* built in one_draw, by the control too: building it is not counted */
+	__u32 *elem = at->elem; /* built in one_draw, by the control too: building it is not counted */
 #endif
 #if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
-	__u64 *v, sum = 0;
+	__u64 *v, sum;
 
 	st->checksum ^= mb_slowdown(key);
 	if (op == MB_OP_UPDATE) {
@@ -113,30 +123,33 @@ static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb
 		/* a writer keeps both structures: the filter must learn every key */
 		bpf_map_push_elem(&filter, elem, BPF_ANY);
 #endif
-		write_value(s, key);
-		return bpf_map_update_elem(&members, s->key, s->value, BPF_EXIST) == 0;
+		write_value(at->value, key);
+		return bpf_map_update_elem(&members, at->key, at->value, BPF_EXIST) == 0;
 	}
 	if (op == MB_OP_DELETE_INSERT) {
-		if (bpf_map_delete_elem(&members, s->key) != 0)
+		if (bpf_map_delete_elem(&members, at->key) != 0)
 			return 0;
-		write_value(s, key);
-		return bpf_map_update_elem(&members, s->key, s->value, BPF_NOEXIST) == 0;
+		write_value(at->value, key);
+		return bpf_map_update_elem(&members, at->key, at->value, BPF_NOEXIST) == 0;
 	}
 	if (op == MB_OP_INSERT) {
-		write_value(s, key);
-		return bpf_map_update_elem(&members, s->key, s->value, BPF_NOEXIST) == 0;
+		write_value(at->value, key);
+		return bpf_map_update_elem(&members, at->key, at->value, BPF_NOEXIST) == 0;
 	}
 	if (op == MB_OP_DELETE)
-		return bpf_map_delete_elem(&members, s->key) == 0;
+		return bpf_map_delete_elem(&members, at->key) == 0;
 #if MB_STORAGE == MB_BLOOM
 	if (bpf_map_peek_elem(&filter, elem) != 0)
 		return 0; /* definitely absent: the hash is not asked */
 	st->positives++;
 #endif
-	v = bpf_map_lookup_elem(&members, s->key);
+	v = bpf_map_lookup_elem(&members, at->key);
+	if (cfg.latency)
+		st->found = mb_bits(v);
 	if (!v)
 		return 0;
-	for (__u32 w = 0; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
+	sum = v[0];
+	for (__u32 w = 1; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
 		sum += v[w];
 	st->value_checksum ^= sum;
 	return 1;
@@ -145,20 +158,31 @@ static __always_inline int storage_op(__u32 key, struct mb_scratch *s, struct mb
 #endif
 }
 
-/* One draw and the map operation `op` (a .rodata constant: the verifier prunes the others). */
+/* One draw and the map operation `op` (a .rodata constant: the verifier prunes the others). The
+ * default shape (4-byte key and bloom element, 8-byte value) keeps them on the stack, as the
+ * minimal reference does; larger ones are built in the scratch map, whose lookup and loops would
+ * otherwise weigh on the default shape's figure (docs/method.md, "Minimal reference"). */
 static __always_inline long one_draw(__u64 i, struct mb_loop_state *st, __u32 op)
 {
-	__u32 zero = 0, key = key_of(draw_index(st->start + i, st));
-	struct mb_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	__u32 zero = 0, key = key_of(draw_index(st->start + i, st) + (cfg.latency ? st->chain : 0));
+	__u64 value;
+	struct mb_where at = { .key = &key, .value = &value, .elem = &key }; /* one word: word 0 is the key */
 
-	if (!s)
-		return 1;
-	for (__u32 w = 0; w < MB_MAX_KEY_WORDS && w < cfg.key_words; w++)
-		s->key[w] = mb_key_word(key, w);
-	for (__u32 w = 0; w < MB_BLOOM_MAX_WORDS && w < cfg.bloom_words; w++)
-		s->elem[w] = mb_key_word(key, w);
+	if (cfg.key_words > 1 || cfg.value_words > 1 || cfg.bloom_words > 1) {
+		struct mb_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+
+		if (!s)
+			return 1;
+		for (__u32 w = 0; w < MB_MAX_KEY_WORDS && w < cfg.key_words; w++)
+			s->key[w] = mb_key_word(key, w);
+		for (__u32 w = 0; w < MB_BLOOM_MAX_WORDS && w < cfg.bloom_words; w++)
+			s->elem[w] = mb_key_word(key, w);
+		at = (struct mb_where){ .key = s->key, .value = s->value, .elem = s->elem };
+	}
 	st->checksum ^= key;
-	st->hits += storage_op(key, s, st, op);
+	st->hits += storage_op(key, &at, st, op);
+	if (cfg.latency)
+		st->chain = mb_chain(st);
 	return 0;
 }
 

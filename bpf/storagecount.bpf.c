@@ -59,13 +59,18 @@ static long one_get(__u64 m, void *ctx)
 		return 1;
 	st->checksum ^= index;
 #if MB_STORAGE == MB_TASK_STORAGE
-	struct task_state *s = bpf_task_storage_get(storage, st->task, NULL,
-						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	/* latency mode: each get's task pointer waits for the get before (st->chain is 0) */
+	struct task_state *s = bpf_task_storage_get(storage, (void *)st->task + (cfg.latency ? st->chain : 0),
+						    NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (s) {
 		s->count++;
 		st->hits++;
 	}
+	if (cfg.latency)
+		st->found = mb_bits(s);
 #endif
+	if (cfg.latency)
+		st->chain = mb_chain(st);
 	return 0;
 }
 

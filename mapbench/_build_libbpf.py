@@ -87,6 +87,8 @@ struct mb_config {
     __u32 value_words;
     __u32 table_mask;
     __u32 write_op;
+    __u32 latency;
+    __u32 keyless;
     ...;
 };
 struct mb_run_args {

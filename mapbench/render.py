@@ -13,7 +13,7 @@ from .results import CONFIG_KEYS, plain
 _LABEL = {
     "engine": lambda c: c["engine"],
     "strategy": lambda c: c["strategy"],
-    "implementation": lambda c: {"c": "C loop", "mapbench": "mapbench"}.get(c["implementation"]),
+    "implementation": lambda c: {"c": "C loop", "mapbench": "mapbench", "minimal": "minimal"}.get(c["implementation"]),
     "op": lambda c: c["op"],
     "driver": lambda c: (f"batch {int(c['batch_size']):,}" if c.get("driver") == "batch" and c.get("batch_size")
                          else c["driver"]),
@@ -36,6 +36,8 @@ _LABEL = {
     "write_op": lambda c: f"({c['write_op']})",
     "overlap": lambda c: f"{c['overlap']} entries",
     "role": lambda c: f"[{c['role']}s]",
+    # the kernel engine's rows from before --mode: neither mode (results.KERNEL_DEFAULTS)
+    "mode": lambda c: "mixed mode (before --mode)" if c["mode"] == "mixed" else c["mode"],
 }
 SKIP = {"family", "batch_size"}  # implied by strategy; shown with the driver
 
@@ -56,15 +58,17 @@ FOLLOW_STRATEGY = ("key_size", "value_size", "fill", "nr_hash_funcs", "key_distr
 
 def varying_keys(configs: list[dict]) -> list[str]:
     """The keys that tell these configurations apart (at least the strategy); a key that only
-    changes with the strategy (bloom's element size beside the hash's value) is left out."""
+    changes with the strategy (bloom's element size beside the hash's value), or the
+    implementation that only changes with the engine (the kernel engine's rows are mapbench's), is
+    left out."""
     distinct = lambda cs, k: len({str(c.get(k)) for c in cs})  # noqa: E731
     keys = [k for k in CONFIG_KEYS if distinct(configs, k) > 1]
-    if "strategy" in keys:
-        by_strategy: dict[str, list] = {}
-        for c in configs:
-            by_strategy.setdefault(c.get("strategy"), []).append(c)
-        keys = [k for k in keys if k not in FOLLOW_STRATEGY
-                or any(distinct(cs, k) > 1 for cs in by_strategy.values())]
+    for by, follow in (("strategy", FOLLOW_STRATEGY), ("engine", ("implementation",))):
+        if by in keys:
+            groups: dict[str, list] = {}
+            for c in configs:
+                groups.setdefault(c.get(by), []).append(c)
+            keys = [k for k in keys if k not in follow or any(distinct(cs, k) > 1 for cs in groups.values())]
     return keys or ["strategy"]
 
 
@@ -73,7 +77,8 @@ def shared_label(configs: list[dict]) -> str:
     40 B keys ...' (the rows then name only what differs)."""
     varying = set(varying_keys(configs))
     first = configs[0]
-    shared = [k for k in CONFIG_KEYS if k not in varying and all(str(c.get(k)) == str(first.get(k)) for c in configs)]
+    shared = [k for k in CONFIG_KEYS if k not in varying and all(str(c.get(k)) == str(first.get(k)) for c in configs)
+              and (k, first.get(k)) != ("implementation", "mapbench")]  # mapbench's own builds go without saying
     return config_label(first, shared)
 
 

@@ -68,6 +68,7 @@ FIELDS = [
     ("measured_hit_ratio", pa.float64()),
     ("batch_size", pa.int64()),
     ("implementation", pa.string()),
+    ("mode", pa.string()),  # kernel engine: throughput or latency (docs/method.md, "Modes")
     ("retries", pa.int64()),
     ("passes", pa.int64()),
     ("nr_hash_funcs", pa.int32()),
@@ -129,7 +130,8 @@ COLUMNS = [name for name, _ in FIELDS]
 # resume and labels all derive from it.
 CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size",
                "value_size", "fill", "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs",
-               "isa", "nr_tasks", "nr_maps", "no_prealloc", "producers", "writers", "write_op", "overlap", "role"]
+               "isa", "nr_tasks", "nr_maps", "no_prealloc", "producers", "writers", "write_op", "overlap", "role",
+               "mode"]
 # Configuration columns added after rows were first written, with the value every row had
 # before: a row without one (an older file, an engine without that axis) reads as that value,
 # so configurations measured before and after the axis existed still match in diff.
@@ -137,6 +139,10 @@ SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0, "producers": 1, "writers": 0, "see
 # The kernel strategies that take --no-prealloc (strategies.py; a test keeps the two in step):
 # their rows from before the axis have no_prealloc null, and were preallocated.
 PREALLOC_CHOICE = ("hash", "percpu_hash")
+# The kernel engine's rows from before --mode and --implementation: the engine's own builds, in a
+# mode of their own, "mixed": independent ops, overlapped as far as the loop around each happened to
+# allow (docs/method.md, "Modes"), so that they match neither mode's figures in diff and history.
+KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = ["machine", "machine_name", "host", "kernel_release", "cpu_model", "nr_cpus", "cpu_vendor", "cpu_family",
             "cpu_model_number", "cpu_stepping", "microcode", "l2_cache_bytes", "l3_cache_bytes",
@@ -235,9 +241,10 @@ def read_file(path: Path) -> pa.Table:
 
 def as_measured(table: pa.Table) -> pa.Table:
     """A table whose rows predate a configuration column (or come from an engine without that
-    axis) with the value they had: SHAPE_DEFAULTS, and no_prealloc False on the strategies that
-    take it; rows from before machine fingerprints with their legacy machine. The one place of
-    this rule for every reader: files, new rows, DuckDB's answers."""
+    axis) with the value they had: SHAPE_DEFAULTS, no_prealloc False on the strategies that
+    take it, KERNEL_DEFAULTS on the kernel engine's; rows from before machine fingerprints with
+    their legacy machine. The one place of this rule for every reader: files, new rows, DuckDB's
+    answers."""
     names = table.column_names
     for name, value in SHAPE_DEFAULTS.items():
         if name in names:
@@ -248,6 +255,10 @@ def as_measured(table: pa.Table) -> pa.Table:
                          pc.is_null(table["no_prealloc"]))
         filled = pc.if_else(legacy, pa.scalar(False), table["no_prealloc"])
         table = table.set_column(names.index("no_prealloc"), "no_prealloc", filled)
+    for name, value in KERNEL_DEFAULTS.items():
+        if {"engine", name} <= set(names):
+            legacy = pc.and_(pc.equal(table["engine"], "kernel"), pc.is_null(table[name]))
+            table = table.set_column(names.index(name), name, pc.if_else(legacy, pa.scalar(value), table[name]))
     return _legacy_machines(table)
 
 

@@ -27,6 +27,8 @@ MAX_VALUE_SIZE = 8 * lib.MB_MAX_VALUE_WORDS
 MEMORY_SHARE = 0.8  # never plan to take more than this share of MemAvailable
 FILL_CHUNK = 1 << 16  # entries per BPF_MAP_UPDATE_BATCH call when filling
 CONTROL_MACRO = "MB_CONTROL"
+# The kernel engine's reference: the op alone, key on the stack, in a plain loop (Strategy.minimal)
+MINIMAL_SOURCE = "minimal.bpf.c"
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,9 @@ class Strategy:
     estimate_bytes: Callable = field(default=lambda spec: 4096, repr=False)
     # ops the kernel refuses for this type, with its reason: `unsupported` rows, never run
     refused: tuple[tuple[str, str], ...] = ()
+    # bpf/minimal.bpf.c has this strategy's first op under its macro (--implementation minimal)
+    minimal: bool = False
+    keyless: bool = False  # no key to draw: task storage gets the current task's record
 
     def memory_bytes(self, build) -> int | None:
         """fdinfo memlock of the strategy's maps in a loaded build, or None when unknown."""
@@ -190,7 +195,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     *(Strategy(name, MEMBERSHIP, "MB_HASH", MEMBERSHIP_OPS, what,
                maps=(MapPlan("members", configure=_configure_members(name), fill=_fill_members, spare=spare),),
                params=params, index_keys="array" in name,
-               refused=_ARRAY_REFUSES if "array" in name else (),
+               refused=_ARRAY_REFUSES if "array" in name else (), minimal=name == "hash",
                estimate_bytes=lambda spec, name=name: _membership_bytes(spec, "percpu" in name))
       for name, what, params, spare in _MAP_TYPES),
     Strategy("bloom", MEMBERSHIP, "MB_BLOOM", ("lookup", "update"),
@@ -199,6 +204,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
                    MapPlan("filter", configure=_configure_filter, fill=_fill_filter)),
              params=frozenset({"nr_hash_funcs", "bloom_value_size", "key_size", "fill"}),
              refused=(("delete_insert", "a bloom filter cannot delete (the kernel has no delete for it)"),),
+             minimal=True,
              estimate_bytes=lambda spec: _membership_bytes(spec)
              + bloom_bits(spec.map_size, spec.nr_hash_funcs) // 8),
     Strategy("pid_hash", PER_TASK, "MB_PID_HASH", ("get",),
@@ -208,7 +214,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("task_storage", PER_TASK, "MB_TASK_STORAGE", ("get",),
              "task local storage of the current task, created on first use (one record, "
              "whatever --size says: see docs/method.md)",
-             maps=(MapPlan("states", sized=False),), memory_known=False),
+             maps=(MapPlan("states", sized=False),), memory_known=False, minimal=True, keyless=True),
     Strategy("task_storage_maps", MAP_COUNT, "MB_TASK_STORAGE", ("get",),
              "the current task's record in each of --task-maps storage maps",
              params=frozenset({"nr_maps"}), fixed_size=1, memory_known=False, alone=True),

@@ -13,7 +13,7 @@ from .stats import paired_ratio, summarize
 SAMPLE_KEYS = [*LOAD_KEYS, "sample"]
 # What a ratio's context names, of what its sides share
 CONTEXT_KEYS = ["engine", "strategy", "op", "driver", "map_size", "key_size", "value_size", "fill",
-                "key_distribution", "zipf_s", "hit_ratio", "nr_hash_funcs", "isa", "nr_tasks"]
+                "key_distribution", "zipf_s", "hit_ratio", "nr_hash_funcs", "isa", "nr_tasks", "mode"]
 
 
 def _frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:

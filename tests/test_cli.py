@@ -49,6 +49,11 @@ FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1
     (["--engine", "reference", "--key-size", "40"], "--key-size does not apply to the reference engine"),
     (["--engine", "reference", "--value-size", "64"], "--value-size does not apply to the reference engine"),
     (["--engine", "reference", "--fill", "0.5"], "--fill does not apply to the reference engine"),
+    # modes and the minimal reference are the kernel engine's; the reference runs one shape
+    (["--map", "hash", "--driver", "elem", "--mode", "latency"], "--mode does not apply to the syscall engine"),
+    (["--map", "hash", "--mode", "chained"], "--mode 'chained' is unknown: choose one of throughput, latency"),
+    (["--map", "pid_hash", "--implementation", "minimal"], "--implementation minimal has hash lookup, bloom lookup"),
+    (["--map", "hash", "--implementation", "minimal", "--key-size", "8"], "runs --key-size 4 only, not 8"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, needle):
     out = tmp_path / "r.parquet"

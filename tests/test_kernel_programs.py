@@ -94,12 +94,13 @@ def _task_count(program: LoadedBuild) -> int:
     return struct.unpack("QQ", value)[1]
 
 
-@given(runs=st.lists(st.integers(min_value=1, max_value=50000), min_size=1, max_size=4))
-def test_per_task_pair_counts_the_same_whatever_the_storage(runs):
+@given(runs=st.lists(st.integers(min_value=1, max_value=50000), min_size=1, max_size=4),
+       mode=st.sampled_from(kernel.MODES))
+def test_per_task_pair_counts_the_same_whatever_the_storage(runs, mode):
     # With a population of one task the pid hash and task storage must hold the same record.
     counts = {}
     for strategy in ("pid_hash", "task_storage"):
-        spec = KernelSpec(strategy, map_size=1)
+        spec = KernelSpec(strategy, map_size=1, mode=mode)
         with LoadedBuild(spec, False, instance_config(spec, 0)) as program:
             start = 0
             for n in runs:
@@ -154,8 +155,9 @@ def test_bloom_filter_matches_the_fp_theory_of_the_filter_the_kernel_builds():
         assert abs(measured - theory) < 4 * (theory * (1 - theory) / draws) ** 0.5 + 0.002, (k, rates, theory)
 
 
-def test_task_storage_in_many_maps_counts_every_get():
-    spec = KernelSpec("task_storage_maps", map_size=1, nr_maps=20)
+@pytest.mark.parametrize("mode", kernel.MODES)
+def test_task_storage_in_many_maps_counts_every_get(mode):
+    spec = KernelSpec("task_storage_maps", map_size=1, nr_maps=20, mode=mode)
     with pair(spec) as (strategy, control):
         r = strategy.run(1000, 0)
         assert r.ops == 20000 and r.hits == 20000
@@ -180,16 +182,17 @@ shapes = dict(strategy=st.sampled_from(MAP_TYPES), size=st.integers(min_value=1,
               no_prealloc=st.booleans(), key_size=st.sampled_from([4, 8, 40, 64, 252, 256]),
               value_size=st.sampled_from([8, 16, 64, 256, 512]),
               distribution=st.sampled_from(["uniform", "zipf", "sequential"]),
-              zipf_s=st.sampled_from([0.0, 0.5, 0.99, 1.5]), fill=st.sampled_from([1.0, 0.5, 0.01]))
+              zipf_s=st.sampled_from([0.0, 0.5, 0.99, 1.5]), fill=st.sampled_from([1.0, 0.5, 0.01]),
+              mode=st.sampled_from(kernel.MODES))
 
 
 @given(**shapes)
 def test_every_map_type_and_shape_finds_exactly_the_predicted_keys_and_values(
         strategy, size, hit_ratio, seed, nr_loops, start, no_prealloc, key_size, value_size, distribution, zipf_s,
-        fill):
+        fill, mode):
     spec = KernelSpec(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, no_prealloc=no_prealloc,
                       key_size=key_size, value_size=value_size, key_distribution=distribution, zipf_s=zipf_s,
-                      fill=fill)
+                      fill=fill, mode=mode)
     config = instance_config(spec, 0)
     idx, hit, members = _predicted(spec, config, start, nr_loops)
     # a lookup reads the whole value: the sum of its words, xored over the hits
@@ -212,13 +215,13 @@ def test_every_map_type_and_shape_finds_exactly_the_predicted_keys_and_values(
        size=st.integers(min_value=1, max_value=3000), seed=st.integers(min_value=0, max_value=2**32),
        nr_loops=st.integers(min_value=1, max_value=3000), key_size=st.sampled_from([4, 40, 256]),
        value_size=st.sampled_from([8, 64, 512]), distribution=st.sampled_from(["uniform", "zipf"]),
-       no_prealloc=st.booleans())
+       no_prealloc=st.booleans(), mode=st.sampled_from(kernel.MODES))
 def test_writers_write_exactly_the_drawn_entries_whole(strategy, op, size, seed, nr_loops, key_size, value_size,
-                                                        distribution, no_prealloc):
+                                                        distribution, no_prealloc, mode):
     if op in dict(STRATEGIES[strategy].refused):
         return
     spec = KernelSpec(strategy, op=op, map_size=size, seed=seed, key_size=key_size, value_size=value_size,
-                      key_distribution=distribution, no_prealloc=no_prealloc)
+                      key_distribution=distribution, no_prealloc=no_prealloc, mode=mode)
     config = instance_config(spec, 0)
     idx, _, members = _predicted(spec, config, 0, nr_loops)
     drawn = np.zeros(len(members), dtype=bool)

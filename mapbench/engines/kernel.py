@@ -43,6 +43,7 @@ from ..strategies import (
     MAX_KEY_SIZE,
     MAX_VALUE_SIZE,
     MEMBERSHIP,
+    MINIMAL_SOURCE,
     STRATEGIES,
     bloom_fp_theory,
     check_fixed_size,
@@ -72,6 +73,11 @@ OP_CODES = {"lookup": lib.MB_OP_LOOKUP, "update": lib.MB_OP_UPDATE, "get": lib.M
             "delete_insert": lib.MB_OP_DELETE_INSERT, "insert": lib.MB_OP_INSERT, "delete": lib.MB_OP_DELETE}
 WRITE_OPS = ("update", "delete_insert", "insert", "delete")  # what --writers may do
 OVERLAPS = ("same", "disjoint")
+# throughput: independent ops back to back, as far as the CPU overlaps them; latency: each op's key
+# waits for the op before to finish (mb_chain in bpf/mapbench.h; docs/method.md, "Modes")
+MODES = ("throughput", "latency")
+# mapbench: the engine's builds; minimal: the reference, the op alone (bpf/minimal.bpf.c)
+IMPLEMENTATIONS = ("mapbench", "minimal")
 ZIPF_TABLE_LEN = 1 << 20  # zipf draws the programs walk (4 MiB); draw i takes entry table[i % len]
 
 
@@ -167,8 +173,14 @@ AXES = (
          help="producers on the same entries, or each on a disjoint slice of them"),
     Axis("seeds", "--seed", "seed", lambda t: parse_whole_number(t, "--seed"), help="seed of the key sets"),
     Axis("isas", "--isa", "isa", build.check_isa, help="BPF ISA (clang -mcpu): v1, v2, v3"),
+    Axis("modes", "--mode", "mode", lambda t: parse_choice(t, "--mode", MODES),
+         help="throughput (independent ops back to back) or latency (each op waits for the one before)"),
+    Axis("implementations", "--implementation", "implementation",
+         lambda t: parse_choice(t, "--implementation", IMPLEMENTATIONS),
+         help="mapbench, or minimal: the reference programs, the op alone (hash and bloom lookups, "
+              "task_storage gets); minimal,mapbench: head to head"),
 )
-SIDES = ("strategies", "isas", "producers")
+SIDES = ("strategies", "isas", "producers", "implementations")
 DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
 
 
@@ -198,6 +210,8 @@ class KernelSpec:
     # each of them draws from one, so that scaling compares the same work
     slice_of: int = 1
     seed: int = 0
+    mode: str = "throughput"
+    implementation: str = "mapbench"
     check_memory: bool = field(default=True, compare=False)
 
     def __post_init__(self):
@@ -260,6 +274,10 @@ class KernelSpec:
         _bounded("--hash-funcs", 1, MAX_HASH_FUNCS)(self.nr_hash_funcs)
         _bloom_value_size(self.bloom_value_size)
         _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS)(self.nr_maps)
+        parse_choice(self.mode, "--mode", MODES)
+        parse_choice(self.implementation, "--implementation", IMPLEMENTATIONS)
+        if self.implementation == "minimal":
+            _check_minimal(self, s)
         if self.check_memory:
             check_memory(s.estimate_bytes(self), self.strategy, self.map_size)
 
@@ -280,7 +298,7 @@ class KernelSpec:
     def used_fields(self) -> set[str]:
         """The spec fields that change what this configuration measures."""
         s = STRATEGIES[self.strategy]
-        used = {"strategy", "op", "isa", "seed"} | s.params
+        used = {"strategy", "op", "isa", "seed", "mode", "implementation"} | s.params
         if s.fixed_size is None:
             used.add("map_size")
         if s.family is not MAP_COUNT:
@@ -316,7 +334,12 @@ class KernelSpec:
         same loop (draws, hit branch, inner map count) for the control to run."""
         return (self.family.name, self.isa, self.map_size, self.entries, self.hit_thresh, self.key_distribution,
                 self.zipf_s, self.key_size, self.bloom_value_size, self.nr_maps, STRATEGIES[self.strategy].index_keys,
-                self.producers, self.overlap)
+                self.producers, self.overlap, self.mode, self.implementation, STRATEGIES[self.strategy].keyless)
+
+    @property
+    def source(self) -> str:
+        """bpf/<source> of its builds: its family's, or the minimal reference's."""
+        return MINIMAL_SOURCE if self.implementation == "minimal" else self.family.source
 
     def config_fields(self) -> dict:
         """The configuration columns (results.CONFIG_KEYS) of this spec's rows."""
@@ -335,7 +358,24 @@ class KernelSpec:
                 "write_op": self.write_op if "write_op" in used else None,
                 "overlap": (f"slice 1/{self.slice_of}" if self.slice_of > 1 else self.overlap) if "overlap" in used
                 else None,
-                "no_prealloc": self.no_prealloc if "no_prealloc" in used else None}
+                "no_prealloc": self.no_prealloc if "no_prealloc" in used else None,
+                "mode": self.mode, "implementation": self.implementation}
+
+
+# What the minimal reference programs do (bpf/minimal.bpf.c): one op on the default shape, one producer
+_MINIMAL_SHAPE = {"key_size": 4, "value_size": 8, "fill": 1.0, "bloom_value_size": 4, "key_distribution": "uniform",
+                  "producers": 1, "writers": 0}
+
+
+def _check_minimal(spec: KernelSpec, s) -> None:
+    """--implementation minimal: what the reference programs do, or a one-line BadInput."""
+    if not s.minimal or spec.op != s.ops[0]:
+        has = ", ".join(f"{name} {x.ops[0]}" for name, x in STRATEGIES.items() if x.minimal)
+        raise BadInput(f"--implementation minimal has {has}, not {spec.strategy} {spec.op}")
+    for name, value in _MINIMAL_SHAPE.items():
+        if getattr(spec, name) != value:
+            flag = next(a.flag for a in AXES if a.field == name)
+            raise BadInput(f"--implementation minimal runs {flag} {value} only, not {getattr(spec, name)}")
 
 
 def _unsteady(op: str, write_op: str, producers: int, writers: int) -> str | None:
@@ -358,7 +398,9 @@ def make_spec(fields: dict) -> KernelSpec | NotMeasured:
     if s is not None and op is not None and (op not in s.ops or op in dict(s.refused)):
         reason = dict(s.refused).get(op) or f"--op {op!r} is not an op of {s.name}: it has {', '.join(s.ops)}"
         return NotMeasured((("engine", NAME), ("family", s.family.name), ("strategy", s.name),
-                            ("op", op), ("map_size", fields.get("map_size"))), reason)
+                            ("op", op), ("map_size", fields.get("map_size")),
+                            ("mode", fields.get("mode", KernelSpec.mode)),
+                            ("implementation", fields.get("implementation", KernelSpec.implementation))), reason)
     if s is not None and s.fixed_size is not None:
         fields = {**fields, "map_size": s.fixed_size}
     return KernelSpec(**fields)
@@ -447,6 +489,8 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
         "value_words": spec.value_size // 8,
         "table_mask": ZIPF_TABLE_LEN - 1 if spec.key_distribution == "zipf" else 0,
         "write_op": OP_CODES[spec.write_op],
+        "latency": int(spec.mode == "latency"),
+        "keyless": int(STRATEGIES[spec.strategy].keyless),
     }
 
 
@@ -485,7 +529,7 @@ class LoadedBuild:
         self.spec, self.control, self.config = spec, control, config
         strategy = STRATEGIES[spec.strategy]
         self.plans = () if control else strategy.maps
-        self.built = build.compile_object(spec.family.source, CONTROL_MACRO if control else strategy.macro,
+        self.built = build.compile_object(spec.source, CONTROL_MACRO if control else strategy.macro,
                                           spec.isa)
         self.cgroup = None
         self.obj = BpfObject(self.built.path)
@@ -523,9 +567,10 @@ class LoadedBuild:
                 if plan.fill:
                     plan.fill(self.obj.map(plan.name), spec, config)
             self.prog = self.obj.program("run")
-            self.writer = self.obj.program("run_writer") if spec.family is MEMBERSHIP else None
+            roles = spec.source == MEMBERSHIP.source  # run_writer and run_reader: the membership source's
+            self.writer = self.obj.program("run_writer") if roles else None
             # calibration's pilots: lookups where the op writes, so that they change no map
-            self.reader = self.obj.program("run_reader") if spec.family is MEMBERSHIP else self.prog
+            self.reader = self.obj.program("run_reader") if roles else self.prog
             self.results = self.obj.map("results")
             info = self.prog.info()  # what the verifier and the JIT made of this ISA
             self.sizes = {"prog_xlated_bytes": info["xlated_prog_len"], "prog_jited_bytes": info["jited_prog_len"]}
