@@ -298,6 +298,18 @@ static __always_inline int mb_timed_run(struct mb_run_args *args, void *fn, void
 	res->value_checksum = st->value_checksum;
 	return 0;
 }
+
+/* MB_RUN(fn): the raw_tp entry `run` of a source whose loop state starts from the first draw's
+ * index alone: mb_timed_run of fn, one op per call (and MB_CLOCKED(fn) for producers). */
+#define MB_RUN(fn)                                                   \
+	MB_CLOCKED(fn)                                               \
+	SEC("raw_tp")                                                \
+	int run(struct mb_run_args *args)                            \
+	{                                                            \
+		struct mb_loop_state st = { .start = args->start };  \
+								     \
+		return mb_timed_run(args, fn, fn##_clocked, &st, 1); \
+	}
 #endif
 
 #endif /* MAPBENCH_H */

@@ -23,24 +23,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct mb_config cfg = {};
 
-#if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u64));
-	__uint(max_entries, 1); /* sized by the loader before load */
-} members SEC(".maps");
-#endif
-
-#if MB_STORAGE == MB_BLOOM
-struct {
-	__uint(type, BPF_MAP_TYPE_BLOOM_FILTER);
-	__uint(key_size, 0);
-	__uint(value_size, sizeof(__u32));
-	__uint(max_entries, 1); /* sized by the loader before load */
-	__uint(map_extra, 3);   /* number of hash functions, set by the loader */
-} filter SEC(".maps");
-#endif
+#include "members.h"
 
 #if MB_STORAGE == MB_TASK_STORAGE
 struct {
@@ -111,12 +94,4 @@ static long one_op(__u64 i, void *ctx)
 	return 0;
 }
 
-MB_CLOCKED(one_op)
-
-SEC("raw_tp")
-int run(struct mb_run_args *args)
-{
-	struct mb_loop_state st = { .start = args->start };
-
-	return mb_timed_run(args, one_op, one_op_clocked, &st, 1);
-}
+MB_RUN(one_op)

@@ -86,12 +86,4 @@ static long one_op(__u64 i, void *ctx)
 	return 0;
 }
 
-MB_CLOCKED(one_op)
-
-SEC("raw_tp")
-int run(struct mb_run_args *args)
-{
-	struct mb_loop_state st = { .start = args->start };
-
-	return mb_timed_run(args, one_op, one_op_clocked, &st, 1);
-}
+MB_RUN(one_op)

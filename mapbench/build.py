@@ -119,7 +119,7 @@ def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltOb
         b"\0".join(
             [
                 src.read_bytes(),
-                (src_dir / "mapbench.h").read_bytes(),
+                *(h.read_bytes() for h in sorted(src_dir.glob("*.h"))),  # mapbench.h and what sources share
                 header.parent.name.encode(),
                 " ".join(flags).encode(),
                 clang_version().encode(),

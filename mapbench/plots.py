@@ -17,6 +17,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .render import config_label, varying_keys  # noqa: E402
+
+MODE_ORDER = ["throughput", "mixed", "latency"]  # the kernel engine's modes, the default first; mixed: before --mode
 from .results import CONFIG_KEYS  # noqa: E402
 from .summary import head_to_head, summaries  # noqa: E402
 
@@ -70,6 +72,13 @@ def _plain_shape(s: pd.DataFrame) -> pd.Series:
             & ((s.value_size == 8) | (s.family != "membership") | (s.strategy == "bloom")))
 
 
+def _kernel_engine(k: pd.DataFrame) -> str:
+    """'Kernel engine, throughput mode': a kernel plot's title names the mode it draws (all_plots
+    gives each set of kernel plots one mode)."""
+    modes = k["mode"].dropna().unique()
+    return "Kernel engine" + (f", {config_label({'mode': modes[0]}, ['mode'])}" if len(modes) == 1 else "")
+
+
 def kernel_scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine: ns/op against map size per strategy, one panel per op and hit ratio."""
     k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.strategy != "task_storage_maps") & _plain_shape(s)
@@ -79,7 +88,7 @@ def kernel_scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
         return []
     k["panel"] = [f"{op}" + (f", hit ratio {h:g}" if op == "lookup" else "") for op, h in zip(k.op, k.hit_ratio)]
     return _panels(k, "panel", "map_size", "strategy", "map size (entries)", "ns per op (net, median)",
-                   "Kernel engine: one map operation inside a BPF program (sides of a panel measured "
+                   f"{_kernel_engine(k)}: one map operation inside a BPF program (sides of a panel measured "
                    "head to head; band: 95 % CI)", out_dir / "kernel_scaling")
 
 
@@ -106,7 +115,7 @@ def map_types(s: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_title(f"{int(size):,} entries", fontsize=10)
         ax.set_ylabel("ns per lookup (net, median)")
         ax.legend(fontsize=8)
-    fig.suptitle("Kernel engine: one lookup by map type (4 B keys, 8 B values; bars of a panel measured "
+    fig.suptitle(f"{_kernel_engine(k)}: one lookup by map type (4 B keys, 8 B values; bars of a panel measured "
                  "head to head; 95 % CI)", y=1.02)
     fig.tight_layout()
     return _save(fig, out_dir / "map_types")
@@ -127,7 +136,7 @@ def key_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     k = k[k.groupby(["op", "map_size", "key_distribution"]).key_size.transform("nunique") > 1].copy()
     k["panel"] = [f"{op}, {int(n):,} entries, {d}" for op, n, d in zip(k.op, k.map_size, k.key_distribution)]
     return _panels(k, "panel", "key_size", "strategy", "key size (bytes)", "ns per op (net, median)",
-                   "Kernel engine: cost against key size (band: 95 % CI)", out_dir / "key_sizes", logx=False)
+                   f"{_kernel_engine(k)}: cost against key size (band: 95 % CI)", out_dir / "key_sizes", logx=False)
 
 
 def scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -162,7 +171,7 @@ def scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
             ax.set_title(w, fontsize=9)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.legend(fontsize=7)
-    fig.suptitle("Kernel engine: many CPUs on one map (producers of a panel measured head to head)", y=1.01)
+    fig.suptitle(f"{_kernel_engine(k)}: many CPUs on one map (producers of a panel measured head to head)", y=1.01)
     fig.tight_layout()
     return _save(fig, out_dir / "scaling")
 
@@ -336,7 +345,14 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     if s.empty:
         return []
     paths = []
-    for make in (kernel_scaling, map_types, key_sizes, scaling, churn_memory, batch_sizes, attached):
+    # The kernel engine's own builds (the minimal reference is the report's table), one set of plots
+    # per mode: the first in MODE_ORDER here, the others in a folder named after theirs.
+    own = s[(s.engine == "kernel") & (s.implementation == "mapbench")]
+    modes = sorted(own["mode"].dropna().unique(), key=MODE_ORDER.index)
+    for i, mode in enumerate(modes):
+        for make in (kernel_scaling, map_types, key_sizes, scaling, churn_memory):
+            paths += make(own[own["mode"] == mode], out_dir / mode if i else out_dir)
+    for make in (batch_sizes, attached):
         paths += make(s, out_dir)
     paths += bloom_fp(df, out_dir)
     paths += head_to_head_plot(head_to_head(df), out_dir)

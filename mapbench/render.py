@@ -37,7 +37,7 @@ _LABEL = {
     "overlap": lambda c: f"{c['overlap']} entries",
     "role": lambda c: f"[{c['role']}s]",
     # the kernel engine's rows from before --mode: neither mode (results.KERNEL_DEFAULTS)
-    "mode": lambda c: "mixed mode (before --mode)" if c["mode"] == "mixed" else c["mode"],
+    "mode": lambda c: f"{c['mode']} mode" + (" (before --mode)" if c["mode"] == "mixed" else ""),
 }
 SKIP = {"family", "batch_size"}  # implied by strategy; shown with the driver
 
@@ -177,7 +177,9 @@ def ratio_rows(ratios: list[dict]) -> list[list[str]]:
 
 ENGINE_NOTES = {
     "kernel": "kernel engine: ns per map operation inside a BPF program, net of the control build "
-              "(same loop and keys, no map operation); ops/s from the gross figure.",
+              "(same loop and keys, no map operation), in throughput mode (independent ops back to back) or "
+              "latency mode (each op waits for the one before), as the title or row says; ops/s from the "
+              "gross figure.",
     "syscall": "syscall engine: ns per element, timed in native code around the syscalls.",
     "attached": "attached engine: ns per scheduler event from BPF run stats, net of empty programs "
                 "on the same hooks.",

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from . import across, render
-from .results import ENV_KEYS, measured
+from .engines.kernel import MODES
+from .results import ENV_KEYS, config_key, measured
 from .stats import WIDE_SPREAD_CV
-from .summary import head_to_head, load_ids, summaries
+from .summary import CONTEXT_KEYS, head_to_head, load_ids, summaries
 
 KNEE = 0.05  # "stops paying": a 10x larger batch saves less than this share per element
 
@@ -46,24 +47,105 @@ def _r(r: dict) -> str:
     return render.fmt_ratio(r)
 
 
+def _mode(r: dict) -> str:
+    """'throughput mode' or 'latency mode': what a kernel ratio's figures are (docs/method.md, "Modes")."""
+    return render.config_label(r["numerator_config"], ["mode"])
+
+
+def _by_mode(ratios: list[dict]) -> list[list[dict]]:
+    """Kernel ratios of one series, a list per mode: a series never mixes the two figures."""
+    groups: dict[str, list] = {}
+    for r in ratios:
+        groups.setdefault(_mode(r), []).append(r)
+    return list(groups.values())
+
+
 def membership(ratios) -> list[str]:
     out = []
     lookups = _where(ratios, engine="kernel", op="lookup", key_distribution="uniform", isa="v3",
                      num_strategy="bloom", den_strategy="hash", num_nr_hash_funcs=3, num_value_size=4)
-    by_size: dict[int, list] = {}
-    for r in sorted(lookups, key=lambda r: (r["numerator_config"]["map_size"], r["numerator_config"]["hit_ratio"])):
+    by_size: dict[tuple, list] = {}
+    for r in sorted(lookups, key=lambda r: (_mode(r), r["numerator_config"]["map_size"],
+                                            r["numerator_config"]["hit_ratio"])):
         c = r["numerator_config"]
-        by_size.setdefault(c["map_size"], []).append((c["hit_ratio"], r))
-        out.append(f"Lookup, {c['map_size']:,} entries, hit ratio {c['hit_ratio']:g}: bloom+hash / hash = {_r(r)}: "
-                   f"the filter is {_verdict(r)}.")
-    for size, hits in by_size.items():
+        by_size.setdefault((c["map_size"], _mode(r)), []).append((c["hit_ratio"], r))
+        out.append(f"Lookup, {c['map_size']:,} entries, hit ratio {c['hit_ratio']:g}, {_mode(r)}: bloom+hash / hash "
+                   f"= {_r(r)}: the filter is {_verdict(r)}.")
+    for (size, mode), hits in by_size.items():
         paying = [h for h, r in hits if _verdict(r) == "cheaper"]
-        out.append(f"**At {size:,} entries the bloom filter pays for hit ratios "
+        out.append(f"**At {size:,} entries, {mode}, the bloom filter pays for hit ratios "
                    + (f"up to {max(paying):g}" if paying else "nowhere in the grid")
                    + f" (of {', '.join(f'{h:g}' for h, _ in hits)}).**")
     for r in _where(ratios, engine="kernel", op="update", isa="v3", num_strategy="bloom", den_strategy="hash"):
-        out.append(f"Update, {r['numerator_config']['map_size']:,} entries: keeping a bloom filter beside the "
-                   f"hash costs bloom+hash / hash = {_r(r)} per update ({_verdict(r)}).")
+        out.append(f"Update, {r['numerator_config']['map_size']:,} entries, {_mode(r)}: keeping a bloom filter "
+                   f"beside the hash costs bloom+hash / hash = {_r(r)} per update ({_verdict(r)}).")
+    return out
+
+
+REFERENCE_GOAL, REFERENCE_BOUND = 0.05, 0.10  # mapbench / minimal: what the engine aims for, what it must hold
+
+
+def _references(ratios) -> list[dict]:
+    """The engine's builds head to head with the minimal reference programs (bpf/minimal.bpf.c)."""
+    return _where(ratios, engine="kernel", num_implementation="mapbench", den_implementation="minimal")
+
+
+def _reference_label(r: dict) -> str:
+    return render.config_label(r["numerator_config"], ["strategy", "op", "map_size", "hit_ratio"])
+
+
+def reference(ratios) -> list[str]:
+    """How far the engine's figures are from the op alone: mapbench / minimal, per mode."""
+    out = []
+    for mode in sorted({_mode(r) for r in _references(ratios)}, reverse=True):  # throughput first
+        refs = [r for r in _references(ratios) if _mode(r) == mode and r["ratio"] is not None]
+        beyond = [r for r in refs if abs(r["ratio"] - 1) > REFERENCE_BOUND]
+        out.append(f"{'**' if beyond else ''}The engine against its reference, {mode} (the minimal programs: the op "
+                   f"alone, key on the stack): {sum(abs(r['ratio'] - 1) <= REFERENCE_GOAL for r in refs)} of "
+                   f"{len(refs)} within {REFERENCE_GOAL:.0%}, " + ("; ".join(
+                       f"beyond {REFERENCE_BOUND:.0%}: {_reference_label(r)} {_r(r)}" for r in beyond) + "**"
+                       if beyond else f"all within {REFERENCE_BOUND:.0%}") + " (table below).")
+    return out
+
+
+def reference_table(ratios) -> list[str]:
+    """mapbench / minimal with its CI, one row per configuration, one column per mode."""
+    cells: dict[str, dict] = {}
+    for r in _references(ratios):
+        cells.setdefault(_reference_label(r), {})[_mode(r)] = render.fmt_ratio(r)
+    if not cells:
+        return []
+    modes = sorted({m for row in cells.values() for m in row}, reverse=True)
+    return ["## The engine against its reference", "",
+            "The engine's builds / the minimal programs (bpf/minimal.bpf.c: the op alone, key on the stack, "
+            "in a plain loop), head to head in the same loads, each net of its own control (docs/method.md, "
+            f"\"Minimal reference\"). Goal: within {REFERENCE_GOAL:.0%}; bound: {REFERENCE_BOUND:.0%}.", "",
+            render.markdown(["mapbench / minimal", *modes],
+                            [[label, *(row.get(m, "-") for m in modes)] for label, row in cells.items()]), ""]
+
+
+def modes(ratios) -> list[str]:
+    """The comparisons measured in both modes: where latency mode reaches another conclusion than
+    throughput mode, in bold, and how many it does not change."""
+    pairs: dict[tuple, dict] = {}
+    for r in ratios:
+        n, d = r["numerator_config"], r["denominator_config"]
+        if n.get("engine") == "kernel" and n.get("mode") in MODES and n["implementation"] == d["implementation"]:
+            key = (config_key({**n, "mode": None}), config_key({**d, "mode": None}))
+            pairs.setdefault(key, {})[n["mode"]] = r
+    both = [p for p in pairs.values() if len(p) == len(MODES)]
+    out = []
+    for p in both:
+        if len({_verdict(r) for r in p.values()}) > 1:
+            r = p[MODES[0]]
+            n, d = r["numerator_config"], r["denominator_config"]
+            shared = render.config_label(n, [k for k in CONTEXT_KEYS if k != "mode" and n.get(k) == d.get(k)])
+            out.append(f"**The mode changes the conclusion: {r['numerator']} / {r['denominator']}, {shared}: "
+                       + "; ".join(f"{_verdict(p[m])} in {m} mode, {_r(p[m])}" for m in MODES) + ".**")
+    if both:
+        out.append(f"Of {len(both)} comparisons measured in both modes, {len(out)} reach another conclusion in "
+                   "latency mode (each op waiting for the one before) than in throughput mode (independent ops "
+                   "back to back).")
     return out
 
 
@@ -92,11 +174,11 @@ def shapes(ratios, records) -> list[str]:
     by_context: dict[tuple, list] = {}
     for r in types:
         d = r["denominator_config"]
-        by_context.setdefault((d["map_size"], d["key_size"], d["value_size"], d["key_distribution"], d["hit_ratio"]),
-                              []).append(r)
-    for (size, key, value, dist, hit), rs in sorted(by_context.items(), key=lambda kv: str(kv[0])):
+        by_context.setdefault((d["map_size"], d["key_size"], d["value_size"], d["key_distribution"], d["hit_ratio"],
+                               _mode(r)), []).append(r)
+    for (size, key, value, dist, hit, mode), rs in sorted(by_context.items(), key=lambda kv: str(kv[0])):
         out.append(f"Lookup at {size:,} entries, {key} B keys, {value} B values, {dist} keys, hit ratio {hit:g}, "
-                   "against hash: " + "; ".join(
+                   f"{mode}, against hash: " + "; ".join(
                        f"{r['numerator_config']['strategy']} {_r(r)}{_ns_pair(records, r)}"
                        for r in sorted(rs, key=lambda r: r["numerator_config"]["strategy"])) + ".")
     keyed = _where(ratios, engine="kernel", den_key_size=4, strategy="hash")
@@ -104,9 +186,9 @@ def shapes(ratios, records) -> list[str]:
     groups: dict[tuple, list] = {}
     for r in keyed:
         d = r["denominator_config"]
-        groups.setdefault((d["op"], d["map_size"], d["key_distribution"]), []).append(r)
-    for (op, size, dist), rs in groups.items():
-        out.append(f"hash {op} at {size:,} entries, {dist} keys, by key size against 4 B keys: " + "; ".join(
+        groups.setdefault((d["op"], d["map_size"], d["key_distribution"], _mode(r)), []).append(r)
+    for (op, size, dist, mode), rs in groups.items():
+        out.append(f"hash {op} at {size:,} entries, {dist} keys, {mode}, by key size against 4 B keys: " + "; ".join(
             f"{r['numerator_config']['key_size']} B: {_r(r)}"
             for r in sorted(rs, key=lambda r: r["numerator_config"]["key_size"])) + ".")
     valued = [r for r in _where(ratios, engine="kernel", den_value_size=8, family="membership")
@@ -115,10 +197,10 @@ def shapes(ratios, records) -> list[str]:
     groups = {}
     for r in valued:
         d = r["denominator_config"]
-        groups.setdefault((d["strategy"], d["op"], d["map_size"]), []).append(r)
-    for (strategy, op, size), rs in groups.items():
-        out.append(f"{strategy} {op} at {size:,} entries, by value size against 8 B (the program reads or writes "
-                   "the whole value): " + "; ".join(
+        groups.setdefault((d["strategy"], d["op"], d["map_size"], _mode(r)), []).append(r)
+    for (strategy, op, size, mode), rs in groups.items():
+        out.append(f"{strategy} {op} at {size:,} entries, {mode}, by value size against 8 B (the program reads or "
+                   "writes the whole value): " + "; ".join(
                        f"{r['numerator_config']['value_size']} B: {_r(r)}"
                        for r in sorted(rs, key=lambda r: r["numerator_config"]["value_size"])) + ".")
     for r in _where(ratios, engine="kernel", num_no_prealloc=True, den_no_prealloc=False):
@@ -131,7 +213,8 @@ def shapes(ratios, records) -> list[str]:
                   f"{mem[False]['bytes_per_entry']:.0f} B with ({mem[True]['bytes_per_entry_source']})"
                   if all(mem.get(k, {}).get("bytes_per_entry") for k in (True, False)) else "")
         held = f", {n['fill']:.0%} full" if n.get("fill", 1) != 1 else ""
-        out.append(f"**{n['strategy']} {n['op']} at {n['map_size']:,} entries{held}: no-prealloc / prealloc = {_r(r)}"
+        out.append(f"**{n['strategy']} {n['op']} at {n['map_size']:,} entries{held}, {_mode(r)}: no-prealloc / "
+                   f"prealloc = {_r(r)}"
                    f"{_ns_pair(records, r)}{memory}.**")
     return out
 
@@ -172,13 +255,14 @@ def contention(ratios, records) -> list[str]:
         if rec.get("scaling_efficiency") is not None:
             extra += f", {render.fmt_scaling(rec)}"
         out.append(f"{n['strategy']} {n['op']} at {n['map_size']:,} entries, {n['producers']} producers "
-                   f"({n.get('overlap') or 'same'} entries), {with_writers}: per-{n['op']} cost on each CPU / one "
+                   f"({n.get('overlap') or 'same'} entries), {with_writers}, {_mode(r)}: per-{n['op']} cost on each "
+                   f"CPU / one "
                    f"producer alone = {_r(r)}{extra}.")
     for r in _where(ratios, engine="kernel", den_producers=1, den_writers=0, num_role="writer"):
         n = r["numerator_config"]
         if n["producers"] > 1 and n["writers"] < n["producers"]:
-            out.append(f"{n['strategy']} at {n['map_size']:,} entries, the writer among {n['producers']} "
-                       f"producers: its {n['write_op']} / one reader's lookup alone = {_r(r)}.")
+            out.append(f"{n['strategy']} at {n['map_size']:,} entries, {_mode(r)}, the writer among "
+                       f"{n['producers']} producers: its {n['write_op']} / one reader's lookup alone = {_r(r)}.")
     churn = [c for c in records if c.get("engine") == "kernel" and _workload(c) and c.get("memory_source")
              and c["producers"] > 1]
     for c in sorted(churn, key=lambda c: (str(_workload(c)), c["strategy"], c["map_size"], bool(c["no_prealloc"]),
@@ -195,7 +279,8 @@ def contention(ratios, records) -> list[str]:
         role = f", the producers that {c['op']}" if c.get("role") and c.get("writers") else ""
         out.append(f"Churn, {_workload(c)}: {c['strategy']} "
                    f"{'without' if c.get('no_prealloc') else 'with'} preallocation, {c['map_size']:,} entries, "
-                   f"{c['producers']} producers{role}: {rate / 1e6:.2f} M ops/s all producers, "
+                   f"{c['producers']} producers{role}, {render.config_label(c, ['mode'])}: {rate / 1e6:.2f} M ops/s "
+                   "all producers, "
                    f"{c['median_ns_per_op']:.0f} ns per op on each CPU; {memory}.")
     if churn:
         out.append(PUBLISHED_CHURN)
@@ -213,8 +298,8 @@ def per_task(ratios) -> list[str]:
                    f"({_verdict(r)}).")
     for r in _where(ratios, engine="kernel", num_strategy="task_storage", den_strategy="pid_hash", isa="v3"):
         n = r["denominator_config"]["map_size"]
-        out.append(f"Per task in a test run, one task: getting the current task's record from task storage / "
-                   f"getting a random one of {n:,} pids from a pid-keyed hash = {_r(r)}. Task storage here "
+        out.append(f"Per task in a test run, one task, {_mode(r)}: getting the current task's record from task "
+                   f"storage / getting a random one of {n:,} pids from a pid-keyed hash = {_r(r)}. Task storage here "
                    f"serves one task, not {n:,}: this is the cost of a lookup by pid in a hash of that size "
                    "against a pointer chase; the live comparison above is the per-event figure.")
     return out
@@ -229,26 +314,24 @@ def article(ratios, df: pd.DataFrame) -> list[str]:
         n, d = r["numerator_config"], r["denominator_config"]
         if n["isa"] == d["isa"] or n["strategy"] != d["strategy"]:
             continue
-        out.append(f"ISA, {n['engine']} {n['strategy']} at {n['map_size']:,}: {n['isa']} / v1 = {_r(r)} "
+        mode = f", {_mode(r)}" if n["engine"] == "kernel" else ""
+        out.append(f"ISA, {n['engine']} {n['strategy']} at {n['map_size']:,}{mode}: {n['isa']} / v1 = {_r(r)} "
                    f"({_verdict(r, 'faster', 'slower')}).")
-    counts = _where(ratios, num_strategy="task_storage_maps", den_strategy="pid_hash")
-    if counts:
+    for counts in _by_mode(_where(ratios, num_strategy="task_storage_maps", den_strategy="pid_hash")):
         series = "; ".join(f"{r['numerator_config']['nr_maps']} maps: {_r(r)}"
                            for r in sorted(counts, key=lambda r: r["numerator_config"]["nr_maps"]))
         dearer = [r["numerator_config"]["nr_maps"] for r in counts if _verdict(r) == "dearer"]
-        out.append(f"Task storage with several maps on one task, ns per get / a pid hash of "
+        out.append(f"Task storage with several maps on one task, {_mode(counts[0])}, ns per get / a pid hash of "
                    f"{counts[0]['denominator_config']['map_size']:,} pids: {series}. Task storage "
                    + (f"costs more than the hash from {min(dearer)} maps on (the kernel caches 16 storages "
                       "per task)." if dearer else "stays cheaper up to the largest count measured."))
-    funcs = _where(ratios, num_strategy="bloom", den_strategy="bloom", den_nr_hash_funcs=1)
-    if funcs:
-        out.append("Bloom filter lookups of absent keys by hash functions, k / k=1: " + "; ".join(
+    for funcs in _by_mode(_where(ratios, num_strategy="bloom", den_strategy="bloom", den_nr_hash_funcs=1)):
+        out.append(f"Bloom filter lookups of absent keys by hash functions, {_mode(funcs[0])}, k / k=1: " + "; ".join(
             f"k={r['numerator_config']['nr_hash_funcs']}: {_r(r)}"
             for r in sorted(funcs, key=lambda r: r["numerator_config"]["nr_hash_funcs"])) + ".")
-    elems = _where(ratios, num_strategy="bloom", den_strategy="bloom", den_value_size=4)
-    elems = [r for r in elems if r["numerator_config"]["value_size"] != 4]
-    if elems:
-        out.append("Bloom filter lookups of absent keys by element size, against 4 B: " + "; ".join(
+    sized = _where(ratios, num_strategy="bloom", den_strategy="bloom", den_value_size=4)
+    for elems in _by_mode([r for r in sized if r["numerator_config"]["value_size"] != 4]):
+        out.append(f"Bloom filter lookups of absent keys by element size, {_mode(elems[0])}, against 4 B: " + "; ".join(
             f"{r['numerator_config']['value_size']} B: {_r(r)}"
             for r in sorted(elems, key=lambda r: r["numerator_config"]["value_size"])) + ".")
     bloom = df[(df.strategy == "bloom") & df.bloom_fp_theory.notna() & (df.hit_ratio == 0) & (df.value_size == 4)]
@@ -349,7 +432,8 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     lines += [f"- rows by status: {status}", "", "## How steady this run was", ""]
     lines += [f"- {s}" for s in steadiness(df_rows)] or ["- (one load per configuration: no spread to show)"]
     lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
-    found = (membership(ratios) + shapes(ratios, records) + contention(ratios, records) + per_task(ratios)
+    found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
+             + contention(ratios, records) + per_task(ratios)
              + syscalls(ratios, df) + article(ratios, df))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
@@ -357,7 +441,7 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
             found.append(f"{len(wide)} configuration(s) had a wide spread (CV > {WIDE_SPREAD_CV:.0%}): read "
                          "those figures with care.")
     lines += [f"- {c}" for c in found] or ["- (no comparisons in this result set)"]
-    lines += [""]
+    lines += ["", *reference_table(ratios)]
     for plot in plots:
         if plot.suffix == ".png":
             lines += [f"![{plot.stem}]({plot.relative_to(base)})", ""]

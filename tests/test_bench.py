@@ -32,9 +32,9 @@ def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
         assert heading in report, heading
     assert "bloom+hash / hash = " in report and "task storage / pid hash = " in report
     assert "batches of n / one syscall per element" in report and "mapbench's native loops / a plain C loop" in report
-    assert "zipf keys, hit ratio 1, against hash: array " in report
-    assert "hash lookup at 1,000 entries, uniform keys, by key size against 4 B keys: 40 B: " in report
-    assert "hash update at 1,000 entries: no-prealloc / prealloc = " in report
+    assert "zipf keys, hit ratio 1, throughput mode, against hash: array " in report
+    assert "hash lookup at 1,000 entries, uniform keys, throughput mode, by key size against 4 B keys: 40 B: " in report
+    assert "hash update at 1,000 entries, throughput mode: no-prealloc / prealloc = " in report
     assert "memory per entry held" in report
     assert "array delete_insert" in report and "the kernel refuses deletes from arrays (EINVAL)" in report
     assert "Churn, add on one CPU, delete on another: hash without preallocation" in report

@@ -85,7 +85,7 @@ def test_latency_mode_chains_every_op_hits_and_misses_alike(hit_ratio):
 def test_every_row_names_its_mode_and_older_kernel_rows_read_as_mixed():
     latency = KernelSpec("hash", mode="latency")
     assert latency.config_fields()["mode"] == "latency" and KernelSpec("hash").mode == "throughput"
-    assert render.config_label(latency.config_fields(), ["strategy", "mode"]) == "hash latency"
+    assert render.config_label(latency.config_fields(), ["strategy", "mode"]) == "hash latency mode"
     assert latency.control_key() != KernelSpec("hash").control_key()  # a control of its own
     rows = [{"engine": "kernel", "strategy": "hash", "op": "lookup", "map_size": 1000},
             {"engine": "syscall", "strategy": "hash", "op": "lookup", "map_size": 1000}]
@@ -117,3 +117,32 @@ def test_the_minimal_reference_has_a_control_of_its_own_and_task_storage_draws_n
 def test_what_the_minimal_programs_do_not_run_is_refused(fields, needle):
     with pytest.raises(BadInput, match=needle):
         KernelSpec(**{"implementation": "minimal", **fields})
+
+
+def _rows(comparison: str, sides: list[tuple[dict, float]], loads: int = 3, samples: int = 4) -> list[dict]:
+    """Measured rows of one comparison: each side's config at a fixed ns/op, a little noise."""
+    rng = np.random.default_rng(len(comparison))
+    base = {"engine": "kernel", "family": "membership", "op": "lookup", "map_size": 10**6, "isa": "v3",
+            "key_distribution": "uniform", "hit_ratio": 0.5, "warmup": False, "status": "ok", "comparison": comparison}
+    return [{**base, **config, "position": position, "instance": load, "sample": s,
+             "ns_per_op": ns * (1 + 0.01 * rng.standard_normal())}
+            for position, (config, ns) in enumerate(sides) for load in range(loads) for s in range(samples)]
+
+
+def test_the_report_tables_the_reference_and_says_where_the_mode_changes_the_conclusion():
+    from mapbench.report import report_markdown
+
+    rows = []
+    for mode, bloom_ns in (("throughput", 120.0), ("latency", 80.0)):  # bloom dearer, then cheaper
+        hash_, bloom = ({"strategy": "hash", "mode": mode, "implementation": "mapbench"},
+                        {"strategy": "bloom", "mode": mode, "implementation": "mapbench", "nr_hash_funcs": 3})
+        rows += _rows(f"r/{mode}", [(hash_, 100.0), (bloom, bloom_ns)])
+        rows += _rows(f"r/ref-{mode}", [({**hash_, "implementation": "minimal"}, 100.0), (hash_, 104.0)])
+    text = report_markdown(results.make_table(rows, "r", {"host": "h"}).to_pandas(), "t")
+    assert ("**The mode changes the conclusion: bloom / hash, kernel lookup 1,000,000 entries 4 B keys fill 1 "
+            "uniform keys hit 0.5 v3: dearer in throughput mode") in text
+    assert "cheaper in latency mode" in text and "Of 1 comparisons measured in both modes, 1 reach" in text
+    assert "| mapbench / minimal | throughput mode | latency mode |" in text
+    assert "| hash lookup 1,000,000 entries hit 0.5 | 1.04" in text
+    assert "The engine against its reference, latency mode (the minimal programs" in text
+    assert "1 of 1 within 5%, all within 10%" in text
