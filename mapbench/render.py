@@ -181,8 +181,8 @@ ENGINE_NOTES = {
               "latency mode (each op waits for the one before), as the title or row says; ops/s from the "
               "gross figure.",
     "syscall": "syscall engine: ns per element, timed in native code around the syscalls.",
-    "attached": "attached engine: ns per scheduler event from BPF run stats, net of empty programs "
-                "on the same hooks.",
+    "attached": "attached engine: ns per scheduler event of the load generator's tasks, timed inside the "
+                "programs, net of empty programs on the same hooks (run stats beside it).",
     "reference": "reference engine: mapbench's native loops and a plain C loop over the same calls.",
 }
 STAT_NOTE = ("The CI is a 95 % bootstrap interval of the median, resampling loads, then samples. "

@@ -408,7 +408,8 @@ def report_markdown(df_all: pd.DataFrame, title: str, plots: list[Path] = (), ba
              "Kernel engine: nanoseconds per map operation inside a BPF program, net of a control build "
              "that runs the same loop and key stream without the map operation. Syscall engine: "
              "nanoseconds per element from user space, timed in native code. Attached engine: "
-             "nanoseconds per scheduler event from BPF run stats, net of empty programs. Medians with "
+             "nanoseconds per scheduler event of the load generator's tasks, timed inside the programs, "
+             "net of empty programs. Medians with "
              "95 % bootstrap CIs (loads resampled, then samples). How each is measured: docs/method.md.", "",
              "Every conclusion below is a ratio of sides measured head to head: loaded together and run "
              "sample by sample in rotating order, in one run. Absolute figures drift between runs and "
