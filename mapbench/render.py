@@ -37,7 +37,9 @@ _LABEL = {
     "overlap": lambda c: f"{c['overlap']} entries",
     "role": lambda c: f"[{c['role']}s]",
     # the kernel engine's rows from before --mode: neither mode (results.KERNEL_DEFAULTS)
-    "mode": lambda c: f"{c['mode']} mode" + (" (before --mode)" if c["mode"] == "mixed" else ""),
+    "mode": lambda c: {"mixed": "mixed mode (before --mode)", "load events": "the load's events",
+                       "run stats": "every event, by run stats (before the load's events were timed)"}.get(
+        c["mode"], f"{c['mode']} mode"),
 }
 SKIP = {"family", "batch_size"}  # implied by strategy; shown with the driver
 
