@@ -143,9 +143,9 @@ PREALLOC_CHOICE = ("hash", "percpu_hash")
 # mode of their own, "mixed": independent ops, overlapped as far as the loop around each happened to
 # allow (docs/method.md, "Modes"), so that they match neither mode's figures in diff and history.
 KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
-# The attached engine's rows from before it timed the load's events inside the programs were
-# BPF run stats of every task's events: another figure, so another configuration.
-ATTACHED_DEFAULTS = {"mode": "run stats"}
+# The attached engine's rows without a mode: those without target_event_share are from before it
+# timed the load's events inside the programs (BPF run stats of every task's events: another
+# figure, so another configuration); those with it are the load's events.
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = ["machine", "machine_name", "host", "kernel_release", "cpu_model", "nr_cpus", "cpu_vendor", "cpu_family",
             "cpu_model_number", "cpu_stepping", "microcode", "l2_cache_bytes", "l3_cache_bytes",
@@ -258,11 +258,14 @@ def as_measured(table: pa.Table) -> pa.Table:
                          pc.is_null(table["no_prealloc"]))
         filled = pc.if_else(legacy, pa.scalar(False), table["no_prealloc"])
         table = table.set_column(names.index("no_prealloc"), "no_prealloc", filled)
-    for engine, defaults in (("kernel", KERNEL_DEFAULTS), ("attached", ATTACHED_DEFAULTS)):
-        for name, value in defaults.items():
-            if {"engine", name} <= set(names):
-                legacy = pc.and_(pc.equal(table["engine"], engine), pc.is_null(table[name]))
-                table = table.set_column(names.index(name), name, pc.if_else(legacy, pa.scalar(value), table[name]))
+    for name, value in KERNEL_DEFAULTS.items():
+        if {"engine", name} <= set(names):
+            legacy = pc.and_(pc.equal(table["engine"], "kernel"), pc.is_null(table[name]))
+            table = table.set_column(names.index(name), name, pc.if_else(legacy, pa.scalar(value), table[name]))
+    if {"engine", "mode", "target_event_share"} <= set(names):
+        legacy = pc.and_(pc.equal(table["engine"], "attached"), pc.is_null(table["mode"]))
+        implied = pc.if_else(pc.is_null(table["target_event_share"]), pa.scalar("run stats"), pa.scalar("load events"))
+        table = table.set_column(names.index("mode"), "mode", pc.if_else(legacy, implied, table["mode"]))
     return _legacy_machines(table)
 
 

@@ -116,3 +116,11 @@ def test_runs_with_different_seeds_are_different_configurations(tmp_path):
         results.write(tmp_path / f"{seed}.parquet", measured(seed, ns), append=False)
     records = summaries(results.read(tmp_path))
     assert sorted((r["seed"], r["median_ns_per_op"]) for r in records) == [(0, 100.0), (7, 300.0)]
+
+
+def test_attached_rows_without_a_mode_read_as_the_figure_they_hold():
+    """Run stats of every event (before the load's events were timed inside the programs) and
+    the load's events are other figures: other configurations, never matched by diff."""
+    table = pa.table({"engine": ["attached", "attached", "kernel"], "mode": pa.array([None, None, None], pa.string()),
+                      "target_event_share": [None, 0.98, None]})
+    assert results.as_measured(table)["mode"].to_pylist() == ["run stats", "load events", "mixed"]
