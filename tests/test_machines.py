@@ -11,7 +11,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -156,7 +155,7 @@ def test_diff_refuses_another_machine_in_one_line_naming_both_unless_told():
     res = run_cli("diff", str(AMD), str(INTEL))
     assert res.returncode == 2, res.stderr
     [line] = res.stderr.strip().splitlines()
-    assert f"AMD EPYC, 2 CPUs, host vm" in line and f"[{AMD_ID}]" in line
+    assert "AMD EPYC, 2 CPUs, host vm" in line and f"[{AMD_ID}]" in line
     assert "Intel Xeon, 2 CPUs, host vm" in line and f"[{INTEL_ID}]" in line and "--across-machines" in line
     res = run_cli("diff", str(AMD), str(INTEL), "--across-machines", "--force")  # and another kernel
     assert res.returncode in (0, 1), res.stderr
