@@ -314,6 +314,10 @@ class KernelSpec:
                 used.add("write_op")
         return used
 
+    def op_of(self, role: str | None) -> str:
+        """The op a producer of that role runs: a writer's is write_op."""
+        return self.write_op if role == "writer" else self.op
+
     def roles(self) -> list[str | None]:
         """What each producer does: the last `writers` of them write. None: one producer alone,
         which is what every figure before --producers was."""
@@ -518,6 +522,12 @@ def _writes(spec: KernelSpec) -> bool:
 NET_ENTRIES = {"insert": 1, "delete": -1}
 
 
+def _succeeded(op: str, r: RunResult) -> int:
+    """A run's ops that did what they asked: a write can fail (its hits are its successes), a
+    lookup or get cannot (a miss is an answer)."""
+    return r.hits if op in WRITE_OPS else r.ops
+
+
 class LoadedBuild:
     """One loaded build of a family source (a strategy's, or the control), its maps sized and
     filled as the strategy's record says. A strategy's maps whose memory can be known are
@@ -606,11 +616,11 @@ class LoadedBuild:
         entries, fdinfo memlock and the cgroup's usage."""
         if self.control:
             return {}
-        ops = [self.spec.write_op if role == "writer" else self.spec.op for role in self.spec.roles()]
+        ops = [self.spec.op_of(role) for role in self.spec.roles()]
         for op, r in zip(ops, runs):
             self.held += NET_ENTRIES.get(op, 0) * r.hits
         self.held = min(max(self.held, 0), self.capacity)
-        succeeded = tuple(r.hits if op in WRITE_OPS else r.ops for op, r in zip(ops, runs))
+        succeeded = tuple(_succeeded(op, r) for op, r in zip(ops, runs))
         current, peak = self.cgroup.usage() if self.cgroup else (None, None)
         memlock = STRATEGIES[self.spec.strategy].memory_bytes(self) if _writes(self.spec) else self.memory
         return {"succeeded": succeeded, "entries_held": self.held, "memlock": memlock, "memory_current": current,
@@ -747,7 +757,7 @@ def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample =
 def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, smp: Sample, producer: int, role,
          warmup: int, control_ns: float | None, common: dict) -> dict:
     spec = b.spec
-    op = spec.write_op if role == "writer" else spec.op  # a writer's op is its own
+    op = spec.op_of(role)
     fp_rate = fp_theory = None
     misses = r.ops - r.hits
     if not b.control and "nr_hash_funcs" in spec.used_fields() and op == "lookup" and misses > 0:
@@ -759,7 +769,7 @@ def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, smp: S
     # A write can fail (insert of a present key, delete of an absent one): its figures are per
     # successful op, the failed ones' time included (docs/method.md, "Writes that fail").
     can_fail = not b.control and op in WRITE_OPS
-    succeeded = r.hits if can_fail else r.ops
+    succeeded = _succeeded(op, r) if not b.control else r.ops  # a control's hits are none
     status = common["status"] if succeeded else "no_success"
     net = r.ns_per_op if b.control else r.ns_per_op - control_ns
     held = smp.entries_held
