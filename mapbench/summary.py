@@ -69,9 +69,8 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
             record.update(bytes_per_entry=(record["map_memory_bytes"] / held
                                            if record["map_memory_bytes"] is not None and held else None),
                           bytes_per_entry_source="fdinfo, nominal entries")
-        out.append(record)
-    for record, (_, group) in zip(out, df.groupby(CONFIG_KEYS, dropna=False, sort=False)):
         record.update(_scaling(record, group, df))
+        out.append(record)
     return out
 
 
@@ -97,9 +96,9 @@ def _scaling(record: dict, group: pd.DataFrame, df: pd.DataFrame) -> dict:
     for k, v in solo.items():
         base = base[base[k].isna() if v is None else base[k] == v]
     keys = ["run_id", "comparison", "instance", "sample"]
-    paired = pd.concat([group.groupby(keys)["aggregate_ops_per_s"].first(),
-                        (base.set_index(keys)["ops_succeeded"].fillna(base.set_index(keys)["ops"]) * 1e9
-                         / base.set_index(keys)["elapsed_ns"]).rename("solo")],
+    solo_runs = base.set_index(keys)
+    solo_ops_per_s = solo_runs["ops_succeeded"].fillna(solo_runs["ops"]) * 1e9 / solo_runs["elapsed_ns"]
+    paired = pd.concat([group.groupby(keys)["aggregate_ops_per_s"].first(), solo_ops_per_s.rename("solo")],
                        axis=1, join="inner").dropna()
     if paired.empty:
         return out
