@@ -143,9 +143,6 @@ PREALLOC_CHOICE = ("hash", "percpu_hash")
 # mode of their own, "mixed": independent ops, overlapped as far as the loop around each happened to
 # allow (docs/method.md, "Modes"), so that they match neither mode's figures in diff and history.
 KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
-# The attached engine's rows without a mode: those without target_event_share are from before it
-# timed the load's events inside the programs (BPF run stats of every task's events: another
-# figure, so another configuration); those with it are the load's events.
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = ["machine", "machine_name", "host", "kernel_release", "cpu_model", "nr_cpus", "cpu_vendor", "cpu_family",
             "cpu_model_number", "cpu_stepping", "microcode", "l2_cache_bytes", "l3_cache_bytes",
@@ -245,7 +242,8 @@ def read_file(path: Path) -> pa.Table:
 def as_measured(table: pa.Table) -> pa.Table:
     """A table whose rows predate a configuration column (or come from an engine without that
     axis) with the value they had: SHAPE_DEFAULTS, no_prealloc False on the strategies that
-    take it, KERNEL_DEFAULTS on the kernel engine's; rows from before machine fingerprints with
+    take it, KERNEL_DEFAULTS on the kernel engine's, the attached engine's figure as its mode;
+    rows from before machine fingerprints with
     their legacy machine. The one place of this rule for every reader: files, new rows, DuckDB's
     answers."""
     names = table.column_names
@@ -262,6 +260,9 @@ def as_measured(table: pa.Table) -> pa.Table:
         if {"engine", name} <= set(names):
             legacy = pc.and_(pc.equal(table["engine"], "kernel"), pc.is_null(table[name]))
             table = table.set_column(names.index(name), name, pc.if_else(legacy, pa.scalar(value), table[name]))
+    # The attached engine's rows without a mode: without target_event_share they are from before
+    # it timed the load's events inside the programs (BPF run stats of every task's events: another
+    # figure, so another configuration); with it, the load's events.
     if {"engine", "mode", "target_event_share"} <= set(names):
         legacy = pc.and_(pc.equal(table["engine"], "attached"), pc.is_null(table["mode"]))
         implied = pc.if_else(pc.is_null(table["target_event_share"]), pa.scalar("run stats"), pa.scalar("load events"))
