@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import children
+
 ROOT = Path("/sys/fs/cgroup")
 PREFIX = "mapbench-"
 
@@ -120,9 +122,8 @@ def _watch(parent: Path) -> None:
     it to do its work; at a normal exit the run waits for it."""
     if parent in _watchers:
         return
-    _watchers[parent] = subprocess.Popen([sys.executable, "-m", __name__, str(parent), str(os.getpid())],
-                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, start_new_session=True)
+    _watchers[parent] = children.popen([sys.executable, "-m", __name__, str(parent), str(os.getpid())],
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     atexit.register(_unwatch, parent)
 
 
