@@ -20,10 +20,7 @@ def _read(path: str, default: str = "") -> str:
 
 
 def cpu_model() -> str:
-    for line in _read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+    return machine.cpuinfo().get("model name") or platform.processor() or "unknown"
 
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39

@@ -34,7 +34,7 @@ def _read(root: Path, path: str) -> str:
         return ""
 
 
-def _cpuinfo(root: Path) -> dict[str, str]:
+def cpuinfo(root: Path = Path("/")) -> dict[str, str]:
     """The first processor's fields of /proc/cpuinfo (x86 names; arm64's where x86's are absent)."""
     fields: dict[str, str] = {}
     for line in _read(root, "/proc/cpuinfo").split("\n\n")[0].splitlines():
@@ -92,7 +92,7 @@ def _fmt_size(n: int | None) -> str:
 def facts(host: str, cpu_model: str, nr_cpus: int, root: Path = Path("/")) -> dict:
     """This machine's fingerprint columns, its id and name, its CPU vulnerabilities and THP
     mode (`root`: where /proc and /sys are, for tests)."""
-    info = _cpuinfo(root)
+    info = cpuinfo(root)
     caches = _caches(root)
     mem_kib = re.search(r"MemTotal:\s+(\d+)", _read(root, "/proc/meminfo"))
     memory = int(mem_kib.group(1)) * 1024 if mem_kib else None
