@@ -14,8 +14,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import __version__, engines, render
-from .errors import BadInput, MapbenchError
+from mapbench import __version__
+from mapbench.errors import BadInput, MapbenchError
+from mapbench.measure import engines
+from mapbench.present import render
 
 # Off a terminal rich assumes 80 columns, which folds every table cell; results deserve 160.
 out = Console() if sys.stdout.isatty() else Console(width=160)
@@ -55,7 +57,7 @@ def cli(verbose):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 def env_cmd(as_json):
     """Can this machine run mapbench? What it has, and why not where it cannot."""
-    from .runner import checks
+    from mapbench.measure.runner import checks
 
     found = checks()
     if as_json:
@@ -73,7 +75,7 @@ def env_cmd(as_json):
 @cli.command("list")
 def list_cmd():
     """Engines, their axes, and the kernel engine's strategies."""
-    from .strategies import STRATEGIES
+    from mapbench.measure.strategies import STRATEGIES
 
     rows = [[name, e.DESCRIPTION, ", ".join(f"{a.key} ({a.flag})" for a in e.AXES),
              ", ".join(e.SIDES)] for name, e in engines.ENGINES.items()]
@@ -119,7 +121,7 @@ def _axis_options(f):
 def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_json, **axis_flags):
     """Measure configurations; several values of a side axis (--map hash,bloom, --isa v1,v3,
     --driver elem,batch, --batch-size 1,100) are measured head to head in the same loads."""
-    from . import bench
+    from mapbench.measure import pipeline as bench
 
     given = {"--" + k.replace("_", "-"): v for k, v in axis_flags.items() if v not in (None, False)}
     name = engine or ("syscall" if "--driver" in given or "--batch-size" in given else "kernel")
@@ -130,7 +132,7 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
         bench.check_output(Path(out_path))
     with Bar(f"{name}: {len(comparisons)} comparison(s)") as bar:
         table = bench.measure_comparisons(comparisons, out_path and Path(out_path), bar)
-    from .summary import head_to_head, summaries
+    from mapbench.results.summary import head_to_head, summaries
 
     records, ratios = summaries(table), head_to_head(table)
     if as_json:
@@ -166,7 +168,7 @@ def print_summaries(records: list[dict], ratios: list[dict], title: str) -> None
 @click.option("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one).")
 def sweep_cmd(config, out_path, resume_path, cpu):
     """Measure a grid from a TOML file (default: data/sweeps/default.toml)."""
-    from . import bench
+    from mapbench.measure import pipeline as bench
 
     if resume_path and out_path and Path(resume_path) != Path(out_path):
         raise BadInput("--resume and --out name different files: resume appends to the file it resumes")
@@ -181,8 +183,8 @@ def sweep_cmd(config, out_path, resume_path, cpu):
 def show_cmd(paths, as_json):
     """Per-configuration median, 95 % CI and spread of result files or directories, and the
     head-to-head ratios of their comparisons."""
-    from . import results
-    from .summary import head_to_head, summaries
+    from mapbench.results import store as results
+    from mapbench.results.summary import head_to_head, summaries
 
     table = results.read(list(paths))
     records, ratios = summaries(table), head_to_head(table)
@@ -217,7 +219,8 @@ def diff_cmd(base, new, threshold, alpha, force, across_machines, fmt, as_json, 
 
     Loads are the independent units; a change is called when it is significantly larger than
     --threshold after Holm correction across all matched configurations (docs/method.md)."""
-    from . import diff, results
+    from mapbench.results import diff
+    from mapbench.results import store as results
 
     defaults = dict(threshold=diff.DEFAULT_THRESHOLD, alpha=diff.DEFAULT_ALPHA)
     given = {k: v for k, v in dict(threshold=threshold, alpha=alpha).items() if v is not None}
@@ -238,7 +241,7 @@ def diff_cmd(base, new, threshold, alpha, force, across_machines, fmt, as_json, 
         out.print(render.rich_table(render.diff_title(result), render.DIFF_HEADER, render.diff_rows(result.changes)))
         out.print(render.diff_counts(result))
     if plot_path:
-        from .plots import diff_plot
+        from mapbench.present.plots import diff_plot
 
         for path in diff_plot(result, Path(plot_path)):
             err.print(f"plot: {path}")
@@ -261,7 +264,7 @@ reports_option = click.option("--reports", type=click.Path(file_okay=False), def
 @click.option("--cpu", type=int, default=None)
 def bench_cmd(config, full, root, reports, cpu):
     """The default benchmark: a run into the result dataset, its plots and Markdown report."""
-    from . import bench
+    from mapbench.measure import pipeline as bench
 
     if full and config:
         raise BadInput("--full and --config both name a sweep file: give one")
@@ -279,8 +282,9 @@ def report_cmd(paths, out_path):
     """The Markdown report of result files or directories (default: the dataset, data/results):
     each machine's conclusions, scoped to it and its kernel, and, when several machines measured
     the same comparisons, each conclusion's ratio on every one and whether it holds on all."""
-    from . import bench, results
-    from .report import report_markdown
+    from mapbench.measure import pipeline as bench
+    from mapbench.present.report import report_markdown
+    from mapbench.results import store as results
 
     table = results.read(list(paths) or [bench.DATASET])
     base = Path(out_path).parent if out_path else Path(".")
@@ -299,7 +303,8 @@ def report_cmd(paths, out_path):
 def import_cmd(files, root, keep):
     """Move result files into the dataset, one file per run, kernel and machine (files in the
     layout before machine fingerprints, kernel=/host=/, move to kernel=/machine=/)."""
-    from . import bench, dataset
+    from mapbench.measure import pipeline as bench
+    from mapbench.results import dataset
 
     for path in dataset.import_files(Path(root or bench.DATASET), [Path(f) for f in files], keep):
         out.print(str(path))
@@ -314,7 +319,8 @@ def query_cmd(sql, root, fmt):
     partitions `kernel` and `host`."""
     import duckdb
 
-    from . import bench, dataset
+    from mapbench.measure import pipeline as bench
+    from mapbench.results import dataset
 
     try:
         df = dataset.connect(Path(root or bench.DATASET)).execute(sql).df()
@@ -345,10 +351,13 @@ def matrix_cmd(kernels, root, reports, cpus, emulate, args):
     the results into the dataset: mapbench matrix --kernel 6.1 --kernel running -- sweep F."""
     import pandas as pd
 
-    from . import bench, dataset, matrix, results
-    from .diff import diff
-    from .plots import per_kernel
-    from .summary import summaries
+    from mapbench.measure import matrix
+    from mapbench.measure import pipeline as bench
+    from mapbench.present.plots import per_kernel
+    from mapbench.results import dataset
+    from mapbench.results import store as results
+    from mapbench.results.diff import diff
+    from mapbench.results.summary import summaries
 
     args = [a for a in args if a != "--"]
     resolved = [matrix.resolve(k) for k in kernels]
@@ -413,8 +422,9 @@ def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, i
                 as_json):
     """One configuration over runs: median and CI per run, by kernel and machine, and the runs
     where its level shifted (change points) with what changed in the environment."""
-    from . import bench, history
-    from .strategies import parse_size
+    from mapbench.measure import pipeline as bench
+    from mapbench.measure.strategies import parse_size
+    from mapbench.results import history
 
     given = {"engine": engine, "strategy": strategy, "map_size": parse_size(size) if size else None, "op": op,
              "driver": driver, "hit_ratio": hit_ratio, "key_size": key_size, "isa": isa, "host": host}
@@ -455,8 +465,8 @@ def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, i
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="plots", show_default=True)
 def plot_cmd(paths, out_dir):
     """Scaling, batching, head-to-head and reference plots (PNG + SVG) of result files or directories."""
-    from . import results
-    from .plots import all_plots
+    from mapbench.present.plots import all_plots
+    from mapbench.results import store as results
 
     written = all_plots(results.read(list(paths)).to_pandas(), Path(out_dir))
     if not written:

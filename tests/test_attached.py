@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from mapbench.engines.attached import COUNTS, AttachedBuild, AttachedSpec, check_options, measure
+from mapbench.binding.libbpf import run_stats
 from mapbench.errors import BadInput
-from mapbench.libbpf import run_stats
-from mapbench.runner import MeasureOptions, pinned_to
+from mapbench.measure.engines.attached import COUNTS, AttachedBuild, AttachedSpec, check_options, measure
+from mapbench.measure.runner import MeasureOptions, pinned_to
 
 PROGRAM_NAMES = {"on_wakeup", "on_wakeup_new", "on_switch"}
 
@@ -50,7 +50,7 @@ def unrelated_load(cpu: int) -> Iterator[None]:
     """The load generator in another process, pinned to `cpu`: scheduler events the programs
     run on that are not the target thread group's."""
     proc = subprocess.Popen([sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
-                             "from mapbench._libbpf import lib; lib.mb_pingpong(2, 120)", str(cpu)])
+                             "from mapbench.binding._libbpf import lib; lib.mb_pingpong(2, 120)", str(cpu)])
     try:
         deadline = time.time() + 30
         while len(os.listdir(f"/proc/{proc.pid}/task")) < 3:  # its main thread and one pair

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from mapbench.libbpf import SYSCALL_OPS, Map, possible_cpus
+from mapbench.binding.libbpf import SYSCALL_OPS, Map, possible_cpus
 
 pytestmark = pytest.mark.kernel
 

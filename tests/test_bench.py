@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from mapbench import results
+from mapbench.results import store as results
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny.toml"
 FAST = ["--samples", "3", "--instances", "2", "--warmup", "1", "--sample-ms", "1"]

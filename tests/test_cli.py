@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from mapbench import cli, results
+from mapbench import cli
+from mapbench.results import store as results
 
 FAST = ["--samples", "3", "--instances", "1", "--warmup", "1", "--sample-ms", "1"]
 

@@ -12,8 +12,9 @@ import pyarrow.dataset as ds
 import pytest
 
 from conftest import run_cli
-from mapbench import dataset, history, results
 from mapbench.errors import BadInput
+from mapbench.results import dataset, history
+from mapbench.results import store as results
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("make_dataset", ROOT / "data" / "fixtures" / "make_dataset.py")

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_cli
-from mapbench import diff, results
+from mapbench.results import diff
+from mapbench.results import store as results
 
 FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
 _spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")

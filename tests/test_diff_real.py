@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mapbench import diff, results
-from mapbench.results import config_key
+from mapbench.results import diff
+from mapbench.results import store as results
+from mapbench.results.store import config_key
 
 REAL = Path(__file__).resolve().parent.parent / "data" / "fixtures" / "real"
 

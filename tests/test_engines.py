@@ -6,10 +6,11 @@ import resource
 
 import pytest
 
-from mapbench import results, sweep
-from mapbench.engines import kernel, syscall
 from mapbench.errors import KernelRefused
-from mapbench.runner import MeasureOptions
+from mapbench.measure import sweep
+from mapbench.measure.engines import kernel, syscall
+from mapbench.measure.runner import MeasureOptions
+from mapbench.results import store as results
 
 
 def test_resume_keys_on_every_configuration_column(tmp_path):

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapbench import keys, libbpf
-from mapbench.engines import kernel
-from mapbench.engines.kernel import KernelSpec, LoadedBuild, instance_config
-from mapbench.runner import MeasureOptions, pinned_to
-from mapbench.strategies import STRATEGIES, bloom_fp_theory
+from mapbench.binding import libbpf
+from mapbench.measure import keys
+from mapbench.measure.engines import kernel
+from mapbench.measure.engines.kernel import KernelSpec, LoadedBuild, instance_config
+from mapbench.measure.runner import MeasureOptions, pinned_to
+from mapbench.measure.strategies import STRATEGIES, bloom_fp_theory
 
 pytestmark = pytest.mark.kernel
 

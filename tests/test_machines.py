@@ -15,9 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from mapbench import dataset, diff, history, machine, results
-from mapbench.environment import run_environment
 from mapbench.errors import BadInput
+from mapbench.measure import machine
+from mapbench.measure.environment import run_environment
+from mapbench.results import dataset, diff, history
+from mapbench.results import store as results
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "data" / "results"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from mapbench import children, matrix
 from mapbench.errors import BadInput
+from mapbench.measure import children, matrix
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 TINY = """[measure]

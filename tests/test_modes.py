@@ -7,10 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapbench import keys, render, results
-from mapbench.engines.kernel import MODES, KernelSpec, LoadedBuild, instance_config
 from mapbench.errors import BadInput
-from mapbench.runner import pinned_to, rotation
+from mapbench.measure import keys
+from mapbench.measure.engines.kernel import MODES, KernelSpec, LoadedBuild, instance_config
+from mapbench.measure.runner import pinned_to, rotation
+from mapbench.present import render
+from mapbench.results import store as results
 
 hit_ratios = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0, max_value=1))
 
@@ -130,7 +132,7 @@ def _rows(comparison: str, sides: list[tuple[dict, float]], loads: int = 3, samp
 
 
 def test_the_report_tables_the_reference_and_says_where_the_mode_changes_the_conclusion():
-    from mapbench.report import report_markdown
+    from mapbench.present.report import report_markdown
 
     rows = []
     for mode, bloom_ns in (("throughput", 120.0), ("latency", 80.0)):  # bloom dearer, then cheaper

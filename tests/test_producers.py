@@ -17,12 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import run_cli
-from mapbench import engines, keys, memcg, render, results, summary
-from mapbench._libbpf import lib
-from mapbench.engines import kernel
-from mapbench.engines.kernel import KernelSpec, LoadedBuild, instance_config
+from mapbench.binding._libbpf import lib
 from mapbench.errors import BadInput
-from mapbench.runner import Producers, producer_cpus
+from mapbench.measure import engines, keys, memcg
+from mapbench.measure.engines import kernel
+from mapbench.measure.engines.kernel import KernelSpec, LoadedBuild, instance_config
+from mapbench.measure.runner import Producers, producer_cpus
+from mapbench.present import render
+from mapbench.results import store as results
+from mapbench.results import summary
 
 pytestmark = pytest.mark.kernel
 CPUS = len(os.sched_getaffinity(0))
@@ -255,6 +258,6 @@ def test_an_interrupted_or_killed_run_of_two_producers_leaves_nothing_behind(tmp
         assert "interrupted" in stderr
     assert _eventually(lambda: not mine()), f"left {mine()}"
     watchers = lambda: [p for p in Path("/proc").glob("[0-9]*/cmdline")  # noqa: E731
-                        if f"mapbench.memcg\0{parent}\0{proc.pid}\0" in p.read_bytes().decode(errors="replace")]
+                        if f"mapbench.measure.memcg\0{parent}\0{proc.pid}\0" in p.read_bytes().decode(errors="replace")]
     assert _eventually(lambda: not watchers()), "the cgroup watcher outlived the run"
     assert _eventually(lambda: not held & _live_bpf_ids()), f"left {held & _live_bpf_ids()}"  # after RCU

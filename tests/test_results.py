@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mapbench import results
 from mapbench.errors import BadInput
+from mapbench.results import store as results
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 row = st.fixed_dictionaries({
@@ -91,7 +91,7 @@ def test_missing_file(tmp_path):
 def test_older_files_read_as_the_configurations_they_measured():
     """A file from before the shape and producer axes (the committed A/A pair) reads with the
     values those rows had: 4-byte keys, full maps, one producer, hash types preallocated."""
-    from mapbench.strategies import STRATEGIES
+    from mapbench.measure.strategies import STRATEGIES
 
     assert set(results.PREALLOC_CHOICE) == {s.name for s in STRATEGIES.values() if "no_prealloc" in s.params}
     real = Path(__file__).resolve().parent.parent / "data" / "fixtures" / "real" / "first.parquet"
@@ -105,7 +105,7 @@ def test_older_files_read_as_the_configurations_they_measured():
 
 def test_runs_with_different_seeds_are_different_configurations(tmp_path):
     """Another seed draws other key sets: its figures are not pooled with the first seed's."""
-    from mapbench.summary import summaries
+    from mapbench.results.summary import summaries
 
     def measured(seed, ns):
         rows = [{"engine": "kernel", "strategy": "hash", "op": "lookup", "map_size": 1000, "seed": seed,

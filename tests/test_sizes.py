@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapbench.engines.kernel import KernelSpec
 from mapbench.errors import BadInput
-from mapbench.strategies import MAX_MAP_SIZE, parse_size
+from mapbench.measure.engines.kernel import KernelSpec
+from mapbench.measure.strategies import MAX_MAP_SIZE, parse_size
 
 
 @given(st.integers(min_value=1, max_value=MAX_MAP_SIZE))

@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapbench import results, runner
-from mapbench.stats import paired_ratio
-from mapbench.summary import head_to_head, summaries
+from mapbench.measure import runner
+from mapbench.results import store as results
+from mapbench.results.stats import paired_ratio
+from mapbench.results.summary import head_to_head, summaries
 
 
 def frame(rows: list[dict]) -> pd.DataFrame:
@@ -82,7 +83,7 @@ def test_head_to_head_pairs_each_side_with_the_first():
 def test_plot_bands_are_the_tables_load_clustered_cis(monkeypatch, tmp_path):
     from matplotlib.collections import PolyCollection
 
-    from mapbench import plots
+    from mapbench.present import plots
 
     rows = []
     for strategy, base in (("hash", 100.0), ("bloom", 40.0)):

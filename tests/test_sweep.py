@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from conftest import run_cli
-from mapbench import results, sweep
+from mapbench.measure import sweep
+from mapbench.results import store as results
 
 SMALL = """
 [measure]

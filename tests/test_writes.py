@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from mapbench import keys, memcg
-from mapbench.engines import kernel
-from mapbench.engines.kernel import KernelSpec, LoadedBuild, Sample, instance_config
 from mapbench.errors import BadInput
-from mapbench.strategies import bloom_fp_theory
+from mapbench.measure import keys, memcg
+from mapbench.measure.engines import kernel
+from mapbench.measure.engines.kernel import KernelSpec, LoadedBuild, Sample, instance_config
+from mapbench.measure.strategies import bloom_fp_theory
 
 PAGE = 4096
 CHURN = dict(op="delete", producers=2, writers=1, write_op="insert", fill=0.5)

@@ -13,7 +13,7 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-BPF_DIR = HERE.parent / "bpf"
+BPF_DIR = HERE.parents[1] / "bpf"  # the checkout's bpf/ (mapbench.bpf once installed)
 
 ffibuilder = FFI()
 
@@ -222,7 +222,7 @@ long long mb_pingpong(int nr_tasks, double seconds);
 )
 
 ffibuilder.set_source(
-    "mapbench._libbpf",
+    "mapbench.binding._libbpf",
     (HERE / "_native.c").read_text(),
     libraries=["bpf", "pthread"],
     include_dirs=[str(BPF_DIR)],

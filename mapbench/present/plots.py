@@ -16,11 +16,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .render import config_label, varying_keys  # noqa: E402
+from mapbench.present.render import config_label, varying_keys  # noqa: E402
 
 MODE_ORDER = ["throughput", "mixed", "latency"]  # the kernel engine's modes, the default first; mixed: before --mode
-from .results import CONFIG_KEYS  # noqa: E402
-from .summary import head_to_head, summaries  # noqa: E402
+from mapbench.results.store import CONFIG_KEYS  # noqa: E402
+from mapbench.results.summary import head_to_head, summaries  # noqa: E402
 
 
 def _save(fig, path: Path) -> list[Path]:
@@ -237,7 +237,7 @@ def attached(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def bloom_fp(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    from .results import measured
+    from mapbench.results.store import measured
 
     b = measured(df)
     b = b[(b.strategy == "bloom") & b.bloom_fp_rate.notna() & (b.value_size == 4) & (b.hit_ratio == 0)]

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from rich.table import Table
 
-from .results import CONFIG_KEYS, plain
+from mapbench.results.store import CONFIG_KEYS, plain
 
 # How each configuration key reads in a label; family is implied by the strategy.
 _LABEL = {

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import children
+from mapbench.measure import children
 
 ROOT = Path("/sys/fs/cgroup")
 PREFIX = "mapbench-"

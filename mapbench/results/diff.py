@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import machine
-from .errors import BadInput
-from .results import CONFIG_KEYS, ENV_KEYS, config_key, measured
-from .summary import load_ids
+from mapbench.errors import BadInput
+from mapbench.measure import machine
+from mapbench.results.store import CONFIG_KEYS, ENV_KEYS, config_key, measured
+from mapbench.results.summary import load_ids
 
 MUST_MATCH = ["kernel_release"]  # comparing across these needs --force; machines need --across-machines
 # From A/A runs of the default bench on this kind of VM (docs/method.md, "Diff"): the largest

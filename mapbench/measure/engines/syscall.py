@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import build, keys
-from ..environment import load_avg_1m
-from ..errors import BadInput, KernelRefused, Unsupported
-from ..libbpf import SYSCALL_OPS, BpfObject, Map, MapOps, SyscallOp, pidfd_open
-from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
-from ..strategies import (
+from mapbench.binding.libbpf import SYSCALL_OPS, BpfObject, Map, MapOps, SyscallOp, pidfd_open
+from mapbench.errors import BadInput, KernelRefused, Unsupported
+from mapbench.measure import build, keys
+from mapbench.measure.engines import Axis
+from mapbench.measure.environment import load_avg_1m
+from mapbench.measure.runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from mapbench.measure.strategies import (
     check_fixed_size,
     parse_choice,
     parse_fill,
@@ -32,7 +33,6 @@ from ..strategies import (
     parse_value_size,
     parse_whole_number,
 )
-from . import Axis
 
 NAME = "syscall"
 DESCRIPTION = "map operations from user space: one syscall per element, or BPF_MAP_*_BATCH"
@@ -165,7 +165,7 @@ class SyscallSpec:
 
 
 def make_spec(fields: dict):
-    from . import NotMeasured
+    from mapbench.measure.engines import NotMeasured
 
     driver, op = fields.get("driver"), fields.get("op")
     if (driver, op) not in SYSCALL_OPS:  # e.g. elem x lookup_and_delete: no such operation

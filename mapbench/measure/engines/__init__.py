@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadInput
-from ..runner import MeasureOptions, controls_per_sample
+from mapbench.errors import BadInput
+from mapbench.measure.runner import MeasureOptions, controls_per_sample
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Comparison:
 
 
 def _engines() -> dict:
-    from . import attached, kernel, reference, syscall
+    from mapbench.measure.engines import attached, kernel, reference, syscall
 
     return {m.NAME: m for m in (kernel, syscall, attached, reference)}
 

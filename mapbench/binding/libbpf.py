@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._libbpf import ffi, lib
-from .environment import bpf_privileged
-from .errors import KernelRefused, MissingPrivilege
+from mapbench.binding._libbpf import ffi, lib
+from mapbench.errors import KernelRefused, MissingPrivilege
+from mapbench.measure.environment import bpf_privileged
 
 lib.mb_log_capture()
 

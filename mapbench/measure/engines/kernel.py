@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import build, keys, memcg
-from .._libbpf import ffi, lib
-from ..environment import load_avg_1m
-from ..errors import BadInput
-from ..keys import MAX_ZIPF_ENTRIES
-from ..libbpf import BpfObject
-from ..runner import (
+from mapbench.binding._libbpf import ffi, lib
+from mapbench.binding.libbpf import BpfObject
+from mapbench.errors import BadInput
+from mapbench.measure import build, keys, memcg
+from mapbench.measure.engines import Axis, NotMeasured
+from mapbench.measure.environment import load_avg_1m
+from mapbench.measure.keys import MAX_ZIPF_ENTRIES
+from mapbench.measure.runner import (
     MeasureOptions,
     OnSample,
     Producers,
@@ -34,7 +35,7 @@ from ..runner import (
     require_bpf_privilege,
     run_interleaved,
 )
-from ..strategies import (
+from mapbench.measure.strategies import (
     CONTROL_MACRO,
     DEFAULT_HASH_FUNCS,
     FILL_CHUNK,
@@ -56,7 +57,6 @@ from ..strategies import (
     parse_value_size,
     parse_whole_number,
 )
-from . import Axis, NotMeasured
 
 NAME = "kernel"
 DESCRIPTION = "a map operation inside a BPF program (raw_tp test run), net of a control build"

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import render
-from .machine import short_model
-from .results import config_key
+from mapbench.measure.machine import short_model
+from mapbench.present import render
+from mapbench.results.store import config_key
 
 HOLDS, DIFFERS, NOT_SHOWN = "holds", "differs", "not shown on all"
 ORDER = {DIFFERS: 0, NOT_SHOWN: 1, HOLDS: 2}

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import dataset
-from .render import config_label, varying_keys
-from .results import CONFIG_KEYS, LEGACY_MACHINE_KEYS, SHAPE_DEFAULTS, as_measured, config_of
-from .stats import summarize
-from .summary import load_ids
+from mapbench.present.render import config_label, varying_keys
+from mapbench.results import dataset
+from mapbench.results.stats import summarize
+from mapbench.results.store import CONFIG_KEYS, LEGACY_MACHINE_KEYS, SHAPE_DEFAULTS, as_measured, config_of
+from mapbench.results.summary import load_ids
 
 MIN_SEGMENT = 3  # runs: a step needs this many runs on each side
 PENALTY = 4.0  # x noise sigma x log(n), in the L1 cost's units (3 already gave no false step in 200)
@@ -129,7 +129,7 @@ def history(root: Path, where: dict, kernel: str | None = None, machine: str | N
 def plot(series: list[dict], path: Path) -> list[Path]:
     """Median and CI per run over time, one panel per configuration, coloured by kernel; steps
     as vertical lines."""
-    from .plots import _save, plt, sns
+    from mapbench.present.plots import _save, plt, sns
 
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(len(series), 1, figsize=(9, 3 * len(series)), squeeze=False)

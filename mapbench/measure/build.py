@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import children
-from .errors import BadInput, EnvironmentProblem
+from mapbench.errors import BadInput, EnvironmentProblem
+from mapbench.measure import children
 
 ISAS = ("v1", "v2", "v3")
 DEFAULT_ISA = "v3"

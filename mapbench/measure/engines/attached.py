@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import build
-from .._libbpf import lib
-from ..environment import load_avg_1m
-from ..errors import BadInput, EnvironmentProblem
-from ..libbpf import BpfObject, run_stats
-from ..runner import (
+from mapbench.binding._libbpf import lib
+from mapbench.binding.libbpf import BpfObject, run_stats
+from mapbench.errors import BadInput, EnvironmentProblem
+from mapbench.measure import build
+from mapbench.measure.engines import Axis
+from mapbench.measure.environment import load_avg_1m
+from mapbench.measure.runner import (
     MeasureOptions,
     OnSample,
     load_sides_and_controls,
@@ -36,8 +37,7 @@ from ..runner import (
     require_bpf_privilege,
     run_interleaved,
 )
-from ..strategies import CONTROL_MACRO, STRATEGIES, parse_choice, parse_whole_number
-from . import Axis
+from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES, parse_choice, parse_whole_number
 
 NAME = "attached"
 DESCRIPTION = "runqslower on live scheduler events (tp_btf), net of empty programs on the same hooks"

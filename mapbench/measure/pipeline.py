@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from . import dataset, engines, results, sweep
-from .engines import Comparison
-from .environment import run_environment
-from .errors import BadInput
-from .render import config_label
-from .runner import require_bpf_privilege
+from mapbench.errors import BadInput
+from mapbench.measure import engines, sweep
+from mapbench.measure.engines import Comparison
+from mapbench.measure.environment import run_environment
+from mapbench.measure.runner import require_bpf_privilege
+from mapbench.present.render import config_label
+from mapbench.results import dataset
+from mapbench.results import store as results
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 DATASET = DATA / "results"  # mapbench/dataset.py: kernel=<release>/host=<host>/<run_id>.parquet
 REPORTS = DATA / "reports"  # <run_id>.md and <run_id>-plots/
 DEFAULT_SWEEP = DATA / "sweeps" / "default.toml"
@@ -53,7 +55,7 @@ def comparisons_from_flags(engine_name: str, given: dict[str, str], opts) -> lis
             what = sorted({config_label(s.config_fields(), ["strategy", "op"]) for s in sides})
             raise BadInput(f"{flag} does not apply to {', '.join(what)}")
     if engine_name == "syscall":
-        from .engines.syscall import check_supported
+        from mapbench.measure.engines.syscall import check_supported
 
         for s in sides:
             check_supported(s)
@@ -98,7 +100,7 @@ def run_sweep(config: str | Path | None, out_path: str | Path | None, cpu: int |
               root: Path = DATASET) -> Path:
     """A sweep file measured into out_path (resumed when it exists), or, without one, into the
     dataset at `root`; returns the file's path."""
-    from .runner import resolve_cpu
+    from mapbench.measure.runner import resolve_cpu
 
     comparisons = sweep.load(config or DEFAULT_SWEEP)
     cpu = resolve_cpu(cpu)
@@ -118,8 +120,8 @@ def run_sweep(config: str | Path | None, out_path: str | Path | None, cpu: int |
 
 def report(path: Path, out_dir: Path | None = None) -> Path:
     """The Markdown report and plots of a result file, beside it (or in out_dir)."""
-    from .plots import all_plots
-    from .report import write_report
+    from mapbench.present.plots import all_plots
+    from mapbench.present.report import write_report
 
     table = results.read(path)
     out_dir = out_dir or path.parent

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import BadInput
+from mapbench.errors import BadInput
 
 SCHEMA_VERSION = "2"
 SCHEMA_KEY = b"mapbench.schema_version"
@@ -273,7 +273,7 @@ def as_measured(table: pa.Table) -> pa.Table:
 def _legacy_machines(table: pa.Table) -> pa.Table:
     """Rows without a machine fingerprint (schema 1) get the id and name of what they recorded
     of their machine (machine.legacy_id, legacy_name); the fingerprint's other columns stay null."""
-    from . import machine
+    from mapbench.measure import machine
 
     names = table.column_names
     if not {"machine", "machine_name", *LEGACY_MACHINE_KEYS} <= set(names) or not table.num_rows:

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import results
-from .errors import BadInput
+from mapbench.errors import BadInput
+from mapbench.results import store as results
 
 PARTITION_KEYS = (("kernel", "kernel_release"), ("machine", "machine"))  # (directory key, column)
 OLD_LAYOUT = "host="  # the second level before machine fingerprints (schema 1): kernel=<release>/host=<host>/

@@ -19,8 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import children
-from .errors import BadInput, EnvironmentProblem
+from mapbench.errors import BadInput, EnvironmentProblem
+from mapbench.measure import children
 
 BOOT = Path("/boot")
 GUEST_MEMORY = "4G"

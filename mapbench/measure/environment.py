@@ -9,7 +9,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from . import __version__, children, machine
+from mapbench import __version__
+from mapbench.measure import children, machine
 
 
 def _read(path: str, default: str = "") -> str:
@@ -44,7 +45,7 @@ def jit_enabled() -> bool:
 
 @functools.cache
 def git_describe() -> str:
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout
     try:
         out = children.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--tags"], timeout=5)
     except (OSError, subprocess.TimeoutExpired):
@@ -59,7 +60,7 @@ def load_avg_1m() -> float:
 def libbpf_version() -> str:
     """The loaded libbpf's full version: its file name in our mappings (libbpf.so.1.1.2) says
     the patch level, which libbpf's own API (major, minor) does not."""
-    from ._libbpf import lib  # loads libbpf.so into this process
+    from mapbench.binding._libbpf import lib  # loads libbpf.so into this process
 
     for line in Path("/proc/self/maps").read_text().splitlines():
         name = line.rsplit("/", 1)[-1]
@@ -72,7 +73,7 @@ def libbpf_version() -> str:
 def run_environment() -> dict:
     """The environment columns of every result row (results.ENV_KEYS): the machine's
     fingerprint, vulnerabilities and THP mode among them (machine.py)."""
-    from .build import clang_version
+    from mapbench.measure.build import clang_version
 
     env = {
         "mapbench_version": __version__,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._libbpf import lib
+from mapbench.binding._libbpf import lib
 
 HIT_SCALE = lib.MB_HIT_SCALE
 

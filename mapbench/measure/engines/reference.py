@@ -18,17 +18,17 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import children
-from ..build import BuildFailed, cache_dir
-from ..environment import load_avg_1m
-from ..errors import BadInput
-from ..runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
-from ..strategies import parse_choice
-from . import Axis, syscall
+from mapbench.errors import BadInput
+from mapbench.measure import children
+from mapbench.measure.build import BuildFailed, cache_dir
+from mapbench.measure.engines import Axis, syscall
+from mapbench.measure.environment import load_avg_1m
+from mapbench.measure.runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
+from mapbench.measure.strategies import parse_choice
 
 NAME = "reference"
 DESCRIPTION = "the syscall engine's loops head to head with a plain C loop (ref_syscalls.c)"
-SOURCE = Path(__file__).resolve().parent.parent / "ref_syscalls.c"
+SOURCE = Path(__file__).resolve().parent / "ref_syscalls.c"
 REFERENCE_MAPS = ("hash", "lru_hash", "percpu_hash", "array")  # what ref_syscalls.c creates
 IMPLEMENTATIONS = ("c", "mapbench")  # the C loop first: ratios read mapbench / C
 # ref_syscalls.c's maps have 4-byte keys and 8-byte values, and are full: the syscall engine's

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import tomllib
 
-from . import engines, results
-from .engines import Comparison
-from .environment import run_environment
-from .errors import BadInput, MapbenchError
-from .results import config_key
-from .runner import OnSample
+from mapbench.errors import BadInput, MapbenchError
+from mapbench.measure import engines
+from mapbench.measure.engines import Comparison
+from mapbench.measure.environment import run_environment
+from mapbench.measure.runner import OnSample
+from mapbench.results import store as results
+from mapbench.results.store import config_key
 
 MEASURE_KEYS = {"samples": "samples", "instances": "instances", "warmup": "warmup", "sample_ms": "target_ms"}
 GRID_ONLY_KEYS = {"engine", "compare"}

@@ -142,7 +142,7 @@ def is_legacy(machine_id: str) -> bool:
 def legacy_ids(df) -> set[str]:
     """The legacy ids of a frame's rows, fingerprinted or not: what rows from before fingerprints
     can be matched on."""
-    from .results import LEGACY_MACHINE_KEYS, plain
+    from mapbench.results.store import LEGACY_MACHINE_KEYS, plain
 
     facts = df[LEGACY_MACHINE_KEYS].drop_duplicates().itertuples(index=False)
     return {legacy_id(*(plain(v) for v in row)) for row in facts}

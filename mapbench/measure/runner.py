@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from . import build
-from .environment import _read, bpf_privileged, jit_enabled, run_environment
-from .errors import BadInput, MissingPrivilege
+from mapbench.errors import BadInput, MissingPrivilege
+from mapbench.measure import build
+from mapbench.measure.environment import _read, bpf_privileged, jit_enabled, run_environment
 
 T = TypeVar("T")
 OnSample = Callable[[], None]  # progress: called once per program run of a sample
@@ -215,11 +215,11 @@ def checks() -> list[Check]:
         except Exception as exc:  # noqa: BLE001 - the message is the finding
             result.append(Check(tool, False, str(exc)))
     try:
-        from . import libbpf
+        from mapbench.binding import libbpf
     except ImportError as exc:
         result.append(Check("libbpf binding", False, f"cannot import the cffi module: {exc}"))
         return result
-    from .environment import libbpf_version
+    from mapbench.measure.environment import libbpf_version
 
     result.append(Check("libbpf", True, libbpf_version()))
     if bpf_privileged():

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import across, render
-from .engines.kernel import MODES
-from .results import ENV_KEYS, config_key, measured
-from .stats import WIDE_SPREAD_CV
-from .summary import CONTEXT_KEYS, head_to_head, load_ids, summaries
+from mapbench.measure.engines.kernel import MODES
+from mapbench.present import render
+from mapbench.results import across
+from mapbench.results.stats import WIDE_SPREAD_CV
+from mapbench.results.store import ENV_KEYS, config_key, measured
+from mapbench.results.summary import CONTEXT_KEYS, head_to_head, load_ids, summaries
 
 KNEE = 0.05  # "stops paying": a 10x larger batch saves less than this share per element
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow as pa
 
-from .render import config_label, varying_keys
-from .results import CONFIG_KEYS, LOAD_KEYS, config_of, measured, plain
-from .stats import paired_ratio, summarize
+from mapbench.present.render import config_label, varying_keys
+from mapbench.results.stats import paired_ratio, summarize
+from mapbench.results.store import CONFIG_KEYS, LOAD_KEYS, config_of, measured, plain
 
 SAMPLE_KEYS = [*LOAD_KEYS, "sample"]
 # What a ratio's context names, of what its sides share

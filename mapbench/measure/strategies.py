@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import keys
-from ._libbpf import lib
-from .errors import BadInput
-from .libbpf import BPF_F_NO_PREALLOC
+from mapbench.binding._libbpf import lib
+from mapbench.binding.libbpf import BPF_F_NO_PREALLOC
+from mapbench.errors import BadInput
+from mapbench.measure import keys
 
 MAX_MAP_SIZE = 2**32 - 1  # max_entries is a u32
 MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
