@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mapbench import __version__
 from mapbench.errors import BadInput, MapbenchError
-from mapbench.measure import engines
+from mapbench.measure import runner
 from mapbench.present import render
 
 # Off a terminal rich assumes 80 columns, which folds every table cell; results deserve 160.
@@ -57,7 +57,7 @@ def cli(verbose):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
 def env_cmd(as_json):
     """Can this machine run mapbench? What it has, and why not where it cannot."""
-    from mapbench.measure.runner import checks
+    from mapbench.measure.checks import checks
 
     found = checks()
     if as_json:
@@ -77,8 +77,8 @@ def list_cmd():
     """Engines, their axes, and the kernel engine's strategies."""
     from mapbench.measure.strategies import STRATEGIES
 
-    rows = [[name, e.DESCRIPTION, ", ".join(f"{a.key} ({a.flag})" for a in e.AXES),
-             ", ".join(e.SIDES)] for name, e in engines.ENGINES.items()]
+    rows = [[name, e.description, ", ".join(f"{a.key} ({a.flag})" for a in e.axes),
+             ", ".join(e.sides)] for name, e in runner.ENGINES.items()]
     out.print(render.rich_table("mapbench engines", ["engine", "what it measures", "axes (sweep key, flag)",
                                                      "head to head by default"], rows))
     rows = [[s.name, s.family.name, ", ".join(s.ops), s.description] for s in STRATEGIES.values()]
@@ -90,13 +90,13 @@ def _axis_options(f):
     """One --flag per axis of any engine (a comma list runs each value); help from the axes."""
     flags: dict[str, list[str]] = {}
     is_flag = set()
-    for engine in engines.ENGINES.values():
-        for axis in engine.AXES:
+    for engine in runner.ENGINES.values():
+        for axis in engine.axes:
             flags.setdefault(axis.flag, [])
             if axis.is_flag:
                 is_flag.add(axis.flag)
             if axis.help and axis.help not in flags[axis.flag]:
-                flags[axis.flag].append(f"{engine.NAME}: {axis.help}")
+                flags[axis.flag].append(f"{engine.name}: {axis.help}")
     for flag in sorted(flags, reverse=True):
         if flag in is_flag:  # given: True; absent: the spec's default
             f = click.option(flag, is_flag=True, default=None, help="; ".join(flags[flag]))(f)
@@ -106,8 +106,9 @@ def _axis_options(f):
 
 
 @cli.command("run")
-@click.option("--engine", type=click.Choice(list(engines.ENGINES)), default=None,
-              help="Default: syscall with --driver or --batch-size, else kernel.")
+@click.option("--engine", type=click.Choice(list(runner.ENGINES)), default=None,
+              help="Default: " + next(iter(runner.ENGINES)) + ", unless it lacks flags given: then the engine "
+                   "that takes most of those.")
 @_axis_options
 @click.option("--samples", type=int, default=None, help="Measured samples per load and side (engine default).")
 @click.option("--instances", type=int, default=None, help="Fresh loads of every side (engine default).")
@@ -121,17 +122,18 @@ def _axis_options(f):
 def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_json, **axis_flags):
     """Measure configurations; several values of a side axis (--map hash,bloom, --isa v1,v3,
     --driver elem,batch, --batch-size 1,100) are measured head to head in the same loads."""
-    from mapbench.measure import pipeline as bench
+    from mapbench.measure.engine import Host
 
     given = {"--" + k.replace("_", "-"): v for k, v in axis_flags.items() if v not in (None, False)}
-    name = engine or ("syscall" if "--driver" in given or "--batch-size" in given else "kernel")
-    opts = engines.options_for(engines.ENGINES[name], samples=samples, instances=instances, warmup=warmup,
-                               target_ms=sample_ms, cpu=cpu)
-    comparisons = bench.comparisons_from_flags(name, given, opts)
+    host = Host.here()
+    comparisons = runner.comparisons_from_flags(engine, given, host, samples=samples, instances=instances,
+                                                warmup=warmup, target_ms=sample_ms)
+    name = comparisons[0].engine if comparisons else engine
     if out_path is not None:
-        bench.check_output(Path(out_path))
+        runner.check_output(Path(out_path))
+    plan = runner.plan(comparisons, cpu, host=host)
     with Bar(f"{name}: {len(comparisons)} comparison(s)") as bar:
-        table = bench.measure_comparisons(comparisons, out_path and Path(out_path), bar)
+        table = runner.run_into(plan, out_path and Path(out_path), bar)
     from mapbench.results.summary import head_to_head, summaries
 
     records, ratios = summaries(table), head_to_head(table)
@@ -168,12 +170,10 @@ def print_summaries(records: list[dict], ratios: list[dict], title: str) -> None
 @click.option("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one).")
 def sweep_cmd(config, out_path, resume_path, cpu):
     """Measure a grid from a TOML file (default: data/sweeps/default.toml)."""
-    from mapbench.measure import pipeline as bench
-
     if resume_path and out_path and Path(resume_path) != Path(out_path):
         raise BadInput("--resume and --out name different files: resume appends to the file it resumes")
     with Bar("sweep") as bar:
-        path = bench.run_sweep(config, resume_path or out_path, cpu, bar)
+        path = runner.run_sweep(config, resume_path or out_path, cpu, bar)
     err.print(f"results in {path}")
 
 
@@ -264,14 +264,23 @@ reports_option = click.option("--reports", type=click.Path(file_okay=False), def
 @click.option("--cpu", type=int, default=None)
 def bench_cmd(config, full, root, reports, cpu):
     """The default benchmark: a run into the result dataset, its plots and Markdown report."""
-    from mapbench.measure import pipeline as bench
-
     if full and config:
         raise BadInput("--full and --config both name a sweep file: give one")
     with Bar("bench") as bar:
-        path, report = bench.bench(bench.FULL_SWEEP if full else config, Path(root or bench.DATASET),
-                                   Path(reports or bench.REPORTS), cpu, bar)
+        path = runner.run_sweep(runner.FULL_SWEEP if full else config, None, cpu, bar, Path(root or runner.DATASET))
+    report = write_report(path, Path(reports or runner.REPORTS))
     out.print(f"results: {path}\nreport: {report}")
+
+
+def write_report(path: Path, out_dir: Path) -> Path:
+    """The Markdown report and plots of a result file, in out_dir."""
+    from mapbench.present.plots import all_plots
+    from mapbench.present.report import write_report
+    from mapbench.results import store as results
+
+    table = results.read(path)
+    plots = all_plots(table.to_pandas(), out_dir / f"{path.stem}-plots")
+    return write_report(table, out_dir / f"{path.stem}.md", f"mapbench bench {path.stem}", plots)
 
 
 @cli.command("report")
@@ -282,11 +291,10 @@ def report_cmd(paths, out_path):
     """The Markdown report of result files or directories (default: the dataset, data/results):
     each machine's conclusions, scoped to it and its kernel, and, when several machines measured
     the same comparisons, each conclusion's ratio on every one and whether it holds on all."""
-    from mapbench.measure import pipeline as bench
     from mapbench.present.report import report_markdown
     from mapbench.results import store as results
 
-    table = results.read(list(paths) or [bench.DATASET])
+    table = results.read(list(paths) or [runner.DATASET])
     base = Path(out_path).parent if out_path else Path(".")
     text = report_markdown(table.to_pandas(), f"mapbench report {' '.join(paths) or 'data/results'}", base=base)
     if out_path is None:
@@ -303,10 +311,9 @@ def report_cmd(paths, out_path):
 def import_cmd(files, root, keep):
     """Move result files into the dataset, one file per run, kernel and machine (files in the
     layout before machine fingerprints, kernel=/host=/, move to kernel=/machine=/)."""
-    from mapbench.measure import pipeline as bench
     from mapbench.results import dataset
 
-    for path in dataset.import_files(Path(root or bench.DATASET), [Path(f) for f in files], keep):
+    for path in dataset.import_files(Path(root or runner.DATASET), [Path(f) for f in files], keep):
         out.print(str(path))
 
 
@@ -319,11 +326,10 @@ def query_cmd(sql, root, fmt):
     partitions `kernel` and `host`."""
     import duckdb
 
-    from mapbench.measure import pipeline as bench
     from mapbench.results import dataset
 
     try:
-        df = dataset.connect(Path(root or bench.DATASET)).execute(sql).df()
+        df = dataset.connect(Path(root or runner.DATASET)).execute(sql).df()
     except duckdb.Error as exc:
         raise BadInput(f"query: {str(exc).splitlines()[0]}") from None
     if fmt == "csv":
@@ -352,7 +358,6 @@ def matrix_cmd(kernels, root, reports, cpus, emulate, args):
     import pandas as pd
 
     from mapbench.measure import matrix
-    from mapbench.measure import pipeline as bench
     from mapbench.present.plots import per_kernel
     from mapbench.results import dataset
     from mapbench.results import store as results
@@ -366,9 +371,9 @@ def matrix_cmd(kernels, root, reports, cpus, emulate, args):
         matrix.check_host(guests[0], emulate)
     if emulate:
         err.print("[yellow]--emulate: the guests run under qemu's TCG: their figures are an emulator's[/]")
-    root, reports = Path(root or bench.DATASET), Path(reports or bench.REPORTS)
+    root, reports = Path(root or runner.DATASET), Path(reports or runner.REPORTS)
     run_id = results.new_run_id()
-    work = bench.partial_path(root, f"matrix-{run_id}").with_suffix("")
+    work = runner.partial_path(root, f"matrix-{run_id}").with_suffix("")
     done = matrix.run(resolved, args, Path(__file__).resolve().parent.parent, work, cpus, emulate,
                       on_start=lambda k, cmd: err.print(f"{k.name} ({k.release}): {' '.join(cmd)}"))
     tables = {}
@@ -422,7 +427,6 @@ def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, i
                 as_json):
     """One configuration over runs: median and CI per run, by kernel and machine, and the runs
     where its level shifted (change points) with what changed in the environment."""
-    from mapbench.measure import pipeline as bench
     from mapbench.measure.strategies import parse_size
     from mapbench.results import history
 
@@ -430,7 +434,7 @@ def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, i
              "driver": driver, "hit_ratio": hit_ratio, "key_size": key_size, "isa": isa, "host": host}
     where = {k: v for k, v in given.items() if v is not None}
     timings: dict = {}
-    series = history.history(Path(root or bench.DATASET), where, kernel, machine, timings)
+    series = history.history(Path(root or runner.DATASET), where, kernel, machine, timings)
     if not series:
         raise BadInput("no measured rows match " + (", ".join(f"{k}={v}" for k, v in where.items()) or "anything"))
     if as_json:

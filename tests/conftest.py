@@ -5,7 +5,7 @@ import sys
 import pytest
 from hypothesis import HealthCheck, settings
 
-from mapbench.measure.environment import bpf_privileged
+from mapbench.binding.libbpf import bpf_privileged
 
 # Kernel round trips are slow next to hypothesis's defaults; keep examples few and deadline-free.
 settings.register_profile("kernel", max_examples=25, deadline=None,

@@ -17,8 +17,10 @@ import pytest
 from conftest import run_cli
 from mapbench.binding.libbpf import run_stats
 from mapbench.errors import BadInput
-from mapbench.measure.engines.attached import COUNTS, AttachedBuild, AttachedSpec, check_options, measure
-from mapbench.measure.runner import MeasureOptions, pinned_to
+from mapbench.measure import runner
+from mapbench.measure.cpus import pinned_to
+from mapbench.measure.engine import MeasureOptions
+from mapbench.measure.engines.attached import COUNTS, AttachedBuild, AttachedSpec, check_options
 
 PROGRAM_NAMES = {"on_wakeup", "on_wakeup_new", "on_switch"}
 
@@ -66,7 +68,7 @@ def unrelated_load(cpu: int) -> Iterator[None]:
 def test_only_the_load_generators_events_are_counted():
     cpu, other = measuring_and_other_cpu()
     with unrelated_load(other):
-        rows = measure([AttachedSpec("pid_hash", map_size=1000, nr_tasks=2)],
+        rows = runner.measure([AttachedSpec("pid_hash", map_size=1000, nr_tasks=2)],
                        MeasureOptions(samples=2, instances=1, warmup=0, target_ms=300, cpu=cpu))
     for r in rows:
         # One pair on one CPU: a round trip hands the CPU to the partner and back, two switches.
@@ -103,8 +105,9 @@ def test_the_attached_cpu_share_is_of_the_one_cpu_the_load_runs_on():
 
 @pytest.mark.kernel
 def test_the_in_program_figure_is_the_bodys_cost_net_of_the_timing():
-    rows = measure([AttachedSpec("pid_hash", map_size=1000, nr_tasks=2), AttachedSpec("task_storage", nr_tasks=2)],
-                   MeasureOptions(samples=3, instances=1, warmup=1, target_ms=200))
+    sides = [AttachedSpec("pid_hash", map_size=1000, nr_tasks=2), AttachedSpec("task_storage", nr_tasks=2)]
+    rows = runner.measure(sides,
+                          MeasureOptions(samples=3, instances=1, warmup=1, target_ms=200))
     mine = [r for r in rows if not r["warmup"]]
     for r in mine:
         if r["strategy"] == "control":
@@ -122,7 +125,7 @@ def delays(strategies: tuple[str, ...]) -> dict[str, tuple[np.ndarray, float]]:
     """Per strategy, measured head to head (interleaved sample by sample, so that whatever else
     the machine does falls on both alike): the summed delay histogram of a few samples, and
     delays recorded per load round trip."""
-    rows = measure([AttachedSpec(s, map_size=1000, nr_tasks=4) for s in strategies],
+    rows = runner.measure([AttachedSpec(s, map_size=1000, nr_tasks=4) for s in strategies],
                    MeasureOptions(samples=4, instances=1, warmup=1, target_ms=300))
     out = {}
     for strategy in strategies:

@@ -7,9 +7,9 @@ import resource
 import pytest
 
 from mapbench.errors import KernelRefused
-from mapbench.measure import sweep
+from mapbench.measure import runner
+from mapbench.measure.engine import Host, MeasureOptions
 from mapbench.measure.engines import kernel, syscall
-from mapbench.measure.runner import MeasureOptions
 from mapbench.results import store as results
 
 
@@ -18,12 +18,13 @@ def test_resume_keys_on_every_configuration_column(tmp_path):
     grid = tmp_path / "g.toml"
     grid.write_text("[[grid]]\nengine = 'kernel'\nstrategies = ['bloom']\nsizes = [1e3]\n"
                     "bloom_value_sizes = [4, 16]\ncompare = []\n")
-    comparisons = sweep.load(grid)
+    comparisons = runner.comparisons_from_sweep(grid, Host.here())
     assert len(comparisons) == 2
     done = tmp_path / "r.parquet"
     [four] = comparisons[0].sides
-    results.write(done, results.make_table([{**four.config_fields(), "status": "ok", "warmup": False}], "r", {}))
-    skip = sweep.done_keys(done)
+    row = {**four.config_fields(), "status": "ok", "warmup": False, "instance": 0}
+    results.write(done, results.make_table([row], "r", {}))
+    skip = {key for key, load in runner.done_loads(done) if load == 0}
     keys = [results.config_key(c.sides[0].config_fields()) for c in comparisons]
     assert keys[0] in skip and keys[1] not in skip
 
@@ -31,7 +32,7 @@ def test_resume_keys_on_every_configuration_column(tmp_path):
 @pytest.mark.kernel
 def test_a_map_count_sample_lasts_what_was_asked():
     # Calibrated per loop iteration, not per get: 64 gets an iteration must not make it 64x longer.
-    rows = kernel.measure([kernel.KernelSpec("task_storage_maps", nr_maps=64)],
+    rows = runner.measure([kernel.KernelSpec.of("task_storage_maps", nr_maps=64)],
                           MeasureOptions(samples=3, instances=1, warmup=1, target_ms=5.0, cpu=None))
     mine = [r for r in rows if r["strategy"] == "task_storage_maps"]
     assert all(1e6 < r["elapsed_ns"] < 20e6 for r in mine), [r["elapsed_ns"] for r in mine]
@@ -54,7 +55,7 @@ def test_only_what_the_kernel_refuses_for_a_map_type_is_unsupported(monkeypatch)
     assert "ENOTSUPP" in syscall.refusal("bloom_filter", "batch", "lookup")
     assert syscall.refusal("hash", "elem", "lookup") is None
     spec = syscall.SyscallSpec("hash", "elem", "lookup", 1000)
-    rows = syscall.measure([syscall.SyscallSpec("array", "elem", "delete", 1000)],
+    rows = runner.measure([syscall.SyscallSpec("array", "elem", "delete", 1000)],
                            MeasureOptions(samples=1, instances=1))
     assert [r["status"] for r in rows] == ["unsupported"]
 
@@ -64,4 +65,4 @@ def test_only_what_the_kernel_refuses_for_a_map_type_is_unsupported(monkeypatch)
 
     monkeypatch.setattr(syscall.SyscallSide, "run_once", failing)
     with pytest.raises(KernelRefused, match="injected"):
-        syscall.measure([spec], MeasureOptions(samples=1, instances=1))
+        runner.measure([spec], MeasureOptions(samples=1, instances=1))

@@ -11,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mapbench.binding import libbpf
-from mapbench.measure import keys
+from mapbench.measure import keys, runner
+from mapbench.measure.cpus import pinned_to
+from mapbench.measure.engine import Host, MeasureOptions
 from mapbench.measure.engines import kernel
 from mapbench.measure.engines.kernel import KernelSpec, LoadedBuild, instance_config
-from mapbench.measure.runner import MeasureOptions, pinned_to
 from mapbench.measure.strategies import STRATEGIES, bloom_fp_theory
 
 pytestmark = pytest.mark.kernel
@@ -36,8 +37,8 @@ hit_ratios = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0, max_v
        value_size=st.sampled_from(list(range(4, 65, 4))))
 def test_hash_and_bloom_find_exactly_the_predicted_keys(size, hit_ratio, seed, nr_loops, start,
                                                         hash_funcs, value_size):
-    hash_spec = KernelSpec("hash", map_size=size, hit_ratio=hit_ratio, seed=seed)
-    bloom_spec = KernelSpec("bloom", map_size=size, hit_ratio=hit_ratio, seed=seed,
+    hash_spec = KernelSpec.of("hash", map_size=size, hit_ratio=hit_ratio, seed=seed)
+    bloom_spec = KernelSpec.of("bloom", map_size=size, hit_ratio=hit_ratio, seed=seed,
                             nr_hash_funcs=hash_funcs, bloom_value_size=value_size)
     config = instance_config(bloom_spec, 0)
     # the pair draws the same keys (only the bloom element size differs)
@@ -61,7 +62,7 @@ def test_hash_and_bloom_find_exactly_the_predicted_keys(size, hit_ratio, seed, n
 @given(size=st.integers(min_value=1, max_value=20000), seed=st.integers(min_value=0, max_value=2**32),
        hash_funcs=st.integers(min_value=1, max_value=15), value_size=st.sampled_from(list(range(4, 65, 4))))
 def test_bloom_filter_has_no_false_negatives(size, seed, hash_funcs, value_size):
-    spec = KernelSpec("bloom", map_size=size, seed=seed, nr_hash_funcs=hash_funcs,
+    spec = KernelSpec.of("bloom", map_size=size, seed=seed, nr_hash_funcs=hash_funcs,
                       bloom_value_size=value_size)
     config = instance_config(spec, 0)
     members = keys.member_keys(np.arange(size, dtype=np.uint64), config["key_mult"], config["key_salt"])
@@ -75,7 +76,7 @@ def test_bloom_filter_has_no_false_negatives(size, seed, hash_funcs, value_size)
 
 
 def test_update_touches_only_present_keys():
-    spec = KernelSpec("hash", op="update", map_size=1000)
+    spec = KernelSpec.of("hash", op="update", map_size=1000)
     with pair(spec) as (strategy, _):
         r = strategy.run(5000, 0)
         assert r.hits == r.ops == 5000  # BPF_EXIST succeeded every time
@@ -101,7 +102,7 @@ def test_per_task_pair_counts_the_same_whatever_the_storage(runs, mode):
     # With a population of one task the pid hash and task storage must hold the same record.
     counts = {}
     for strategy in ("pid_hash", "task_storage"):
-        spec = KernelSpec(strategy, map_size=1, mode=mode)
+        spec = KernelSpec.of(strategy, map_size=1, mode=mode)
         with LoadedBuild(spec, False, instance_config(spec, 0)) as program:
             start = 0
             for n in runs:
@@ -113,7 +114,7 @@ def test_per_task_pair_counts_the_same_whatever_the_storage(runs, mode):
 
 
 def test_pid_hash_spreads_gets_over_its_population():
-    spec = KernelSpec("pid_hash", map_size=1000)
+    spec = KernelSpec.of("pid_hash", map_size=1000)
     with pair(spec) as (strategy, _):
         r = strategy.run(20000, 0)
         assert r.hits == 20000
@@ -135,7 +136,7 @@ def test_objects_are_closed_when_a_load_fails(monkeypatch):
 
     monkeypatch.setattr(kernel.build, "compile_object", failing)
     with pytest.raises(RuntimeError, match="injected"):
-        kernel.measure([KernelSpec("hash", map_size=1000)], MeasureOptions(samples=1, instances=1, warmup=0))
+        runner.measure([KernelSpec.of("hash", map_size=1000)], MeasureOptions(samples=1, instances=1, warmup=0))
     assert set(os.listdir("/proc/self/fd")) == before
 
 
@@ -145,7 +146,7 @@ def test_bloom_filter_matches_the_fp_theory_of_the_filter_the_kernel_builds():
     # loads): the mean of 8 loads is held to the binomial bound.
     loads = 8
     for k in (1, 3, 7):
-        spec = KernelSpec("bloom", map_size=20000, hit_ratio=0.0, nr_hash_funcs=k)
+        spec = KernelSpec.of("bloom", map_size=20000, hit_ratio=0.0, nr_hash_funcs=k)
         rates, draws = [], 0
         for instance in range(loads):
             with pair(spec, instance) as (strategy, _):
@@ -158,7 +159,7 @@ def test_bloom_filter_matches_the_fp_theory_of_the_filter_the_kernel_builds():
 
 @pytest.mark.parametrize("mode", kernel.MODES)
 def test_task_storage_in_many_maps_counts_every_get(mode):
-    spec = KernelSpec("task_storage_maps", map_size=1, nr_maps=20, mode=mode)
+    spec = KernelSpec.of("task_storage_maps", map_size=1, nr_maps=20, mode=mode)
     with pair(spec) as (strategy, control):
         r = strategy.run(1000, 0)
         assert r.ops == 20000 and r.hits == 20000
@@ -191,7 +192,7 @@ shapes = dict(strategy=st.sampled_from(MAP_TYPES), size=st.integers(min_value=1,
 def test_every_map_type_and_shape_finds_exactly_the_predicted_keys_and_values(
         strategy, size, hit_ratio, seed, nr_loops, start, no_prealloc, key_size, value_size, distribution, zipf_s,
         fill, mode):
-    spec = KernelSpec(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, no_prealloc=no_prealloc,
+    spec = KernelSpec.of(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, no_prealloc=no_prealloc,
                       key_size=key_size, value_size=value_size, key_distribution=distribution, zipf_s=zipf_s,
                       fill=fill, mode=mode)
     config = instance_config(spec, 0)
@@ -221,7 +222,7 @@ def test_writers_write_exactly_the_drawn_entries_whole(strategy, op, size, seed,
                                                         distribution, no_prealloc, mode):
     if op in dict(STRATEGIES[strategy].refused):
         return
-    spec = KernelSpec(strategy, op=op, map_size=size, seed=seed, key_size=key_size, value_size=value_size,
+    spec = KernelSpec.of(strategy, op=op, map_size=size, seed=seed, key_size=key_size, value_size=value_size,
                       key_distribution=distribution, no_prealloc=no_prealloc, mode=mode)
     config = instance_config(spec, 0)
     idx, _, members = _predicted(spec, config, 0, nr_loops)
@@ -263,13 +264,13 @@ def test_arrays_refuse_deletes_as_the_strategy_records_say():
             m.delete(np.uint32(1).tobytes())
     assert exc.value.errno == errno.EINVAL
     assert "EINVAL" in dict(STRATEGIES["array"].refused)["delete_insert"]
-    spec = kernel.make_spec({"strategy": "array", "op": "delete_insert", "map_size": 10})
+    spec = kernel.make_spec({"strategy": "array", "op": "delete_insert", "map_size": 10}, Host.here())
     assert spec.reason == dict(STRATEGIES["array"].refused)["delete_insert"]
 
 
 @pytest.mark.parametrize("strategy", MAP_TYPES)
 def test_every_map_type_updates_every_present_key(strategy):
-    spec = KernelSpec(strategy, op="update", map_size=3000)
+    spec = KernelSpec.of(strategy, op="update", map_size=3000)
     with pair(spec) as (program, control):
         r = program.run(20000, 0)
         assert r.hits == r.ops == 20000  # BPF_EXIST found every key: none was evicted
@@ -278,7 +279,7 @@ def test_every_map_type_updates_every_present_key(strategy):
 
 
 def test_no_prealloc_applies_to_hash_and_percpu_hash_only():
-    assert KernelSpec("hash", no_prealloc=True).no_prealloc
-    assert KernelSpec("percpu_hash", no_prealloc=True).no_prealloc
+    assert KernelSpec.of("hash", no_prealloc=True).no_prealloc
+    assert KernelSpec.of("percpu_hash", no_prealloc=True).no_prealloc
     for strategy in ("lru_hash", "array", "bloom"):  # LRU maps are always preallocated
-        assert not KernelSpec(strategy, no_prealloc=True).no_prealloc
+        assert not KernelSpec.of(strategy, no_prealloc=True).no_prealloc

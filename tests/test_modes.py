@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from mapbench.errors import BadInput
 from mapbench.measure import keys
+from mapbench.measure.cpus import pinned_to, rotation
 from mapbench.measure.engines.kernel import MODES, KernelSpec, LoadedBuild, instance_config
-from mapbench.measure.runner import pinned_to, rotation
 from mapbench.present import render
 from mapbench.results import store as results
 
@@ -24,13 +24,14 @@ hit_ratios = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0, max_v
        start=st.integers(min_value=0, max_value=2**40))
 def test_the_minimal_programs_find_exactly_the_keys_numpy_predicts(strategy, mode, size, hit_ratio, seed, nr_loops,
                                                                   start):
-    minimal = KernelSpec(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, mode=mode, implementation="minimal")
+    minimal = KernelSpec.of(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, mode=mode,
+                            implementation="minimal")
     config = instance_config(minimal, 0)
     idx, hit = keys.draw_indexes(config, start, nr_loops)
     members = keys.member_keys(np.arange(size, dtype=np.uint64), config["key_mult"], config["key_salt"])
     values = keys.value_words(members, 1)[:, 0]
     with LoadedBuild(minimal, False, config) as program, LoadedBuild(minimal, True, config) as control, \
-            LoadedBuild(KernelSpec(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, mode=mode), False,
+            LoadedBuild(KernelSpec.of(strategy, map_size=size, hit_ratio=hit_ratio, seed=seed, mode=mode), False,
                         config) as engine:
         r, c, e = program.run(nr_loops, start), control.run(nr_loops, start), engine.run(nr_loops, start)
     assert r.hits == e.hits == int(hit.sum()) and c.hits == 0
@@ -44,7 +45,7 @@ def test_the_minimal_programs_find_exactly_the_keys_numpy_predicts(strategy, mod
 @pytest.mark.kernel
 @pytest.mark.parametrize("mode", MODES)
 def test_the_minimal_task_storage_gets_the_record_every_time(mode):
-    spec = KernelSpec("task_storage", mode=mode, implementation="minimal")
+    spec = KernelSpec.of("task_storage", mode=mode, implementation="minimal")
     with LoadedBuild(spec, False, instance_config(spec, 0)) as program:
         r = program.run(5000, 0)
     assert r.hits == r.ops == 5000
@@ -73,7 +74,7 @@ def test_latency_mode_chains_every_op_hits_and_misses_alike(hit_ratio):
     builds = {}
     try:
         for mode in MODES:
-            spec = KernelSpec("hash", map_size=10**6, hit_ratio=hit_ratio, mode=mode)
+            spec = KernelSpec.of("hash", map_size=10**6, hit_ratio=hit_ratio, mode=mode)
             config = instance_config(spec, 0)
             builds[mode] = (LoadedBuild(spec, False, config), LoadedBuild(spec, True, config))
         net = _net_ns(builds)
@@ -85,10 +86,10 @@ def test_latency_mode_chains_every_op_hits_and_misses_alike(hit_ratio):
 
 
 def test_every_row_names_its_mode_and_older_kernel_rows_read_as_mixed():
-    latency = KernelSpec("hash", mode="latency")
-    assert latency.config_fields()["mode"] == "latency" and KernelSpec("hash").mode == "throughput"
+    latency = KernelSpec.of("hash", mode="latency")
+    assert latency.config_fields()["mode"] == "latency" and KernelSpec.of("hash").mode == "throughput"
     assert render.config_label(latency.config_fields(), ["strategy", "mode"]) == "hash latency mode"
-    assert latency.control_key() != KernelSpec("hash").control_key()  # a control of its own
+    assert latency.control_key() != KernelSpec.of("hash").control_key()  # a control of its own
     rows = [{"engine": "kernel", "strategy": "hash", "op": "lookup", "map_size": 1000},
             {"engine": "syscall", "strategy": "hash", "op": "lookup", "map_size": 1000}]
     old = results.make_table(rows, "run", {}).to_pylist()
@@ -98,12 +99,12 @@ def test_every_row_names_its_mode_and_older_kernel_rows_read_as_mixed():
 
 
 def test_the_minimal_reference_has_a_control_of_its_own_and_task_storage_draws_nothing():
-    minimal = KernelSpec("hash", implementation="minimal")
-    assert minimal.source == "minimal.bpf.c" and KernelSpec("hash").source == "membership.bpf.c"
-    assert minimal.control_key() != KernelSpec("hash").control_key()
+    minimal = KernelSpec.of("hash", implementation="minimal")
+    assert minimal.source == "minimal.bpf.c" and KernelSpec.of("hash").source == "membership.bpf.c"
+    assert minimal.control_key() != KernelSpec.of("hash").control_key()
     # task storage has no key to draw: its control draws no pid, the pid hash's does
-    assert KernelSpec("task_storage").control_key() != KernelSpec("pid_hash").control_key()
-    assert instance_config(KernelSpec("task_storage"), 0)["keyless"] == 1
+    assert KernelSpec.of("task_storage").control_key() != KernelSpec.of("pid_hash").control_key()
+    assert instance_config(KernelSpec.of("task_storage"), 0)["keyless"] == 1
 
 
 @pytest.mark.parametrize("fields, needle", [
@@ -118,7 +119,7 @@ def test_the_minimal_reference_has_a_control_of_its_own_and_task_storage_draws_n
 ])
 def test_what_the_minimal_programs_do_not_run_is_refused(fields, needle):
     with pytest.raises(BadInput, match=needle):
-        KernelSpec(**{"implementation": "minimal", **fields})
+        KernelSpec.of(**{"implementation": "minimal", **fields})
 
 
 def _rows(comparison: str, sides: list[tuple[dict, float]], loads: int = 3, samples: int = 4) -> list[dict]:

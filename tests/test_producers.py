@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from conftest import run_cli
 from mapbench.binding._libbpf import lib
 from mapbench.errors import BadInput
-from mapbench.measure import engines, keys, memcg
+from mapbench.measure import keys, memcg, runner, sweep
+from mapbench.measure.cpus import Producers
+from mapbench.measure.engine import Host
 from mapbench.measure.engines import kernel
 from mapbench.measure.engines.kernel import KernelSpec, LoadedBuild, instance_config
-from mapbench.measure.runner import Producers, producer_cpus
 from mapbench.present import render
 from mapbench.results import store as results
 from mapbench.results import summary
@@ -40,7 +41,7 @@ def test_producers_above_the_usable_cpus_is_one_line_naming_the_bound(tmp_path):
                                   "process may use")
     assert not out.exists()
     with pytest.raises(BadInput, match="--writers 3 is above --producers 2"):
-        KernelSpec("hash", producers=min(2, CPUS), writers=3)
+        KernelSpec.of("hash", producers=min(2, CPUS), writers=3)
 
 
 @needs_two
@@ -95,9 +96,9 @@ def _rows(spec, comparison, position, rates):
 
 
 def test_scaling_efficiency_is_per_sample_against_the_same_comparisons_one_producer_on_the_same_entries():
-    solo, pair = KernelSpec("hash", producers=1), KernelSpec("hash", producers=2)
-    sliced, disjoint = (KernelSpec("hash", producers=1, overlap="disjoint", slice_of=2),
-                        KernelSpec("hash", producers=2, overlap="disjoint"))
+    solo, pair = KernelSpec.of("hash", producers=1), KernelSpec.of("hash", producers=2)
+    sliced, disjoint = (KernelSpec.of("hash", producers=1, overlap="disjoint", slice_of=2),
+                        KernelSpec.of("hash", producers=2, overlap="disjoint"))
     rates = [1e6 * (1 + i % 5) for i in range(12)]  # a machine that drifts from sample to sample
     times = lambda k, rs: [k * r for r in rs]  # noqa: E731
     rows = (_rows(solo, "same", 0, rates) + _rows(pair, "same", 1, times(1.6, rates))
@@ -117,14 +118,14 @@ def test_scaling_efficiency_is_per_sample_against_the_same_comparisons_one_produ
 
 
 def test_one_producer_of_a_disjoint_comparison_draws_from_one_slice():
-    comparisons = engines.comparisons(kernel, {"strategies": ["hash"], "sizes": ["1000"], "producers": ["2"],
-                                               "overlaps": ["disjoint"]}, kernel.DEFAULTS)
+    raw = {"strategies": ["hash"], "sizes": ["1000"], "producers": ["2"], "overlaps": ["disjoint"]}
+    comparisons = runner.comparisons(sweep.Grid("kernel", raw, kernel.DEFAULTS), Host.here())
     assert len(comparisons) == 1
     one, two = comparisons[0].sides
     assert (one.producers, one.slices(), two.slices()) == (1, [(0, 500)], [(0, 500), (500, 500)])
     assert one.config_fields()["overlap"] == "slice 1/2" and two.config_fields()["overlap"] == "disjoint"
     # alone, one producer draws from every entry, as before
-    assert KernelSpec("hash", producers=1, overlap="disjoint").slices() == [(0, 0)]
+    assert KernelSpec.of("hash", producers=1, overlap="disjoint").slices() == [(0, 0)]
 
 
 @needs_two
@@ -133,12 +134,12 @@ def test_one_producer_of_a_disjoint_comparison_draws_from_one_slice():
        overlap=st.sampled_from(["same", "disjoint"]), distribution=st.sampled_from(["uniform", "zipf"]))
 def test_each_producer_finds_exactly_what_numpy_predicts_for_its_slice(size, hit_ratio, seed, nr_loops, overlap,
                                                                       distribution):
-    spec = KernelSpec("hash", map_size=size, hit_ratio=hit_ratio, seed=seed, producers=2, overlap=overlap,
+    spec = KernelSpec.of("hash", map_size=size, hit_ratio=hit_ratio, seed=seed, producers=2, overlap=overlap,
                       key_distribution=distribution)
     config = instance_config(spec, 0)
     members = keys.member_keys(np.arange(size, dtype=np.uint64), config["key_mult"], config["key_salt"])
     sums = keys.value_words(members, 1).sum(axis=1, dtype=np.uint64)
-    cpus = producer_cpus(None, 2)
+    cpus = Host.here().producer_cpus(None, 2)
     starts = [7 * nr_loops, 8 * nr_loops]
     with Producers(cpus) as pool, LoadedBuild(spec, False, config) as program:
         runs = pool.run([lambda p=p: program.run(nr_loops, starts[p], *spec.slices()[p], cpu=cpus[p])
@@ -175,7 +176,7 @@ def test_an_interrupted_run_joins_its_threads_before_it_raises():
         finished.append(True)
     before = signal.signal(signal.SIGUSR1, interrupt)
     try:
-        pool = Producers(producer_cpus(None, min(2, CPUS)))
+        pool = Producers(Host.here().producer_cpus(None, min(2, CPUS)))
         threading.Timer(0.1, signal.pthread_kill, (threading.main_thread().ident, signal.SIGUSR1)).start()
         with pytest.raises(Interrupted):
             pool.run([job] * len(pool.cpus))

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from mapbench.errors import BadInput
 from mapbench.measure.engines.kernel import KernelSpec
-from mapbench.measure.strategies import MAX_MAP_SIZE, parse_size
+from mapbench.measure.values import MAX_MAP_SIZE, parse_size
 
 
 @given(st.integers(min_value=1, max_value=MAX_MAP_SIZE))
@@ -38,7 +38,7 @@ def test_bad_sizes_name_value_and_bound(text, bound):
 
 def test_size_beyond_memory_is_refused_before_any_map_exists():
     with pytest.raises(BadInput, match="GiB"):
-        KernelSpec("hash", map_size=2**31)
+        KernelSpec.of("hash", map_size=2**31)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -65,5 +65,5 @@ def test_size_beyond_memory_is_refused_before_any_map_exists():
 ])
 def test_bad_specs(kwargs, message):
     with pytest.raises(BadInput) as exc:
-        KernelSpec(**kwargs)
+        KernelSpec.of(**kwargs)
     assert message in str(exc.value)

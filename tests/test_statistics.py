@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mapbench.measure import runner
+from mapbench.measure import cpus
 from mapbench.results import store as results
 from mapbench.results.stats import paired_ratio
 from mapbench.results.summary import head_to_head, summaries
@@ -29,7 +29,7 @@ def sample_rows(strategy: str, ns: list[list[float]], position=None, run_id=None
 @given(st.integers(min_value=1, max_value=7))
 def test_rotation_puts_every_program_first_once_every_k_samples(k):
     items = list(range(k))
-    orders = [runner.rotation(items, s) for s in range(k)]
+    orders = [cpus.rotation(items, s) for s in range(k)]
     assert sorted(o[0] for o in orders) == items
     assert all(sorted(o) == items for o in orders)
 

@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from conftest import run_cli
-from mapbench.measure import sweep
+from mapbench.measure import runner
+from mapbench.measure.engine import Host
 from mapbench.results import store as results
 
 SMALL = """
@@ -41,7 +42,7 @@ def configs_in(path) -> Counter:
 
 
 def configs_of(grid) -> int:
-    return sum(len(c.sides) for c in sweep.load(grid))
+    return sum(len(c.sides) for c in runner.comparisons_from_sweep(grid, Host.here()))
 
 
 @pytest.mark.kernel

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from mapbench.binding._libbpf import ffi, lib
 from mapbench.errors import KernelRefused, MissingPrivilege
-from mapbench.measure.environment import bpf_privileged
 
 lib.mb_log_capture()
 
@@ -34,6 +33,27 @@ BPF_MAP_TYPE = {
 
 PERCPU_TYPES = {BPF_MAP_TYPE[t] for t in BPF_MAP_TYPE if "percpu" in t}
 BPF_F_NO_PREALLOC = 1  # include/uapi/linux/bpf.h
+
+
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def bpf_privileged() -> bool:
+    """Whether this process may load tracing BPF programs: CAP_BPF with CAP_PERFMON, or
+    CAP_SYS_ADMIN. Capabilities, not the uid: root without them cannot, and a process with
+    them can whatever its uid."""
+    caps = 0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            caps = int(line.split()[1], 16)
+    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
+    return has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))
+
+
+def require_bpf_privilege() -> None:
+    if not bpf_privileged():
+        raise MissingPrivilege("mapbench loads BPF programs: run as root (it needs CAP_BPF and "
+                               f"CAP_PERFMON, or CAP_SYS_ADMIN; euid is {os.geteuid()})")
 
 
 def take_log() -> str:

@@ -24,21 +24,6 @@ def cpu_model() -> str:
     return machine.cpuinfo().get("model name") or platform.processor() or "unknown"
 
 
-CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
-
-
-def bpf_privileged() -> bool:
-    """Whether this process may load tracing BPF programs: CAP_BPF with CAP_PERFMON, or
-    CAP_SYS_ADMIN. Capabilities, not the uid: root without them cannot, and a process with
-    them can whatever its uid."""
-    caps = 0
-    for line in _read("/proc/self/status").splitlines():
-        if line.startswith("CapEff:"):
-            caps = int(line.split()[1], 16)
-    has = lambda cap: bool(caps >> cap & 1)  # noqa: E731
-    return has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))
-
-
 def jit_enabled() -> bool:
     return _read("/proc/sys/net/core/bpf_jit_enable", "0") != "0"
 

@@ -1,230 +1,382 @@
-"""What every engine shares when it measures: options, pinning, the privilege check, the
-interleaving order of the sides of a comparison, and `mapbench env`'s checks.
-See docs/method.md ("Head to head") for why sides are interleaved and rotated."""
+"""The one runner behind `run`, `sweep`, `bench` and `matrix`: the engine registry, grids made
+into comparisons, a plan of every load of every comparison of a run, and its execution.
+
+A run is planned whole before it starts (plan): each comparison's loads are spread over the
+run in blocks (load 0 of every comparison in a shuffled order, then load 1, ...), so that the
+loads of a comparison sample the run's whole span rather than a few seconds of it
+(docs/method.md, "Loads over the run"). The runner owns pinning, opening each side's and
+control's builds through the engine, calibration, the rotation of samples, control
+subtraction and the rows' bookkeeping; an engine only opens builds and takes samples
+(engine.py). Rows leave the runner frozen, one load at a time, and are written as they come,
+so an error or a kill loses no finished load. See docs/architecture.md.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
+import datetime as dt
+import itertools
 import os
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+import random
+import statistics
+import types
+import zlib
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-from mapbench.errors import BadInput, MissingPrivilege
-from mapbench.measure import build
-from mapbench.measure.environment import _read, bpf_privileged, jit_enabled, run_environment
+import pyarrow as pa
 
-T = TypeVar("T")
-OnSample = Callable[[], None]  # progress: called once per program run of a sample
+from mapbench.binding.libbpf import require_bpf_privilege
+from mapbench.errors import BadInput, MapbenchError, Unsupported
+from mapbench.measure import sweep
+from mapbench.measure.cpus import pinned_to, resolve_cpu, rotation
+from mapbench.measure.engine import Comparison, Engine, Host, MeasureOptions, NotMeasured, options_for
+from mapbench.measure.engines import attached, kernel, reference, syscall
+from mapbench.measure.environment import load_avg_1m, run_environment
+from mapbench.results import dataset
+from mapbench.results import store as results
+
+# The registry: adding an engine is its module and one entry here.
+ENGINES: dict[str, Engine] = {e.name: e for e in (kernel.ENGINE, syscall.ENGINE, attached.ENGINE, reference.ENGINE)}
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+DATASET = DATA / "results"  # results/dataset.py: kernel=<release>/machine=<id>/<run_id>.parquet
+REPORTS = DATA / "reports"  # <run_id>.md and <run_id>-plots/
+DEFAULT_SWEEP = DATA / "sweeps" / "default.toml"
+FULL_SWEEP = DATA / "sweeps" / "full.toml"
+
+Row = Mapping  # a frozen row (types.MappingProxyType) until the store writes it
+
+
+class Progress:
+    """What the runner reports progress to; the CLI draws a bar, a library caller may pass None."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+# --- from grids to comparisons --------------------------------------------------------------
+
+def axis_values(engine: Engine, raw: dict[str, list]) -> dict[str, list]:
+    """Parse every axis's raw values (TOML values or CLI strings); defaults where absent."""
+    out = {}
+    for axis in engine.axes:
+        values = raw.get(axis.key)
+        if values is None:
+            out[axis.key] = list(axis.default) or [None]
+            continue
+        if not isinstance(values, list) or not values:
+            raise BadInput(f"{axis.flag} {values!r} must be a non-empty list")
+        out[axis.key] = [axis.parse(v) for v in values]
+    return out
+
+
+def comparisons(grid: sweep.Grid, host: Host) -> list[Comparison]:
+    """A grid (the cartesian product of its axes) as comparisons: points that differ only in
+    the side axes form one comparison, measured in the same loads."""
+    engine = ENGINES[grid.engine]
+    engine.check_options(grid.opts)
+    side_keys = list(engine.sides if grid.compare is None else grid.compare)
+    unknown = set(side_keys) - {a.key for a in engine.axes}
+    if unknown:
+        raise BadInput(f"compare = {sorted(unknown)[0]!r} is not an axis of the {engine.name} engine "
+                       f"(axes: {', '.join(a.key for a in engine.axes)})")
+    values = engine.complete_axes(axis_values(engine, grid.raw), side_keys, host)
+    groups: dict[tuple, list] = {}
+    for point in itertools.product(*values.values()):
+        by_key = dict(zip(values, point))
+        fields = {a.field: by_key[a.key] for a in engine.axes if by_key[a.key] is not None}
+        spec = engine.make_spec(fields, host)
+        if isinstance(spec, NotMeasured) and not spec.fields:
+            continue  # a combination that names nothing to measure (elem x lookup_and_delete)
+        key = tuple(by_key[k] for k in values if k not in side_keys)
+        sides = groups.setdefault(key, [])
+        if spec not in sides:
+            sides.append(spec)
+    out, seen = [], set()
+    for group in groups.values():
+        for sides in engine.split(group):
+            if tuple(sides) not in seen:
+                seen.add(tuple(sides))
+                out.append(Comparison(engine.name, tuple(sides), grid.opts))
+    return out
+
+
+def refused(c: Comparison) -> Comparison:
+    """The comparison with every side the kernel refuses (probed now) as NotMeasured."""
+    engine = ENGINES[c.engine]
+    sides = []
+    for spec in c.sides:
+        reason = None if isinstance(spec, NotMeasured) else engine.refusal(spec)
+        sides.append(NotMeasured(tuple(spec.config_fields().items()), reason) if reason else spec)
+    return replace(c, sides=tuple(sides))
+
+
+def comparisons_from_flags(engine_name: str | None, given: dict[str, str], host: Host,
+                           **options) -> list[Comparison]:
+    """`run`'s flags (comma lists) as comparisons of one engine: the one named, else the first
+    of the registry, unless it lacks flags given: then the engine that takes most of those (the
+    earlier on a tie); `options`: MeasureOptions fields given (None:
+    the engine's default). A flag the engine does not take, or that changes none of the
+    configurations asked for, is an error: never ignored."""
+    if engine_name is None:  # the first engine, unless flags it lacks name another
+        first, *others = ENGINES.values()
+        lacking = set(given) - {a.flag for a in first.axes}
+        takes = lambda e: len(lacking & {a.flag for a in e.axes})  # noqa: E731
+        engine_name = max(others, key=takes).name if lacking and others else first.name
+    engine = ENGINES[engine_name]
+    axes = {a.flag: a for a in engine.axes}
+    for flag in given:
+        if flag not in axes:
+            raise BadInput(f"{flag} does not apply to the {engine_name} engine (it takes {', '.join(axes)})")
+    raw = {axes[flag].key: [v.strip() for v in str(value).split(",")] for flag, value in given.items()}
+    found = comparisons(sweep.Grid(engine_name, raw, options_for(engine, **options).validate()), host)
+    for c in found:
+        for s in c.not_measured:  # a run asked for exactly this: an error, not a row
+            raise BadInput(s.reason)
+    sides = [s for c in found for s in c.measured]
+    for flag in given:
+        if sides and not any(axes[flag].field in s.used_fields() for s in sides):
+            what = sorted({" ".join(str(s.config_fields()[k]) for k in ("strategy", "op")) for s in sides})
+            raise BadInput(f"{flag} does not apply to {', '.join(what)}")
+    require_bpf_privilege()  # the kernel is asked what it refuses
+    for c in found:
+        for s in refused(c).not_measured:
+            what = " ".join(str(s.config_fields()[k]) for k in ("strategy", "driver", "op") if s.config_fields().get(k))
+            raise Unsupported(f"{what}: the kernel does not support it: {s.reason}")
+    return found
+
+
+def comparisons_from_sweep(path: str | Path, host: Host) -> list[Comparison]:
+    out: list[Comparison] = []
+    for grid in sweep.load(path, {name: e.axes for name, e in ENGINES.items()},
+                           {name: e.defaults for name, e in ENGINES.items()}):
+        try:
+            out.extend(comparisons(grid, host))
+        except BadInput as exc:  # the specs speak in CLI flags; a sweep file names its keys
+            raise BadInput(f"{grid.where}: {sweep.rename_flags(ENGINES[grid.engine].axes, str(exc))}") from None
+    seen: set = set()
+    return [c for c in out if not (c.sides in seen or seen.add(c.sides))]
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Load:
+    comparison: int  # its index in Plan.comparisons
+    number: int  # 0 .. the comparison's instances - 1: which key stream and hash seeds it draws
 
 
 @dataclass(frozen=True)
-class MeasureOptions:
-    samples: int = 12  # measured samples per load, per side
-    instances: int = 5  # fresh loads of every side's programs and maps
-    warmup: int = 2  # samples per load flagged as warm-up (kept, not summarised)
-    target_ms: float = 5.0  # how long one sample of the slowest side should last
-    cpu: int | None = None
+class Plan:
+    """Every load of a run, in the order they run, with what they need of the host."""
 
-    def validate(self) -> MeasureOptions:
-        for name, value, low in (("--samples", self.samples, 1), ("--instances", self.instances, 1),
-                                 ("--warmup", self.warmup, 0)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise BadInput(f"{name} {value!r} must be a whole number")
-            if value < low:
-                raise BadInput(f"{name} {value} must be at least {low}")
-        if not (0.1 <= self.target_ms <= 60_000):
-            raise BadInput(f"--sample-ms {self.target_ms:g} is outside 0.1 .. 60000")
-        return dataclasses.replace(self, cpu=resolve_cpu(self.cpu))
+    run_id: str
+    comparisons: tuple[Comparison, ...]
+    loads: tuple[Load, ...]
+    host: Host
+    cpu: int  # the measuring CPU
+
+    def samples(self) -> int:
+        return sum(self.comparisons[load.comparison].samples() // self.comparisons[load.comparison].opts.instances
+                   for load in self.loads)
 
 
-def require_bpf_privilege() -> None:
-    if not bpf_privileged():
-        raise MissingPrivilege("mapbench loads BPF programs: run as root (it needs CAP_BPF and "
-                               f"CAP_PERFMON, or CAP_SYS_ADMIN; euid is {os.geteuid()})")
+def schedule(comparisons: list[Comparison], seed: int, skip: set[tuple[int, int]] = frozenset()) -> tuple[Load, ...]:
+    """Load k of every comparison (in a shuffled order), then load k + 1: each comparison's
+    loads spread over the whole run. A shuffle per block, so that no comparison always runs
+    right after another. `skip`: (comparison, load) already measured (resume)."""
+    rng = random.Random(seed)
+    loads = []
+    for number in range(max((c.opts.instances for c in comparisons), default=0)):
+        block = [Load(i, number) for i, c in enumerate(comparisons)
+                 if c.measured and number < c.opts.instances and (i, number) not in skip]
+        rng.shuffle(block)
+        loads += block
+    return tuple(loads)
 
 
-def default_cpu() -> int:
-    """The last CPU this process may run on: away from CPU 0's interrupts where there is a choice."""
-    return max(os.sched_getaffinity(0))
+def plan(comparisons: list[Comparison], cpu: int | None, run_id: str | None = None, host: Host | None = None,
+         done: set[tuple] = frozenset()) -> Plan:
+    """The plan of a run. `done` (resume): (configuration key, load number) pairs a result file
+    holds, with load number None for a configuration it holds as unsupported."""
+    run_id = run_id or results.new_run_id()
+    cs = [refused(c) for c in comparisons]
+    key = _key_as_stored if done else lambda s: None
+    recorded = lambda s: isinstance(s, NotMeasured) and (key(s), None) in done  # noqa: E731
+    cs = tuple(replace(c, sides=tuple(s for s in c.sides if not recorded(s))) for c in cs)
+    skip = {(i, k) for i, c in enumerate(cs) for k in range(c.opts.instances)
+            if all((key(s), k) in done for s in c.measured)}
+    return Plan(run_id, cs, schedule(list(cs), zlib.crc32(run_id.encode()), skip), host or Host.here(),
+                resolve_cpu(cpu))
 
 
-def resolve_cpu(cpu: int | None) -> int:
-    allowed = sorted(os.sched_getaffinity(0))
-    if cpu is None:
-        return default_cpu()
-    if cpu not in allowed:
-        raise BadInput(f"--cpu {cpu} is not one this process may run on ({allowed})")
-    return cpu
+def _key_as_stored(spec) -> tuple:
+    """A spec's configuration key as its rows read back (with the values the store implies)."""
+    return results.config_key(results.make_table([spec.config_fields()], "", {}).to_pylist()[0])
 
 
-def producer_cpus(first: int | None, n: int) -> list[int]:
-    """The CPUs of n producers: the measuring CPU first, then the others this process may use."""
-    allowed = sorted(os.sched_getaffinity(0))
-    if n > len(allowed):
-        raise BadInput(f"--producers {n} is above the {len(allowed)} CPUs this process may use")
-    if first is None:
-        return allowed[:n]
-    return [first, *[c for c in allowed if c != first]][:n]
+def done_loads(path: Path) -> set[tuple]:
+    """What a result file holds, for resume: (configuration key, load number) of its measured
+    loads, (configuration key, None) of its unsupported configurations. Loads that ended in an
+    error are measured again."""
+    if not path.exists():
+        return set()
+    df = results.read_file(path).to_pandas()
+    df = df[df["strategy"] != "control"]
+    key = lambda row: results.config_key(dict(zip(results.CONFIG_KEYS, row)))  # noqa: E731
+    ok = df[(df["status"] == "ok") & df["instance"].notna()][[*results.CONFIG_KEYS, "instance"]].drop_duplicates()
+    unsupported = df[df["status"] == "unsupported"][results.CONFIG_KEYS].drop_duplicates()
+    return ({(key(row[:-1]), int(row[-1])) for row in ok.itertuples(index=False)}
+            | {(key(row), None) for row in unsupported.itertuples(index=False)})
 
 
-class Producers:
-    """One thread per CPU, each pinned to its CPU, that run their jobs at the same time: all
-    released by one barrier, the caller waiting for the last. The C calls of the jobs
-    (BPF_PROG_TEST_RUN) run without the GIL, so the runs overlap. Close it, or use `with`.
+# --- execution --------------------------------------------------------------------------------
 
-    An interrupt of the caller's wait (Ctrl-C, or SIGTERM, which the CLI turns into one) aborts
-    the barriers and joins every thread before `run` raises: a job cannot be interrupted in
-    its C call, and what it uses (a program, its results map) is closed by the caller next."""
-
-    def __init__(self, cpus: Sequence[int]):
-        self.cpus = list(cpus)
-        self._jobs: list[Callable] = []
-        self._results: list = [None] * len(self.cpus)
-        self._start = threading.Barrier(len(self.cpus) + 1)
-        self._done = threading.Barrier(len(self.cpus) + 1)
-        self._threads = [threading.Thread(target=self._work, args=(i, cpu), daemon=True)
-                         for i, cpu in enumerate(self.cpus)]
-        for t in self._threads:
-            t.start()
-
-    def _work(self, i: int, cpu: int) -> None:
-        os.sched_setaffinity(0, {cpu})  # this thread only
-        try:
-            while True:
-                self._start.wait()
-                try:
-                    self._results[i] = self._jobs[i]()
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                    self._results[i] = exc
-                self._done.wait()
-        except threading.BrokenBarrierError:
-            return  # closed, or the caller was interrupted
-
-    def run(self, jobs: Sequence[Callable]) -> list:
-        """jobs[i]() on producer i's CPU, all at once; their results, in order."""
-        if self._start.broken:
-            raise RuntimeError("these producers were closed")
-        self._jobs = list(jobs)
-        try:
-            self._start.wait()
-            self._done.wait()
-        except BaseException:
-            self.close()  # every job has ended when this returns
-            raise
-        for r in self._results:
-            if isinstance(r, BaseException):
-                raise r
-        return list(self._results)
-
-    def close(self) -> None:
-        """Stop the threads: those waiting for a job at once, a job still running when it ends."""
-        self._start.abort()
-        self._done.abort()
-        for t in self._threads:
-            while t.is_alive():
-                try:
-                    t.join()
-                except KeyboardInterrupt:  # a second Ctrl-C: the job ends within one test run anyway
-                    continue
-
-    def __enter__(self) -> Producers:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+def execute(p: Plan, write: Callable[[list[Row]], None], progress: Progress | None = None,
+            errors: str = "raise") -> None:
+    """Run every load of the plan, in order; each load's rows go to `write` as it ends. The
+    unmeasured sides' rows come first. errors="row": a failing comparison becomes one error row
+    per side and its later loads are skipped (a sweep goes on); "raise": the error ends the run,
+    what was written stays."""
+    require_bpf_privilege()
+    progress = progress or Progress()
+    progress.start(p.samples())
+    write([_frozen({**s.config_fields(), "status": "unsupported", "message": s.reason,
+                    "comparison": f"{p.run_id}/{i}"})
+           for i, c in enumerate(p.comparisons) for s in c.not_measured if s.fields])
+    calibration: dict[int, object] = {}
+    failed: set[int] = set()
+    with pinned_to(p.cpu):
+        for load in p.loads:
+            c = p.comparisons[load.comparison]
+            per_load = c.samples() // c.opts.instances
+            if load.comparison in failed:
+                progress.advance(per_load)
+                continue
+            try:
+                rows, calibration[load.comparison] = measure_load(p, load, calibration.get(load.comparison),
+                                                                  progress.advance)
+            except MapbenchError as exc:
+                if errors == "raise":
+                    raise
+                failed.add(load.comparison)
+                rows = [_frozen({**s.config_fields(), "position": i, "status": "error", "message": str(exc),
+                                 "comparison": f"{p.run_id}/{load.comparison}"}) for i, s in enumerate(c.measured)]
+            write(rows)
 
 
-@contextlib.contextmanager
-def pinned_to(cpu: int | None) -> Iterator[int | None]:
-    """Run the block on one CPU (threads started inside inherit it), then restore the affinity."""
-    if cpu is None:
-        yield None
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield cpu
-    finally:
-        os.sched_setaffinity(0, before)
+def measure_load(p: Plan, load: Load, calibration, on_sample: Callable[[], None]) -> tuple[list[Row], object]:
+    """One load of one comparison: every side's build and one control build per control key,
+    loaded together, calibrated (on the comparison's first load), sampled in rotating order;
+    each side's figures net of its control's medians in this load."""
+    c = p.comparisons[load.comparison]
+    engine, opts = ENGINES[c.engine], c.opts
+    sides = list(c.measured)
+    started = dt.datetime.now(dt.timezone.utc)
+    with ExitStack() as stack:
+        session = stack.enter_context(engine.session(sides, opts, p.host))
+        builds = [(position, stack.enter_context(engine.open(spec, False, load.number)))
+                  for position, spec in enumerate(sides)]
+        controls = {}
+        for spec in sides:  # a control takes the first such side's configuration (its key stream)
+            key = spec.control_key()
+            if key is not None and key not in controls:
+                controls[key] = stack.enter_context(engine.open(spec, True, load.number))
+        every = builds + [(None, b) for b in controls.values()]
+        calibration = engine.calibrate([b for _, b in every], opts, calibration)
+        taken: dict[int, list] = {id(b): [] for _, b in every}
+        for number in range(opts.warmup + opts.samples):
+            for order, (_, b) in enumerate(rotation(every, number)):
+                taken[id(b)].append((order, engine.sample(b, number, calibration, session), load_avg_1m()))
+                on_sample()
+    medians = {key: _medians(engine, [s for _, s, _ in taken[id(b)][opts.warmup:]]) for key, b in controls.items()}
+    common = {"comparison": f"{p.run_id}/{load.comparison}", "instance": load.number,
+              "load_id": f"{p.run_id}/{load.comparison}/{load.number}", "load_started_at": started,
+              "status": "ok", "message": ""}
+    rows = []
+    for position, b in every:
+        control = None if position is None else medians.get(b.spec.control_key())
+        for number, (order, s, load_avg) in enumerate(taken[id(b)]):
+            for r in engine.rows(b, s, control):
+                rows.append(_frozen({"cpu": p.cpu, **common, **r, "position": position, "run_order": order,
+                                     "sample": number, "warmup": number < opts.warmup, "load_avg_1m": load_avg}))
+    return rows, calibration
 
 
-def rotation(items: Sequence[T], sample: int) -> list[T]:
-    """The order in which sample `sample` runs the programs of a comparison: rotated by one
-    each sample, so that no side (nor the control) always runs first or right after another."""
-    k = sample % len(items)
-    return [*items[k:], *items[:k]]
+def _medians(engine: Engine, samples: list) -> dict[str, float]:
+    figures: dict[str, list[float]] = {}
+    for s in samples:
+        for name, values in engine.control_figures(s).items():
+            figures.setdefault(name, []).extend(values)
+    return {name: statistics.median(values) for name, values in figures.items()}
 
 
-def load_sides_and_controls(stack, sides: Sequence, load: Callable) -> tuple[list, dict]:
-    """Every side's build and one control build per control key (spec.control_key()), all
-    owned by `stack`: (position or None, build) pairs in the order they were loaded, and the
-    controls by key. load(spec, control) makes one build."""
-    programs = [(position, stack.enter_context(load(spec, False))) for position, spec in enumerate(sides)]
-    controls: dict = {}
-    for spec in sides:  # a control takes the first such side's configuration (its key stream)
-        if spec.control_key() not in controls:
-            controls[spec.control_key()] = stack.enter_context(load(spec, True))
-    return programs + [(None, b) for b in controls.values()], controls
+def _frozen(row: dict) -> Row:
+    return types.MappingProxyType(row)
 
 
-def run_interleaved(programs: list, nr_samples: int, run: Callable, on_sample: OnSample) -> dict[int, list]:
-    """Sample by sample, every program once in rotated order: per build (by id), the list of
-    (its place in that sample's order, run(build, sample))."""
-    runs: dict[int, list] = {id(b): [] for _, b in programs}
-    for sample in range(nr_samples):
-        for order, (_, b) in enumerate(rotation(programs, sample)):
-            runs[id(b)].append((order, run(b, sample)))
-            on_sample()
-    return runs
+# --- runs into files --------------------------------------------------------------------------
+
+def check_output(path: Path) -> None:
+    """Fail before measuring, not after: the file must be writable Parquet of our schema."""
+    results.check_path(path)
+    if path.exists():
+        results.read_file(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise BadInput(f"--out {str(path)!r}: directory {str(parent)!r} is not writable")
 
 
-def controls_per_sample(sides: Sequence) -> int:
-    """Control builds a comparison runs beside its sides: one per control key, if any."""
-    return len({s.control_key() for s in sides if hasattr(s, "control_key")})
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    required: bool = True
-
-
-def checks() -> list[Check]:
-    """Can this machine run mapbench, and if not, why not."""
+def run_into(p: Plan, path: Path | None, progress: Progress | None = None, errors: str = "raise") -> pa.Table:
+    """Execute a plan, each load's rows appended to `path` (if given) as the load ends; all the
+    rows, as one table."""
     env = run_environment()
-    result = [
-        Check("machine", True, f"{env['machine_name']}, id {env['machine']}: figures are for this machine",
-              required=False),
-        Check("privilege", bpf_privileged(),
-              "may load BPF programs" if bpf_privileged()
-              else "run as root: BPF needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN"),
-        Check("kernel BTF", build.KERNEL_BTF.exists(),
-              str(build.KERNEL_BTF) if build.KERNEL_BTF.exists() else "no /sys/kernel/btf/vmlinux"),
-        Check("JIT", jit_enabled(), "bpf_jit_enable=" + _read("/proc/sys/net/core/bpf_jit_enable", "?"),
-              required=False),
-    ]
-    for tool in ("clang", "bpftool"):
-        try:
-            build.tool(tool)
-            result.append(Check(tool, True, build.clang_version() if tool == "clang" else "found"))
-        except Exception as exc:  # noqa: BLE001 - the message is the finding
-            result.append(Check(tool, False, str(exc)))
-    try:
-        from mapbench.binding import libbpf
-    except ImportError as exc:
-        result.append(Check("libbpf binding", False, f"cannot import the cffi module: {exc}"))
-        return result
-    from mapbench.measure.environment import libbpf_version
+    tables: list[pa.Table] = []
 
-    result.append(Check("libbpf", True, libbpf_version()))
-    if bpf_privileged():
-        for name in libbpf.BPF_MAP_TYPE:
-            ok = libbpf.probe_map_type(name)
-            result.append(Check(f"map {name}", ok, "supported" if ok else "not supported by this kernel",
-                                required=name in ("hash", "bloom_filter", "task_storage")))
-    return result
+    def write(rows: list[Row]) -> None:
+        if not rows:
+            return
+        table = results.make_table([dict(r) for r in rows], p.run_id, env)
+        if path is not None:
+            results.write(path, table)
+        tables.append(table)
+
+    execute(p, write, progress, errors)
+    return pa.concat_tables(tables) if tables else results.make_table([], p.run_id, env)
+
+
+def partial_path(root: Path, run_id: str) -> Path:
+    """Where a run of the dataset at `root` is written load by load until it is whole (then it
+    moves into the dataset): beside the dataset, so a crash loses nothing and no half run is
+    ever in it."""
+    return Path(root).parent / "partial" / f"{run_id}.parquet"
+
+
+def run_sweep(config: str | Path | None, out_path: str | Path | None, cpu: int | None,
+              progress: Progress | None = None, root: Path = DATASET) -> Path:
+    """A sweep file measured into out_path (resumed when it exists), or, without one, into the
+    dataset at `root`; returns the file's path."""
+    host = Host.here()
+    found = comparisons_from_sweep(config or DEFAULT_SWEEP, host)
+    run_id = results.new_run_id()
+    path = Path(out_path or partial_path(root, run_id))
+    check_output(path)
+    require_bpf_privilege()
+    run_into(plan(found, cpu, run_id, host, done_loads(path)), path, progress, errors="row")
+    if out_path is None:
+        [path] = dataset.import_files(root, [path])
+    return path
+
+
+def measure(sides: list, opts: MeasureOptions) -> list[Row]:
+    """The rows of one comparison of these sides (of one engine), measured now: for library
+    callers and tests."""
+    engine = sides[0].config_fields()["engine"]
+    rows: list[Row] = []
+    execute(plan([Comparison(engine, tuple(sides), opts.validate())], opts.cpu), rows.extend)
+    return rows

@@ -14,16 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mapbench.binding._libbpf import lib
 from mapbench.binding.libbpf import BPF_F_NO_PREALLOC
 from mapbench.errors import BadInput
 from mapbench.measure import keys
 
-MAX_MAP_SIZE = 2**32 - 1  # max_entries is a u32
 MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
 DEFAULT_HASH_FUNCS = 3  # as the kernel's own bloom bench
-MAX_KEY_SIZE = 4 * lib.MB_MAX_KEY_WORDS  # the membership programs build keys of this many bytes at most
-MAX_VALUE_SIZE = 8 * lib.MB_MAX_VALUE_WORDS
 MEMORY_SHARE = 0.8  # never plan to take more than this share of MemAvailable
 FILL_CHUNK = 1 << 16  # entries per BPF_MAP_UPDATE_BATCH call when filling
 CONTROL_MACRO = "MB_CONTROL"
@@ -221,96 +217,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
 )}
 
 
-def check_fixed_size(what: str, fixed: int | None, size: int, why: str) -> None:
-    """The one rule for things measured on mapbench's own task: --size must be `fixed`."""
-    if fixed is not None and size != fixed:
-        raise BadInput(f"--size {size}: {what} {why}: use --size {fixed}")
-
-
-def parse_whole_number(text, flag: str, what: str = "") -> int:
-    """'1e6', '1000000', '1_000_000' (or a TOML number) -> 1000000, exactly (plain integers
-    never go through a float); anything else is a one-line BadInput naming the flag."""
-    if isinstance(text, bool):
-        raise BadInput(f"{flag} {text!r} is not a number")
-    if isinstance(text, int):
-        return text
-    if isinstance(text, float):
-        if not math.isfinite(text) or text != int(text):
-            raise BadInput(f"{flag} {text!r} is not a whole number{what}")
-        return int(text)
-    raw = str(text).strip().replace("_", "")
-    if "e" not in raw.lower():
-        try:
-            return int(raw)
-        except ValueError:
-            pass
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadInput(f"{flag} {text!r} is not a number (examples: 1e6, 1000000, 1_000_000)") from None
-    if not math.isfinite(value) or value != int(value):
-        raise BadInput(f"{flag} {text!r} is not a whole number{what}")
-    return int(value)
-
-
-def parse_size(text) -> int:
-    """A map size within the kernel's bounds; anything else is a one-line BadInput."""
-    value = parse_whole_number(text, "--size", " of entries")
-    if value < 1:
-        raise BadInput(f"--size {text!r} must be at least 1 entry")
-    if value > MAX_MAP_SIZE:
-        raise BadInput(f"--size {text!r} is above the kernel's u32 limit of {MAX_MAP_SIZE} entries")
-    return value
-
-
-def parse_number(text, flag: str) -> float:
-    if isinstance(text, bool):
-        raise BadInput(f"{flag} {text!r} is not a number")
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise BadInput(f"{flag} {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise BadInput(f"{flag} {text!r} is not a finite number")
-    return value
-
-
-def _multiple(flag: str, step: int, low: int, high: int):
-    def parse(text) -> int:
-        value = parse_whole_number(text, flag)
-        if value % step or not low <= value <= high:
-            raise BadInput(f"{flag} {value} must be a multiple of {step} in {low}..{high} bytes")
-        return value
-    return parse
-
-
-parse_key_size = _multiple("--key-size", 4, 4, MAX_KEY_SIZE)
-parse_value_size = _multiple("--value-size", 8, 8, MAX_VALUE_SIZE)
-
-
-def parse_fill(text) -> float:
-    value = parse_number(text, "--fill")
-    if not 0.0 < value <= 1.0:
-        raise BadInput(f"--fill {text} is outside (0, 1]: the share of max_entries present")
-    return value
-
-
-def parse_choice(text, flag: str, choices) -> str:
-    if text not in choices:
-        raise BadInput(f"{flag} {text!r} is unknown: choose one of {', '.join(choices)}")
-    return text
-
-
-def available_memory_bytes() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def check_memory(need: int, what: str, size: int) -> None:
-    have = available_memory_bytes()
-    if need > MEMORY_SHARE * have:
+def check_memory(need: int, what: str, size: int, available: int) -> None:
+    """Never plan to take more than MEMORY_SHARE of the memory available (Host.memory_available_bytes)."""
+    if need > MEMORY_SHARE * available:
         raise BadInput(f"--size {size} needs about {need / 2**30:.1f} GiB for {what}; the bound is "
-                       f"{MEMORY_SHARE:.0%} of the {have / 2**30:.1f} GiB available")
+                       f"{MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available")

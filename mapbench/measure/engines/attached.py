@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,17 +26,9 @@ from mapbench.binding._libbpf import lib
 from mapbench.binding.libbpf import BpfObject, run_stats
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build
-from mapbench.measure.engines import Axis
-from mapbench.measure.environment import load_avg_1m
-from mapbench.measure.runner import (
-    MeasureOptions,
-    OnSample,
-    load_sides_and_controls,
-    pinned_to,
-    require_bpf_privilege,
-    run_interleaved,
-)
-from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES, parse_choice, parse_whole_number
+from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
+from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES
+from mapbench.measure.values import parse_choice, parse_whole_number
 
 NAME = "attached"
 DESCRIPTION = "runqslower on live scheduler events (tp_btf), net of empty programs on the same hooks"
@@ -82,7 +73,7 @@ MIN_SAMPLE_MS = 50  # below this a sample holds too few events for run stats to 
 
 
 @dataclass(frozen=True)
-class AttachedSpec:
+class AttachedSpec(Spec):
     strategy: str
     map_size: int = 1000  # dummy pids in the hash (task storage holds only live tasks)
     nr_tasks: int = 8  # load generator threads (pairs)
@@ -240,41 +231,52 @@ class Sample:
         return self.target_ns / self.wall_ns
 
 
-def measure(sides: list[AttachedSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
-    """Every sample of every side and control of one comparison, attached one at a time."""
-    require_bpf_privilege()
-    check_options(opts)
-    rows: list[dict] = []
-    # The load generator's threads inherit this affinity: with every task on one CPU each event
-    # is a local wakeup or switch, the same work from run to run; left to roam, the share of
-    # cross-CPU wakeups (and so the cost per event) changed from run to run by half.
-    with run_stats(), pinned_to(opts.cpu) as cpu:
-        for instance in range(opts.instances):
-            with ExitStack() as stack:
-                programs, controls = load_sides_and_controls(stack, sides, AttachedBuild)
-                samples = run_interleaved(programs, opts.warmup + opts.samples,
-                                          lambda b, _: b.sample(opts.target_ms / 1000), on_sample)
-                control = {key: [s for _, s in samples[id(b)][opts.warmup:]] for key, b in controls.items()}
-                for position, b in programs:
-                    of_control = control[b.spec.control_key()]
-                    net_of = None if b.control else statistics.median(s.ns_per_event for s in of_control)
-                    stats_net_of = 0.0 if b.control else statistics.median(s.run_stats_ns_per_event
-                                                                           for s in of_control)
-                    fields = {**b.spec.config_fields(), **({"strategy": "control"} if b.control else {})}
-                    for i, (order, s) in enumerate(samples[id(b)]):
-                        rows.append({
-                            **fields, **b.sizes, "instance": instance, "sample": i, "warmup": i < opts.warmup,
-                            "position": position, "run_order": order, "cpu": cpu,
-                            "object_sha256": b.built.sha256, "ops": s.target_events, "elapsed_ns": s.target_ns,
-                            "ns_per_op": s.ns_per_event - (net_of or 0.0), "gross_ns_per_op": s.ns_per_event,
-                            "control_ns_per_op": net_of,
-                            "run_stats_ns_per_event": s.run_stats_ns_per_event - stats_net_of,
-                            "target_event_share": s.target_event_share,
-                            "events_per_s": s.target_events / (s.wall_ns / 1e9),
-                            "cpu_overhead_share": s.cpu_overhead_share,
-                            "delay_median_ns": histogram_median_ns(s.hist),
-                            "delays_recorded": int(s.hist.sum()), "load_round_trips": s.rounds,
-                            "delay_hist": s.hist.tolist(),
-                            "load_avg_1m": load_avg_1m(), "status": "ok", "message": "",
-                        })
-    return rows
+class Attached(Engine):
+    name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
+    note = ("ns per scheduler event of the load generator's tasks, timed inside the programs, net of empty "
+            "programs on the same hooks; BPF run stats (every event, trampoline included) beside it")
+    defaults = DEFAULTS
+
+    def make_spec(self, fields: dict, host: Host) -> AttachedSpec:
+        return make_spec(fields)
+
+    def check_options(self, opts: MeasureOptions) -> None:
+        check_options(opts)
+
+    def session(self, sides, opts: MeasureOptions, host: Host):
+        """BPF run stats on while the load runs. The load generator's threads inherit the
+        runner's pinning: with every task on one CPU each event is a local wakeup or switch, the
+        same work from run to run; left to roam, the share of cross-CPU wakeups (and so the cost
+        per event) changed from run to run by half."""
+        return run_stats()
+
+    def open(self, spec: AttachedSpec, control: bool, load: int) -> AttachedBuild:
+        return AttachedBuild(spec, control)
+
+    def calibrate(self, builds, opts: MeasureOptions, calibration) -> float:
+        return opts.target_ms / 1000  # seconds of load per sample: events, not loops, are what it counts
+
+    def sample(self, build: AttachedBuild, number: int, seconds: float, session) -> Sample:
+        return build.sample(seconds)
+
+    def control_figures(self, s: Sample) -> dict[str, list[float]]:
+        return {"ns_per_op": [s.ns_per_event], "run_stats_ns_per_event": [s.run_stats_ns_per_event]}
+
+    def rows(self, b: AttachedBuild, s: Sample, control: dict[str, float] | None) -> list[dict]:
+        control = control or {}
+        fields = {**b.spec.config_fields(), **({"strategy": "control"} if b.control else {})}
+        return [{
+            **fields, **b.sizes, "object_sha256": b.built.sha256, "ops": s.target_events, "elapsed_ns": s.target_ns,
+            "ns_per_op": s.ns_per_event - control.get("ns_per_op", 0.0), "gross_ns_per_op": s.ns_per_event,
+            "control_ns_per_op": control.get("ns_per_op"),
+            "run_stats_ns_per_event": s.run_stats_ns_per_event - control.get("run_stats_ns_per_event", 0.0),
+            "target_event_share": s.target_event_share,
+            "events_per_s": s.target_events / (s.wall_ns / 1e9),
+            "cpu_overhead_share": s.cpu_overhead_share,
+            "delay_median_ns": histogram_median_ns(s.hist),
+            "delays_recorded": int(s.hist.sum()), "load_round_trips": s.rounds,
+            "delay_hist": s.hist.tolist(),
+        }]
+
+
+ENGINE = Attached()

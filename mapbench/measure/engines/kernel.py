@@ -9,12 +9,12 @@ and ISA.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
-import statistics
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,33 +22,25 @@ from mapbench.binding._libbpf import ffi, lib
 from mapbench.binding.libbpf import BpfObject
 from mapbench.errors import BadInput
 from mapbench.measure import build, keys, memcg
-from mapbench.measure.engines import Axis, NotMeasured
-from mapbench.measure.environment import load_avg_1m
+from mapbench.measure.cpus import Producers
+from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
 from mapbench.measure.keys import MAX_ZIPF_ENTRIES
-from mapbench.measure.runner import (
-    MeasureOptions,
-    OnSample,
-    Producers,
-    load_sides_and_controls,
-    pinned_to,
-    producer_cpus,
-    require_bpf_privilege,
-    run_interleaved,
-)
 from mapbench.measure.strategies import (
     CONTROL_MACRO,
     DEFAULT_HASH_FUNCS,
     FILL_CHUNK,
     MAP_COUNT,
     MAX_HASH_FUNCS,
-    MAX_KEY_SIZE,
-    MAX_VALUE_SIZE,
     MEMBERSHIP,
     MINIMAL_SOURCE,
     STRATEGIES,
     bloom_fp_theory,
-    check_fixed_size,
     check_memory,
+)
+from mapbench.measure.values import (
+    MAX_KEY_SIZE,
+    MAX_VALUE_SIZE,
+    check_fixed_size,
     parse_choice,
     parse_fill,
     parse_key_size,
@@ -185,8 +177,9 @@ DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
 
 
 @dataclass(frozen=True)
-class KernelSpec:
-    """One kernel-engine configuration: plain data, validated, no kernel access."""
+class KernelSpec(Spec):
+    """One kernel-engine configuration: plain data. complete() fills in and checks a partial
+    one; make_spec and KernelSpec.of are how one is made."""
 
     strategy: str
     op: str | None = None  # default: the strategy's first op
@@ -212,74 +205,11 @@ class KernelSpec:
     seed: int = 0
     mode: str = "throughput"
     implementation: str = "mapbench"
-    check_memory: bool = field(default=True, compare=False)
 
-    def __post_init__(self):
-        s = STRATEGIES.get(self.strategy)
-        if s is None:
-            raise BadInput(f"--map {self.strategy!r} is unknown: choose one of {', '.join(STRATEGIES)}")
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
-        set_("op", self.op or s.ops[0])
-        if self.op not in s.ops:
-            raise BadInput(f"--op {self.op!r} is not an op of {self.strategy}: it has {', '.join(s.ops)}")
-        if self.map_size is None:
-            set_("map_size", s.fixed_size or 1000)
-        parse_size(self.map_size)
-        check_fixed_size(self.strategy, s.fixed_size, self.map_size, "works on the current task only")
-        if s.family.name == "membership" and self.map_size > 2**31:
-            raise BadInput(f"--size {self.map_size} is above 2^31, the largest set whose miss keys "
-                           "fit beside it in the u32 key space")
-        _hit_ratio(self.hit_ratio)
-        parse_choice(self.key_distribution, "--keys", KEY_DISTRIBUTIONS)
-        build.check_isa(self.isa)
-        if self.producers == "all":
-            set_("producers", len(os.sched_getaffinity(0)))
-        producer_cpus(None, self.producers)  # a one-line error above the usable CPUs
-        if self.writers == "all":
-            set_("writers", self.producers)
-        if self.writers > self.producers:
-            raise BadInput(f"--writers {self.writers} is above --producers {self.producers}")
-        if self.writers and s.family is not MEMBERSHIP:
-            raise BadInput(f"--writers applies to the membership strategies, not {self.strategy}")
-        if self.writers and (self.write_op not in s.ops or self.write_op in dict(s.refused)):
-            raise BadInput(f"--write-op {self.write_op} is not an op of {self.strategy}")
-        if not self.writers:
-            set_("write_op", "update")
-        unsteady = _unsteady(self.op, self.write_op, self.producers, self.writers)
-        if unsteady:
-            raise BadInput(unsteady)
-        if self.producers > 1 or self.overlap == "same" or s.family is not MEMBERSHIP:
-            set_("slice_of", 1)
-        if (self.producers == 1 and self.slice_of == 1) or s.family is not MEMBERSHIP:
-            set_("overlap", "same")
-        parse_choice(self.overlap, "--overlap", OVERLAPS)
-        # what does not change this strategy's work is normalised, so that equal work is one spec
-        if "hit_ratio" not in self.used_fields():
-            set_("hit_ratio", 1.0)
-        if self.key_distribution == "zipf" and s.family is not MEMBERSHIP:
-            raise BadInput(f"--keys zipf applies to the membership strategies, not {self.strategy}")
-        if self.key_distribution != "zipf":
-            set_("zipf_s", 0.99)
-        for name, default in (("nr_hash_funcs", DEFAULT_HASH_FUNCS), ("bloom_value_size", 4), ("nr_maps", 1),
-                              ("no_prealloc", False), ("key_size", 4), ("value_size", 8), ("fill", 1.0)):
-            if name not in s.params:
-                set_(name, default)
-        parse_key_size(self.key_size)
-        parse_value_size(self.value_size)
-        parse_fill(self.fill)
-        _zipf_s(self.zipf_s)
-        if self.key_distribution == "zipf" and self.entries > MAX_ZIPF_ENTRIES:
-            raise BadInput(f"--size {self.map_size} with --keys zipf holds {self.entries} entries, above the "
-                           f"bound of {MAX_ZIPF_ENTRIES} for the zipf table")
-        _bounded("--hash-funcs", 1, MAX_HASH_FUNCS)(self.nr_hash_funcs)
-        _bloom_value_size(self.bloom_value_size)
-        _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS)(self.nr_maps)
-        parse_choice(self.mode, "--mode", MODES)
-        parse_choice(self.implementation, "--implementation", IMPLEMENTATIONS)
-        if self.implementation == "minimal":
-            _check_minimal(self, s)
-        if self.check_memory:
-            check_memory(s.estimate_bytes(self), self.strategy, self.map_size)
+    @classmethod
+    def of(cls, strategy: str, host: Host | None = None, check_memory_use: bool = True, **fields) -> KernelSpec:
+        """A complete spec from a partial one, on this host unless told."""
+        return complete(cls(strategy, **fields), host or Host.here(), check_memory_use)
 
     @property
     def family(self):
@@ -366,6 +296,77 @@ class KernelSpec:
                 "mode": self.mode, "implementation": self.implementation}
 
 
+def complete(spec: KernelSpec, host: Host, check_memory_use: bool = True) -> KernelSpec:
+    """The spec with every default filled in, what does not change its work normalised (so that
+    equal work is one spec), and every value checked against its bound and the host's CPUs and
+    memory: a one-line BadInput otherwise."""
+    s = STRATEGIES.get(spec.strategy)
+    if s is None:
+        raise BadInput(f"--map {spec.strategy!r} is unknown: choose one of {', '.join(STRATEGIES)}")
+    spec = dataclasses.replace(spec, op=spec.op or s.ops[0])
+    if spec.op not in s.ops:
+        raise BadInput(f"--op {spec.op!r} is not an op of {spec.strategy}: it has {', '.join(s.ops)}")
+    if spec.map_size is None:
+        spec = dataclasses.replace(spec, map_size=s.fixed_size or 1000)
+    parse_size(spec.map_size)
+    check_fixed_size(spec.strategy, s.fixed_size, spec.map_size, "works on the current task only")
+    if s.family.name == "membership" and spec.map_size > 2**31:
+        raise BadInput(f"--size {spec.map_size} is above 2^31, the largest set whose miss keys "
+                       "fit beside it in the u32 key space")
+    _hit_ratio(spec.hit_ratio)
+    parse_choice(spec.key_distribution, "--keys", KEY_DISTRIBUTIONS)
+    build.check_isa(spec.isa)
+    if spec.producers == "all":
+        spec = dataclasses.replace(spec, producers=len(host.cpus))
+    host.producer_cpus(None, spec.producers)  # a one-line error above the usable CPUs
+    if spec.writers == "all":
+        spec = dataclasses.replace(spec, writers=spec.producers)
+    if spec.writers > spec.producers:
+        raise BadInput(f"--writers {spec.writers} is above --producers {spec.producers}")
+    if spec.writers and s.family is not MEMBERSHIP:
+        raise BadInput(f"--writers applies to the membership strategies, not {spec.strategy}")
+    if spec.writers and (spec.write_op not in s.ops or spec.write_op in dict(s.refused)):
+        raise BadInput(f"--write-op {spec.write_op} is not an op of {spec.strategy}")
+    if not spec.writers:
+        spec = dataclasses.replace(spec, write_op="update")
+    unsteady = _unsteady(spec.op, spec.write_op, spec.producers, spec.writers)
+    if unsteady:
+        raise BadInput(unsteady)
+    if spec.producers > 1 or spec.overlap == "same" or s.family is not MEMBERSHIP:
+        spec = dataclasses.replace(spec, slice_of=1)
+    if (spec.producers == 1 and spec.slice_of == 1) or s.family is not MEMBERSHIP:
+        spec = dataclasses.replace(spec, overlap="same")
+    parse_choice(spec.overlap, "--overlap", OVERLAPS)
+    # what does not change this strategy's work is normalised, so that equal work is one spec
+    if "hit_ratio" not in spec.used_fields():
+        spec = dataclasses.replace(spec, hit_ratio=1.0)
+    if spec.key_distribution == "zipf" and s.family is not MEMBERSHIP:
+        raise BadInput(f"--keys zipf applies to the membership strategies, not {spec.strategy}")
+    if spec.key_distribution != "zipf":
+        spec = dataclasses.replace(spec, zipf_s=0.99)
+    for name, default in (("nr_hash_funcs", DEFAULT_HASH_FUNCS), ("bloom_value_size", 4), ("nr_maps", 1),
+                          ("no_prealloc", False), ("key_size", 4), ("value_size", 8), ("fill", 1.0)):
+        if name not in s.params:
+            spec = dataclasses.replace(spec, **{name: default})
+    parse_key_size(spec.key_size)
+    parse_value_size(spec.value_size)
+    parse_fill(spec.fill)
+    _zipf_s(spec.zipf_s)
+    if spec.key_distribution == "zipf" and spec.entries > MAX_ZIPF_ENTRIES:
+        raise BadInput(f"--size {spec.map_size} with --keys zipf holds {spec.entries} entries, above the "
+                       f"bound of {MAX_ZIPF_ENTRIES} for the zipf table")
+    _bounded("--hash-funcs", 1, MAX_HASH_FUNCS)(spec.nr_hash_funcs)
+    _bloom_value_size(spec.bloom_value_size)
+    _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS)(spec.nr_maps)
+    parse_choice(spec.mode, "--mode", MODES)
+    parse_choice(spec.implementation, "--implementation", IMPLEMENTATIONS)
+    if spec.implementation == "minimal":
+        _check_minimal(spec, s)
+    if check_memory_use:
+        check_memory(s.estimate_bytes(spec), spec.strategy, spec.map_size, host.memory_available_bytes)
+    return spec
+
+
 # What the minimal reference programs do (bpf/minimal.bpf.c): one op on the default shape, one producer
 _MINIMAL_SHAPE = {"key_size": 4, "value_size": 8, "fill": 1.0, "bloom_value_size": 4, "key_distribution": "uniform",
                   "producers": 1, "writers": 0}
@@ -396,7 +397,7 @@ def _unsteady(op: str, write_op: str, producers: int, writers: int) -> str | Non
     return None
 
 
-def make_spec(fields: dict) -> KernelSpec | NotMeasured:
+def make_spec(fields: dict, host: Host) -> KernelSpec | NotMeasured:
     s = STRATEGIES.get(fields.get("strategy"))
     op = fields.get("op")
     if s is not None and op is not None and (op not in s.ops or op in dict(s.refused)):
@@ -407,7 +408,7 @@ def make_spec(fields: dict) -> KernelSpec | NotMeasured:
                             ("implementation", fields.get("implementation", KernelSpec.implementation))), reason)
     if s is not None and s.fixed_size is not None:
         fields = {**fields, "map_size": s.fixed_size}
-    return KernelSpec(**fields)
+    return complete(KernelSpec(**fields), host)
 
 
 @dataclass(frozen=True)
@@ -651,11 +652,11 @@ def calibrate(builds: list[LoadedBuild], target_ns: float) -> int:
     return n
 
 
-def complete_axes(values: dict, side_keys: list[str]) -> dict:
+def complete_axes(values: dict, side_keys: list[str], host: Host) -> dict:
     """'1..all' producers is 1, 2, 4, ... and every usable CPU. Several producers are measured
     beside one producer in the same loads (a side of its own, first), so that scaling
     efficiency has its baseline from the same run."""
-    usable = len(os.sched_getaffinity(0))
+    usable = len(host.cpus)
     producers: list = []
     for p in values.get("producers", [None]):
         steps = [2**i for i in range(usable.bit_length()) if 2**i < usable] + [usable] if p == "1..all" else [p]
@@ -719,43 +720,51 @@ def _sample(b: LoadedBuild, sample: int, nr_loops: int, pools: dict[int, Produce
     return Sample(runs, **b.after_sample(runs))
 
 
-def measure(sides: list[KernelSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
-    """Every sample of every side and control of one comparison, as result rows (one per
-    producer and sample)."""
-    require_bpf_privilege()
-    rows: list[dict] = []
-    nr_loops = None
-    with ExitStack() as threads:
-        # before pinning: the producers' CPUs are all the process may use, the measuring one first
-        pools = {n: threads.enter_context(Producers(producer_cpus(opts.cpu, n)))
-                 for n in sorted({s.producers for s in sides}) if n > 1}
-        threads.enter_context(pinned_to(opts.cpu))
-        cpu = opts.cpu
-        for instance in range(opts.instances):
-            with ExitStack() as stack:
-                def load(spec: KernelSpec, control: bool, instance: int = instance) -> LoadedBuild:
-                    return LoadedBuild(spec, control, instance_config(spec, instance))
+class Kernel(Engine):
+    name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
+    note = ("ns per operation inside a BPF program run by BPF_PROG_TEST_RUN, net of a control build "
+            "(the same loop and key stream, no map operation) in the same load")
+    defaults = DEFAULTS
 
-                programs, controls = load_sides_and_controls(stack, sides, load)
-                if nr_loops is None:
-                    nr_loops = calibrate([b for _, b in programs], opts.target_ms * 1e6)
-                samples = run_interleaved(programs, opts.warmup + opts.samples, lambda b, sample, n=nr_loops:
-                                          _sample(b, sample, n, pools, opts.target_ms * 1e6), on_sample)
-                control_median = {key: statistics.median(r.ns_per_op for _, smp in samples[id(b)][opts.warmup:]
-                                                         for r in smp.runs)
-                                  for key, b in controls.items()}
-                common = {"instance": instance, "load_avg_1m": load_avg_1m(), "status": "ok", "message": ""}
-                for position, b in programs:
-                    for sample, (order, smp) in enumerate(samples[id(b)]):
-                        for producer, (role, r) in enumerate(zip(b.spec.roles(), smp.runs)):
-                            rows.append(_row(b, position, sample, order, r, smp, producer, role, opts.warmup,
-                                             None if b.control else control_median[b.spec.control_key()],
-                                             {**common, "cpu": r.cpu if b.spec.producers > 1 else cpu}))
-    return rows
+    def make_spec(self, fields: dict, host: Host) -> KernelSpec | NotMeasured:
+        return make_spec(fields, host)
+
+    def complete_axes(self, values: dict, side_keys: list[str], host: Host) -> dict:
+        return complete_axes(values, side_keys, host)
+
+    def split(self, sides: list) -> list[list]:
+        return split(sides)
+
+    @contextlib.contextmanager
+    def session(self, sides, opts: MeasureOptions, host: Host):
+        """One thread per CPU for each count of producers the sides have: the measuring CPU first."""
+        with ExitStack() as threads:
+            yield {n: threads.enter_context(Producers(host.producer_cpus(opts.cpu, n)))
+                   for n in sorted({s.producers for s in sides}) if n > 1}
+
+    def open(self, spec: KernelSpec, control: bool, load: int) -> LoadedBuild:
+        return LoadedBuild(spec, control, instance_config(spec, load))
+
+    def calibrate(self, builds: list[LoadedBuild], opts: MeasureOptions, calibration):
+        """(draws per sample of one producer, window of several producers in ns)."""
+        return calibration or (calibrate(builds, opts.target_ms * 1e6), opts.target_ms * 1e6)
+
+    def sample(self, build: LoadedBuild, number: int, calibration, pools) -> Sample:
+        nr_loops, window_ns = calibration
+        return _sample(build, number, nr_loops, pools, window_ns)
+
+    def control_figures(self, sample: Sample) -> dict[str, list[float]]:
+        return {"ns_per_op": [r.ns_per_op for r in sample.runs]}
+
+    def rows(self, build: LoadedBuild, sample: Sample, control: dict[str, float] | None) -> list[dict]:
+        return [_row(build, r, sample, producer, role, None if build.control else control["ns_per_op"])
+                for producer, (role, r) in enumerate(zip(build.spec.roles(), sample.runs))]
 
 
-def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, smp: Sample, producer: int, role,
-         warmup: int, control_ns: float | None, common: dict) -> dict:
+ENGINE = Kernel()
+
+
+def _row(b: LoadedBuild, r: RunResult, smp: Sample, producer: int, role, control_ns: float | None) -> dict:
     spec = b.spec
     op = spec.op_of(role)
     fp_rate = fp_theory = None
@@ -770,18 +779,17 @@ def _row(b: LoadedBuild, position, sample: int, order: int, r: RunResult, smp: S
     # successful op, the failed ones' time included (docs/method.md, "Writes that fail").
     can_fail = not b.control and op in WRITE_OPS
     succeeded = _succeeded(op, r) if not b.control else r.ops  # a control's hits are none
-    status = common["status"] if succeeded else "no_success"
+    status = "ok" if succeeded else "no_success"
     net = r.ns_per_op if b.control else r.ns_per_op - control_ns
     held = smp.entries_held
     memlock = smp.memlock if smp.memlock is not None else b.memory
     return {
-        **fields, **common, **b.sizes,
+        **fields, **b.sizes,
         "object_sha256": b.built.sha256,
-        "position": position, "run_order": order,
-        "sample": sample, "warmup": sample < warmup,
+        **({"cpu": r.cpu} if spec.producers > 1 else {}),  # else the measuring CPU, the runner's
         "producer": producer, "role": role,
         "op": op, "status": status,
-        "message": common["message"] if succeeded else f"no {op} succeeded in this sample",
+        "message": "" if succeeded else f"no {op} succeeded in this sample",
         "started_ns": r.start_ns, "ended_ns": r.end_ns,  # this producer's window
         "window_overlap": smp.overlap if spec.producers > 1 else None,
         "aggregate_ops_per_s": smp.aggregate_ops_per_s if spec.producers > 1 else None,

@@ -1,5 +1,5 @@
 """The syscall engine head to head with a plain C loop over the same libbpf calls
-(mapbench/ref_syscalls.c; docs/method.md, "C reference").
+(ref_syscalls.c beside this module; docs/method.md, "C reference").
 
 The C program runs as a co-process on the same CPU: it creates and fills its own map, then
 runs one sample for every line it is sent. The engine alternates its own samples with the C
@@ -9,22 +9,19 @@ how far the engine's native loops are from plain C.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import subprocess
 import tempfile
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from mapbench.errors import BadInput
 from mapbench.measure import children
 from mapbench.measure.build import BuildFailed, cache_dir
-from mapbench.measure.engines import Axis, syscall
-from mapbench.measure.environment import load_avg_1m
-from mapbench.measure.runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
-from mapbench.measure.strategies import parse_choice
+from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
+from mapbench.measure.engines import syscall
+from mapbench.measure.values import parse_choice
 
 NAME = "reference"
 DESCRIPTION = "the syscall engine's loops head to head with a plain C loop (ref_syscalls.c)"
@@ -47,7 +44,7 @@ DEFAULTS = MeasureOptions(samples=5, instances=3, warmup=1, target_ms=20.0)
 
 
 @dataclass(frozen=True)
-class ReferenceSpec:
+class ReferenceSpec(Spec):
     implementation: str
     syscall: syscall.SyscallSpec
 
@@ -84,10 +81,15 @@ def build_reference() -> Path:
 
 
 class CLoop:
-    """ref_syscalls.c as a co-process: one sample per request. Ends it on close."""
+    """ref_syscalls.c as a co-process: one sample per request. Started by start(reps), once
+    the passes per sample are known; ends it on close."""
 
-    def __init__(self, spec: syscall.SyscallSpec, reps: int):
-        self.spec = spec
+    def __init__(self, spec: ReferenceSpec):
+        self.spec = self.reference = spec
+        self.proc = None
+
+    def start(self, reps: int) -> None:
+        spec = self.spec.syscall
         args = [str(build_reference()), spec.map_type, spec.driver, spec.op, str(spec.map_size),
                 str(spec.batch_size or 1), str(reps)]
         self.proc = children.popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -102,16 +104,18 @@ class CLoop:
         line = self.proc.stdout.readline().strip()
         if not line or (what == "ready" and line != "ready"):
             self.close()
-            raise BuildFailed(f"the C reference failed on {self.spec}", self.proc.stderr.read())
+            raise BuildFailed(f"the C reference failed on {self.spec.syscall}", self.proc.stderr.read())
         return line
 
-    def sample(self) -> float:
+    def sample(self, reps: int) -> float:
         self.proc.stdin.write("sample\n")
         self.proc.stdin.flush()
         return float(self._expect("sample"))
 
     def close(self) -> None:
         """Its stdin closed, it ends; killed (with anything it started) if it does not in 30 s."""
+        if self.proc is None:
+            return
         try:
             if self.proc.poll() is None:
                 self.proc.stdin.close()
@@ -126,34 +130,46 @@ class CLoop:
         self.close()
 
 
-def _engine_sample(side: syscall.SyscallSide, reps: int) -> float:
-    elements, elapsed, _ = side.run_once(reps)
-    return elapsed / elements
+class EngineLoop(syscall.SyscallSide):
+    """The syscall engine's side, as the reference runs it."""
+
+    def __init__(self, spec: ReferenceSpec):
+        super().__init__(spec.syscall)
+        self.reference = spec
+
+    def sample(self, reps: int) -> float:
+        elements, elapsed, _ = self.run_once(reps)
+        return elapsed / elements
 
 
-def measure(sides: list[ReferenceSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None) -> list[dict]:
-    """Rows of every side; the C loop and mapbench's loop alternate sample by sample."""
-    require_bpf_privilege()
-    rows: list[dict] = []
-    with pinned_to(opts.cpu) as cpu:
-        with syscall.SyscallSide(sides[0].syscall) as side:
-            reps = syscall.calibrate(side, opts.target_ms * 1e6)  # the same passes for both
-        for instance in range(opts.instances):
-            with ExitStack() as stack:
-                runners = []
-                for position, spec in enumerate(sides):
-                    if spec.implementation == "c":
-                        c = stack.enter_context(CLoop(spec.syscall, reps))
-                        runners.append((position, spec, c.sample))
-                    else:
-                        s = stack.enter_context(syscall.SyscallSide(spec.syscall))
-                        runners.append((position, spec, functools.partial(_engine_sample, s, reps)))
-                for sample in range(opts.warmup + opts.samples):
-                    for order, (position, spec, run) in enumerate(rotation(runners, sample)):
-                        ns = run()
-                        rows.append({**spec.config_fields(), "instance": instance, "sample": sample,
-                                     "warmup": sample < opts.warmup, "position": position, "run_order": order,
-                                     "ns_per_op": ns, "gross_ns_per_op": ns, "passes": reps, "cpu": cpu,
-                                     "load_avg_1m": load_avg_1m(), "status": "ok", "message": ""})
-                        on_sample()
-    return rows
+class Reference(Engine):
+    name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
+    note = "ns per element: the syscall engine's native loop head to head with a plain C loop (ratio mapbench / C)"
+    defaults = DEFAULTS
+
+    def make_spec(self, fields: dict, host: Host) -> ReferenceSpec | NotMeasured:
+        return make_spec(fields)
+
+    def open(self, spec: ReferenceSpec, control: bool, load: int) -> CLoop | EngineLoop:
+        return CLoop(spec) if spec.implementation == "c" else EngineLoop(spec)
+
+    def calibrate(self, loops: list, opts: MeasureOptions, calibration) -> int:
+        """The same passes per sample for both loops, found with the syscall engine's on the
+        first load; the C loops start with it."""
+        if calibration is None:
+            with syscall.SyscallSide(loops[0].reference.syscall) as side:
+                calibration = syscall.calibrate(side, opts.target_ms * 1e6)
+        for loop in loops:
+            if isinstance(loop, CLoop):
+                loop.start(calibration)
+        return calibration
+
+    def sample(self, loop: CLoop | EngineLoop, number: int, reps: int, session) -> tuple[float, int]:
+        return loop.sample(reps), reps
+
+    def rows(self, loop, sample: tuple[float, int], control) -> list[dict]:
+        ns, reps = sample
+        return [{**loop.reference.config_fields(), "ns_per_op": ns, "gross_ns_per_op": ns, "passes": reps}]
+
+
+ENGINE = Reference()

@@ -13,18 +13,15 @@ import errno as errno_codes
 import functools
 import os
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 
 from mapbench.binding.libbpf import SYSCALL_OPS, BpfObject, Map, MapOps, SyscallOp, pidfd_open
-from mapbench.errors import BadInput, KernelRefused, Unsupported
+from mapbench.errors import BadInput, KernelRefused
 from mapbench.measure import build, keys
-from mapbench.measure.engines import Axis
-from mapbench.measure.environment import load_avg_1m
-from mapbench.measure.runner import MeasureOptions, OnSample, pinned_to, require_bpf_privilege, rotation
-from mapbench.measure.strategies import (
+from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
+from mapbench.measure.values import (
     check_fixed_size,
     parse_choice,
     parse_fill,
@@ -107,7 +104,7 @@ DEFAULTS = MeasureOptions(samples=5, instances=2, warmup=1, target_ms=20.0)
 
 
 @dataclass(frozen=True)
-class SyscallSpec:
+class SyscallSpec(Spec):
     map_type: str
     driver: str
     op: str
@@ -165,8 +162,6 @@ class SyscallSpec:
 
 
 def make_spec(fields: dict):
-    from mapbench.measure.engines import NotMeasured
-
     driver, op = fields.get("driver"), fields.get("op")
     if (driver, op) not in SYSCALL_OPS:  # e.g. elem x lookup_and_delete: no such operation
         return NotMeasured((), "")
@@ -219,6 +214,7 @@ class SyscallSide:
             if not self.type.keyed:  # a bloom lookup reads its element from the value buffer
                 self.out_values[: self.values.nbytes] = self.values.view(np.uint8).ravel()
             self.refill()
+            self.memory = self.map.memlock_bytes() if self.type.memory_known else None
         except BaseException:
             self.close()
             raise
@@ -286,54 +282,33 @@ def calibrate(side: SyscallSide, target_ns: float) -> int:
     return max(1, min(10_000, round(target_ns / max(elapsed, 1))))
 
 
-def measure(sides: list[SyscallSpec], opts: MeasureOptions, on_sample: OnSample = lambda: None,
-            reps: dict | None = None) -> list[dict]:
-    """Every sample of every side, interleaved; a side the kernel refuses is one unsupported row.
-    A sample is `reps` passes over its map (calibrated to opts.target_ms unless given)."""
-    require_bpf_privilege()
-    rows: list[dict] = []
-    measured = []
-    for position, spec in enumerate(sides):
-        reason = refusal(spec.map_type, spec.driver, spec.op)
-        if reason:
-            rows.append({**spec.config_fields(), "position": position, "status": "unsupported",
-                         "message": reason})
-            on_sample_n(on_sample, opts.instances * (opts.warmup + opts.samples))
-        else:
-            measured.append((position, spec))
-    if not measured:
-        return rows
-    reps = dict(reps or {})
-    with pinned_to(opts.cpu) as cpu:
-        for instance in range(opts.instances):
-            with ExitStack() as stack:
-                loaded = [(position, stack.enter_context(SyscallSide(spec))) for position, spec in measured]
-                memory = {}
-                for position, side in loaded:
-                    if position not in reps:  # calibrated on the first load only
-                        reps[position] = calibrate(side, opts.target_ms * 1e6)
-                    memory[position] = side.map.memlock_bytes() if side.type.memory_known else None
-                for sample in range(opts.warmup + opts.samples):
-                    for order, (position, side) in enumerate(rotation(loaded, sample)):
-                        elements, elapsed, retries = side.run_once(reps[position])
-                        rows.append({**side.spec.config_fields(), "instance": instance, "sample": sample,
-                                     "position": position, "run_order": order,
-                                     "warmup": sample < opts.warmup, "ops": elements, "elapsed_ns": elapsed,
-                                     "ns_per_op": elapsed / elements, "gross_ns_per_op": elapsed / elements,
-                                     "retries": retries, "passes": reps[position],
-                                     "map_memory_bytes": memory[position],
-                                     "cpu": cpu, "load_avg_1m": load_avg_1m(), "status": "ok", "message": ""})
-                        on_sample()
-    return rows
+class Syscall(Engine):
+    name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
+    note = ("ns per element of a map syscall from user space (one per element, or BPF_MAP_*_BATCH), "
+            "timed in native code around the syscalls alone")
+    defaults = DEFAULTS
+
+    def make_spec(self, fields: dict, host: Host) -> SyscallSpec | NotMeasured:
+        return make_spec(fields)
+
+    def refusal(self, spec: SyscallSpec) -> str | None:
+        return refusal(spec.map_type, spec.driver, spec.op)
+
+    def open(self, spec: SyscallSpec, control: bool, load: int) -> SyscallSide:
+        return SyscallSide(spec)
+
+    def calibrate(self, sides: list[SyscallSide], opts: MeasureOptions, calibration) -> dict:
+        """Passes per sample of each side, found on the first load."""
+        return calibration or {side.spec: calibrate(side, opts.target_ms * 1e6) for side in sides}
+
+    def sample(self, side: SyscallSide, number: int, calibration: dict, session) -> tuple[int, int, int, int]:
+        return (*side.run_once(calibration[side.spec]), calibration[side.spec])
+
+    def rows(self, side: SyscallSide, sample, control) -> list[dict]:
+        elements, elapsed, retries, passes = sample
+        return [{**side.spec.config_fields(), "ops": elements, "elapsed_ns": elapsed,
+                 "ns_per_op": elapsed / elements, "gross_ns_per_op": elapsed / elements,
+                 "retries": retries, "passes": passes, "map_memory_bytes": side.memory}]
 
 
-def on_sample_n(on_sample: OnSample, n: int) -> None:
-    for _ in range(n):
-        on_sample()
-
-
-def check_supported(spec: SyscallSpec) -> None:
-    """For `run`, which asked for exactly this: a refusal is an error, not a row."""
-    reason = refusal(spec.map_type, spec.driver, spec.op)
-    if reason:
-        raise Unsupported(f"{spec.map_type} {spec.driver} {spec.op}: the kernel does not support it: {reason}")
+ENGINE = Syscall()
