@@ -19,6 +19,7 @@ from mapbench.errors import BadInput, MapbenchError
 from mapbench.measure import runner
 from mapbench.present import render
 
+ENGINE_NOTES = {name: engine.note for name, engine in runner.ENGINES.items()}  # what each engine's figure is
 # Off a terminal rich assumes 80 columns, which folds every table cell; results deserve 160.
 out = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True)
@@ -157,7 +158,7 @@ def print_summaries(records: list[dict], ratios: list[dict], title: str) -> None
         out.print(render.rich_table("head to head (same loads, interleaved)", render.RATIO_HEADER,
                                     render.ratio_rows(ratios)))
     for engine in sorted({r["engine"] for r in records}):
-        out.print(render.ENGINE_NOTES[engine])
+        out.print(render.engine_note(engine, ENGINE_NOTES))
     out.print(render.STAT_NOTE)
 
 
@@ -280,7 +281,7 @@ def write_report(path: Path, out_dir: Path) -> Path:
 
     table = results.read(path)
     plots = all_plots(table.to_pandas(), out_dir / f"{path.stem}-plots")
-    return write_report(table, out_dir / f"{path.stem}.md", f"mapbench bench {path.stem}", plots)
+    return write_report(table, out_dir / f"{path.stem}.md", f"mapbench bench {path.stem}", plots, ENGINE_NOTES)
 
 
 @cli.command("report")
@@ -296,7 +297,8 @@ def report_cmd(paths, out_path):
 
     table = results.read(list(paths) or [runner.DATASET])
     base = Path(out_path).parent if out_path else Path(".")
-    text = report_markdown(table.to_pandas(), f"mapbench report {' '.join(paths) or 'data/results'}", base=base)
+    text = report_markdown(table.to_pandas(), f"mapbench report {' '.join(paths) or 'data/results'}", base=base,
+                           engine_notes=ENGINE_NOTES)
     if out_path is None:
         click.echo(text, nl=False)
         return

@@ -135,6 +135,10 @@ def legacy_name(host, cpu_model, nr_cpus) -> str:
     return f"{short_model(cpu_model)}{cpus}, host {host or 'unknown'} ({UNKNOWN_REST})"
 
 
+# What a row without a fingerprint (schema 1) recorded of its machine: its legacy id's inputs.
+LEGACY_MACHINE_KEYS = ("host", "cpu_model", "nr_cpus")
+
+
 def is_legacy(machine_id: str) -> bool:
     return str(machine_id).startswith(LEGACY)
 
@@ -142,10 +146,11 @@ def is_legacy(machine_id: str) -> bool:
 def legacy_ids(df) -> set[str]:
     """The legacy ids of a frame's rows, fingerprinted or not: what rows from before fingerprints
     can be matched on."""
-    from mapbench.results.store import LEGACY_MACHINE_KEYS, plain
+    import pandas as pd  # the caller's frame is one: pandas is loaded
 
-    facts = df[LEGACY_MACHINE_KEYS].drop_duplicates().itertuples(index=False)
-    return {legacy_id(*(plain(v) for v in row)) for row in facts}
+    facts = df[list(LEGACY_MACHINE_KEYS)].drop_duplicates().itertuples(index=False)
+    return {legacy_id(*(None if pd.isna(v) else v.item() if hasattr(v, "item") else v for v in row))
+            for row in facts}
 
 
 def described(df) -> str:

@@ -233,8 +233,8 @@ class Sample:
 
 class Attached(Engine):
     name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
-    note = ("ns per scheduler event of the load generator's tasks, timed inside the programs, net of empty "
-            "programs on the same hooks; BPF run stats (every event, trampoline included) beside it")
+    note = ("attached engine: ns per scheduler event of the load generator's tasks, timed inside the "
+            "programs, net of empty programs on the same hooks (run stats beside it).")
     defaults = DEFAULTS
 
     def make_spec(self, fields: dict, host: Host) -> AttachedSpec:

@@ -722,8 +722,10 @@ def _sample(b: LoadedBuild, sample: int, nr_loops: int, pools: dict[int, Produce
 
 class Kernel(Engine):
     name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
-    note = ("ns per operation inside a BPF program run by BPF_PROG_TEST_RUN, net of a control build "
-            "(the same loop and key stream, no map operation) in the same load")
+    note = ("kernel engine: ns per map operation inside a BPF program, net of the control build "
+            "(same loop and keys, no map operation), in throughput mode (independent ops back to back) or "
+            "latency mode (each op waits for the one before), as the title or row says; ops/s from the "
+            "gross figure.")
     defaults = DEFAULTS
 
     def make_spec(self, fields: dict, host: Host) -> KernelSpec | NotMeasured:

@@ -144,7 +144,7 @@ class EngineLoop(syscall.SyscallSide):
 
 class Reference(Engine):
     name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
-    note = "ns per element: the syscall engine's native loop head to head with a plain C loop (ratio mapbench / C)"
+    note = "reference engine: mapbench's native loops and a plain C loop over the same calls."
     defaults = DEFAULTS
 
     def make_spec(self, fields: dict, host: Host) -> ReferenceSpec | NotMeasured:

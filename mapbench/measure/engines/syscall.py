@@ -284,8 +284,7 @@ def calibrate(side: SyscallSide, target_ns: float) -> int:
 
 class Syscall(Engine):
     name, description, axes, sides = NAME, DESCRIPTION, AXES, SIDES
-    note = ("ns per element of a map syscall from user space (one per element, or BPF_MAP_*_BATCH), "
-            "timed in native code around the syscalls alone")
+    note = "syscall engine: ns per element, timed in native code around the syscalls."
     defaults = DEFAULTS
 
     def make_spec(self, fields: dict, host: Host) -> SyscallSpec | NotMeasured:
