@@ -7,41 +7,12 @@ from collections.abc import Iterable
 
 from rich.table import Table
 
+from mapbench.results.columns import COLUMNS, CONFIGURATION
 from mapbench.results.store import CONFIG_KEYS, plain
 
-# How each configuration key reads in a label; family is implied by the strategy.
-_LABEL = {
-    "engine": lambda c: c["engine"],
-    "strategy": lambda c: c["strategy"],
-    "implementation": lambda c: {"c": "C loop", "mapbench": "mapbench", "minimal": "minimal"}.get(c["implementation"]),
-    "op": lambda c: c["op"],
-    "driver": lambda c: (f"batch {int(c['batch_size']):,}" if c.get("driver") == "batch" and c.get("batch_size")
-                         else c["driver"]),
-    "map_size": lambda c: f"{int(c['map_size']):,} " + ("dummy pids" if c.get("engine") == "attached"
-                                                       else "entry" if c["map_size"] == 1 else "entries"),
-    "hit_ratio": lambda c: f"hit {c['hit_ratio']:g}" if c.get("op") == "lookup" and c.get("engine") == "kernel" else "",
-    "key_distribution": lambda c: f"{c['key_distribution']} keys",
-    "key_size": lambda c: f"{int(c['key_size'])} B keys",
-    "value_size": lambda c: f"{int(c['value_size'])} B values",
-    "fill": lambda c: f"fill {c['fill']:g}",
-    "zipf_s": lambda c: f"s={c['zipf_s']:g}",
-    "seed": lambda c: f"seed {int(c['seed'])}" if c.get("engine") == "kernel" else "",  # only it has --seed
-    "nr_hash_funcs": lambda c: f"k={int(c['nr_hash_funcs'])}",
-    "isa": lambda c: c["isa"],
-    "nr_tasks": lambda c: f"{int(c['nr_tasks'])} tasks",
-    "nr_maps": lambda c: f"{int(c['nr_maps'])} maps",
-    "no_prealloc": lambda c: "no prealloc" if c["no_prealloc"] else "prealloc",
-    "producers": lambda c: f"{int(c['producers'])} producer" + ("s" if c["producers"] != 1 else ""),
-    "writers": lambda c: f"{int(c['writers'])} writing" if c["writers"] else "",
-    "write_op": lambda c: f"({c['write_op']})",
-    "overlap": lambda c: f"{c['overlap']} entries",
-    "role": lambda c: f"[{c['role']}s]",
-    # the kernel engine's rows from before --mode: neither mode (results.KERNEL_DEFAULTS)
-    "mode": lambda c: {"mixed": "mixed mode (before --mode)", "load events": "the load's events",
-                       "run stats": "every event, by run stats (before the load's events were timed)"}.get(
-        c["mode"], f"{c['mode']} mode"),
-}
-SKIP = {"family", "batch_size"}  # implied by strategy; shown with the driver
+# How each configuration key reads in a label (the registry's; family and batch_size say nothing
+# of their own: the strategy implies the one, the driver shows the other).
+LABELS = {c.name: c.label for c in COLUMNS if c.role == CONFIGURATION}
 
 
 def config_label(config: dict, keys: Iterable[str] | None = None) -> str:
@@ -50,7 +21,7 @@ def config_label(config: dict, keys: Iterable[str] | None = None) -> str:
     keys = CONFIG_KEYS if keys is None else [k for k in CONFIG_KEYS if k in set(keys)]
     if "batch_size" in keys and "driver" not in keys:
         keys = [*keys, "driver"]
-    parts = [_LABEL[k](config) for k in keys if k not in SKIP and config.get(k) is not None]
+    parts = [LABELS[k](config) for k in keys if config.get(k) is not None]
     return " ".join(p for p in parts if p)
 
 

@@ -21,15 +21,18 @@ import numpy as np
 import pandas as pd
 
 from mapbench.present.render import config_label, varying_keys
-from mapbench.results import dataset
+from mapbench.results import columns, dataset
 from mapbench.results.stats import summarize
-from mapbench.results.store import CONFIG_KEYS, LEGACY_MACHINE_KEYS, SHAPE_DEFAULTS, as_measured, config_of
+from mapbench.results.store import CONFIG_KEYS, LEGACY_MACHINE_KEYS, SHAPE_DEFAULTS, as_measured, config_of, plain
 from mapbench.results.summary import load_ids
 
 MIN_SEGMENT = 3  # runs: a step needs this many runs on each side
 PENALTY = 4.0  # x noise sigma x log(n), in the L1 cost's units (3 already gave no false step in 200)
-ENV_COLUMNS = ["kernel_release", "machine", "host", "clang_version", "libbpf_version", "object_sha256",
-               "git_describe", "mapbench_version", "cpu_model"]
+# What each run records beside its figure: where and with what it was measured, and the object.
+ENV_COLUMNS = [*columns.named(columns.ENVIRONMENT), *columns.named(columns.BUILD)]  # store.ENV_KEYS, the object
+# What a step names where it changed: all of those but a column that changes at every commit
+# (git_describe), which would be named at every step; object_sha256 says whether the programs changed.
+SUSPECTS = [c for c in ENV_COLUMNS if columns.BY_NAME[c].suspect]
 
 
 @dataclass(frozen=True)
@@ -94,15 +97,15 @@ def history(root: Path, where: dict, kernel: str | None = None, machine: str | N
         timings["query_s"] = time.perf_counter() - started
     if rows.empty:
         return []
-    series = []
-    configs = []
+    found = []  # (configuration, its runs, its steps)
     for config, group in rows.groupby(CONFIG_KEYS, dropna=False, sort=False):
         runs = []
         for run_id, g in group.groupby("run_id", sort=False):
             s = summarize(g["ns_per_op"].to_numpy(), load_ids(g).to_numpy())
+            # plain: a null read from an integer column is NaN, and NaN != NaN would be a change
             runs.append({"run_id": run_id, "timestamp": g["timestamp"].min(), "median": s.median,
                          "ci_low": s.ci_low, "ci_high": s.ci_high, "samples": s.n,
-                         **{c: g[c].iloc[0] for c in ENV_COLUMNS}})
+                         **{c: plain(g[c].iloc[0]) for c in ENV_COLUMNS}})
         runs.sort(key=lambda r: (r["timestamp"], r["run_id"]))
         medians = [r["median"] for r in runs]
         steps = []
@@ -112,18 +115,17 @@ def history(root: Path, where: dict, kernel: str | None = None, machine: str | N
                 before, after = runs[prev:b], runs[b:nxt]
                 # what the new level's runs have that none of the old level's had (a host that
                 # alternates between runs is on both sides: not a change)
-                changed = {c: (before[-1][c], after[0][c]) for c in ENV_COLUMNS
+                changed = {c: (before[-1][c], after[0][c]) for c in SUSPECTS
                            if not {r[c] for r in after} & {r[c] for r in before}}
                 ratio = float(np.median(medians[b:nxt]) / np.median(medians[prev:b]))
                 steps.append(Step(b, after[0]["run_id"], ratio, changed))
-        configs.append(config_of(dict(zip(CONFIG_KEYS, config))))
-        series.append({"config": configs[-1], "runs": runs, "steps": steps})
+        found.append((config_of(dict(zip(CONFIG_KEYS, config))), runs, steps))
     if timings is not None:
         timings["summaries_s"] = time.perf_counter() - started - timings["query_s"]
+    configs = [config for config, _, _ in found]
     keys = varying_keys(configs) if len(configs) > 1 else ["strategy", "op", "map_size"]
-    for s in series:
-        s["label"] = config_label(s["config"], keys)
-    return series
+    return [{"config": config, "label": config_label(config, keys), "runs": runs, "steps": steps}
+            for config, runs, steps in found]
 
 
 def plot(series: list[dict], path: Path) -> list[Path]:

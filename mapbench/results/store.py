@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mapbench.errors import BadInput
+from mapbench.results import columns
 
 SCHEMA_VERSION = "2"
 SCHEMA_KEY = b"mapbench.schema_version"
@@ -24,118 +25,18 @@ SCHEMA_KEY = b"mapbench.schema_version"
 # name derived from what they recorded (machine.legacy_id), the other fingerprint columns null.
 READABLE_VERSIONS = ("1", "2")
 
-# One source of truth for the columns; rows are dicts with these keys (missing ones are null).
-FIELDS = [
-    ("run_id", pa.string()),
-    ("timestamp", pa.timestamp("us", tz="UTC")),
-    ("mapbench_version", pa.string()),
-    ("git_describe", pa.string()),
-    ("host", pa.string()),
-    ("kernel_release", pa.string()),
-    ("cpu_model", pa.string()),
-    ("nr_cpus", pa.int32()),
-    ("jit_enabled", pa.bool_()),
-    ("clang_version", pa.string()),
-    ("libbpf_version", pa.string()),
-    ("machine", pa.string()),  # the fingerprint's id (machine.py): the dataset's partition, diff's match
-    ("machine_name", pa.string()),  # 'AMD EPYC, 2 vCPUs, L2 1 MiB, L3 32 MiB, 23 GiB'
-    ("cpu_vendor", pa.string()),
-    ("cpu_family", pa.string()),
-    ("cpu_model_number", pa.string()),
-    ("cpu_stepping", pa.string()),
-    ("microcode", pa.string()),
-    ("l2_cache_bytes", pa.int64()),
-    ("l3_cache_bytes", pa.int64()),
-    ("memory_total_bytes", pa.int64()),
-    ("cpu_vulnerabilities", pa.string()),  # /sys/devices/system/cpu/vulnerabilities, 'name: state | ...'
-    ("thp_enabled", pa.string()),  # transparent hugepages: always, madvise or never
-    ("isa", pa.string()),
-    ("object_sha256", pa.string()),
-    ("engine", pa.string()),
-    ("family", pa.string()),
-    ("strategy", pa.string()),
-    ("op", pa.string()),
-    ("driver", pa.string()),
-    ("map_size", pa.int64()),
-    ("value_size", pa.int32()),
-    ("key_size", pa.int32()),
-    ("fill", pa.float64()),
-    ("entries", pa.int64()),
-    ("zipf_s", pa.float64()),
-    ("key_distribution", pa.string()),
-    ("seed", pa.int64()),
-    ("hit_ratio", pa.float64()),
-    ("measured_hit_ratio", pa.float64()),
-    ("batch_size", pa.int64()),
-    ("implementation", pa.string()),
-    ("mode", pa.string()),  # kernel engine: throughput or latency (docs/method.md, "Modes")
-    ("retries", pa.int64()),
-    ("passes", pa.int64()),
-    ("nr_hash_funcs", pa.int32()),
-    ("comparison", pa.string()),
-    ("position", pa.int32()),
-    ("run_order", pa.int32()),
-    ("instance", pa.int32()),
-    ("sample", pa.int32()),
-    ("warmup", pa.bool_()),
-    ("ops", pa.int64()),  # attempted
-    ("ops_succeeded", pa.int64()),  # where an op can fail (writes): those that did what they asked
-    ("success_rate", pa.float64()),
-    ("hits", pa.int64()),
-    ("elapsed_ns", pa.int64()),
-    ("ns_per_op", pa.float64()),
-    ("gross_ns_per_op", pa.float64()),
-    ("control_ns_per_op", pa.float64()),
-    ("map_memory_bytes", pa.int64()),
-    ("bloom_fp_rate", pa.float64()),
-    ("bloom_fp_theory", pa.float64()),
-    ("prog_xlated_bytes", pa.int64()),
-    ("prog_jited_bytes", pa.int64()),
-    ("nr_tasks", pa.int32()),
-    ("nr_maps", pa.int32()),
-    ("no_prealloc", pa.bool_()),
-    ("producers", pa.int32()),
-    ("writers", pa.int32()),
-    ("write_op", pa.string()),
-    ("overlap", pa.string()),
-    ("role", pa.string()),
-    ("producer", pa.int32()),
-    ("started_ns", pa.int64()),
-    ("ended_ns", pa.int64()),  # with started_ns: this producer's window (CLOCK_MONOTONIC)
-    ("window_overlap", pa.float64()),  # several producers: the share of the sample's span all of them ran
-    ("aggregate_ops_per_s", pa.float64()),
-    ("memory_current_bytes", pa.int64()),
-    ("memory_peak_bytes", pa.int64()),
-    ("memory_source", pa.string()),
-    ("entries_held", pa.int64()),  # after the sample, counted from successful inserts and deletes
-    ("bytes_per_entry", pa.float64()),  # the cgroup's usage / entries held
-    ("fdinfo_bytes_per_entry", pa.float64()),  # fdinfo memlock / entries held
-    ("events_per_s", pa.float64()),
-    ("cpu_overhead_share", pa.float64()),
-    ("run_stats_ns_per_event", pa.float64()),
-    ("target_event_share", pa.float64()),
-    ("delay_median_ns", pa.float64()),
-    ("delays_recorded", pa.int64()),
-    ("load_round_trips", pa.int64()),
-    ("delay_hist", pa.list_(pa.int64())),
-    ("cpu", pa.int32()),
-    ("load_avg_1m", pa.float64()),
-    ("status", pa.string()),
-    ("message", pa.string()),
-]
+# Rows are dicts with the registry's columns (missing ones are null); every list below is derived from it.
+FIELDS = [(c.name, c.type) for c in columns.COLUMNS]
 SCHEMA = pa.schema(FIELDS, metadata={SCHEMA_KEY: SCHEMA_VERSION.encode()})
 COLUMNS = [name for name, _ in FIELDS]
 
-# The one list of the columns that say which configuration a row measures: summaries, diff,
-# resume and labels all derive from it.
-CONFIG_KEYS = ["engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size",
-               "value_size", "fill", "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs",
-               "isa", "nr_tasks", "nr_maps", "no_prealloc", "producers", "writers", "write_op", "overlap", "role",
-               "mode"]
+# The columns that say which configuration a row measures, in the order a label names them:
+# summaries, diff, resume and labels all derive from it.
+CONFIG_KEYS = list(columns.CONFIGURATION_ORDER)
 # Configuration columns added after rows were first written, with the value every row had
 # before: a row without one (an older file, an engine without that axis) reads as that value,
 # so configurations measured before and after the axis existed still match in diff.
-SHAPE_DEFAULTS = {"key_size": 4, "fill": 1.0, "producers": 1, "writers": 0, "seed": 0}
+SHAPE_DEFAULTS = {c.name: c.implied for c in columns.COLUMNS if c.implied is not None}
 # The kernel strategies that take --no-prealloc (strategies.py; a test keeps the two in step):
 # their rows from before the axis have no_prealloc null, and were preallocated.
 PREALLOC_CHOICE = ("hash", "percpu_hash")
@@ -144,14 +45,11 @@ PREALLOC_CHOICE = ("hash", "percpu_hash")
 # allow (docs/method.md, "Modes"), so that they match neither mode's figures in diff and history.
 KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
 # The environment columns: where and with what a row was measured.
-ENV_KEYS = ["machine", "machine_name", "host", "kernel_release", "cpu_model", "nr_cpus", "cpu_vendor", "cpu_family",
-            "cpu_model_number", "cpu_stepping", "microcode", "l2_cache_bytes", "l3_cache_bytes",
-            "memory_total_bytes", "cpu_vulnerabilities", "thp_enabled", "jit_enabled", "clang_version",
-            "libbpf_version", "mapbench_version", "git_describe"]
+ENV_KEYS = columns.named(columns.ENVIRONMENT)
 # What a row without a fingerprint (schema 1) recorded of its machine: its legacy id's inputs.
 LEGACY_MACHINE_KEYS = ["host", "cpu_model", "nr_cpus"]
 # A load: samples of one load share its maps and hash seeds, so they are not independent.
-LOAD_KEYS = ["run_id", "instance"]
+LOAD_KEYS = ["run_id", *columns.named(columns.LOAD)]
 
 
 def measured(df):

@@ -7,13 +7,15 @@ import pandas as pd
 import pyarrow as pa
 
 from mapbench.present.render import config_label, varying_keys
+from mapbench.results import columns
 from mapbench.results.stats import paired_ratio, summarize
 from mapbench.results.store import CONFIG_KEYS, LOAD_KEYS, config_of, measured, plain
 
 SAMPLE_KEYS = [*LOAD_KEYS, "sample"]
 # What a ratio's context names, of what its sides share
-CONTEXT_KEYS = ["engine", "strategy", "op", "driver", "map_size", "key_size", "value_size", "fill",
-                "key_distribution", "zipf_s", "hit_ratio", "nr_hash_funcs", "isa", "nr_tasks", "mode"]
+CONTEXT_KEYS = [k for k in CONFIG_KEYS if columns.BY_NAME[k].context]
+# The figures a summary pools over its samples, each as the registry says (median, mean or max)
+AGGREGATED = {c.name: c.aggregate for c in columns.COLUMNS if c.aggregate}
 
 
 def _frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
@@ -40,14 +42,7 @@ def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
             ops_per_s=1e9 / gross if gross > 0 else None,
             gross_median_ns_per_op=gross,
             run_ids=sorted(group["run_id"].astype(str).unique()),
-            **{f"{c}": plain(getattr(group[c], how)()) for c, how in (
-                ("control_ns_per_op", "median"), ("map_memory_bytes", "max"), ("bloom_fp_rate", "mean"),
-                ("bloom_fp_theory", "mean"), ("prog_xlated_bytes", "max"), ("prog_jited_bytes", "max"),
-                ("events_per_s", "median"), ("cpu_overhead_share", "median"), ("delay_median_ns", "median"),
-                ("run_stats_ns_per_event", "median"), ("target_event_share", "median"),
-                ("measured_hit_ratio", "mean"), ("entries", "max"), ("aggregate_ops_per_s", "median"),
-                ("memory_current_bytes", "max"), ("memory_peak_bytes", "max"), ("entries_held", "median"),
-                ("fdinfo_bytes_per_entry", "median"))},
+            **{c: plain(getattr(group[c], how)()) for c, how in AGGREGATED.items()},
             # writes: per successful op, so how many succeeded goes beside the figure
             success_rate=plain(group["ops_succeeded"].sum() / group["ops"].sum())
             if group["success_rate"].notna().any() else None,
