@@ -16,9 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from mapbench.present.render import config_label, varying_keys  # noqa: E402
-
-MODE_ORDER = ["throughput", "mixed", "latency"]  # the kernel engine's modes, the default first; mixed: before --mode
+from mapbench.present.render import config_label, mode_rank, newest_isa, varying_keys  # noqa: E402
 from mapbench.results.store import CONFIG_KEYS  # noqa: E402
 from mapbench.results.summary import head_to_head, summaries  # noqa: E402
 
@@ -72,6 +70,35 @@ def _plain_shape(s: pd.DataFrame) -> pd.Series:
             & ((s.value_size == 8) | (s.family != "membership") | (s.strategy == "bloom")))
 
 
+def _at_newest_isa(s: pd.DataFrame) -> pd.DataFrame:
+    """The rows at the newest ISA among them (render.newest_isa): plots not about the ISA draw one."""
+    return s[s.isa == newest_isa(s.isa)]
+
+
+def _filtered(s: pd.DataFrame) -> pd.Series:
+    """Membership strategies with a filter in front of their map (bloom): they have hash functions."""
+    return s.nr_hash_funcs.notna()
+
+
+def _map_types(s: pd.DataFrame) -> pd.DataFrame:
+    """The plain map types of the membership family (hash, LRU, per-CPU, array): no filter in front."""
+    return s[(s.family == "membership") & ~_filtered(s)]
+
+
+def _most_measured(s: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """The rows with the most measured values of `columns` (the grid's default, where a few
+    configurations vary it)."""
+    if s.empty:
+        return s
+    key = s[list(columns)].astype(str).agg("|".join, axis=1)
+    return s[key == key.value_counts().idxmax()]
+
+
+def _type_order(strategy: str) -> tuple:
+    """Map types side by side: hashes before arrays, shared before per-CPU, plain before LRU."""
+    return "array" in strategy, "percpu" in strategy, "lru" in strategy
+
+
 def _kernel_engine(k: pd.DataFrame) -> str:
     """'Kernel engine, throughput mode': a kernel plot's title names the mode it draws (all_plots
     gives each set of kernel plots one mode)."""
@@ -81,9 +108,10 @@ def _kernel_engine(k: pd.DataFrame) -> str:
 
 def kernel_scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine: ns/op against map size per strategy, one panel per op and hit ratio."""
-    k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.strategy != "task_storage_maps") & _plain_shape(s)
-          & (s.nr_hash_funcs.isna() | (s.nr_hash_funcs == 3)) & ~((s.strategy == "bloom") & (s.value_size != 4))
-          & (s.key_distribution == "uniform")].copy()
+    k = _at_newest_isa(s[(s.engine == "kernel") & _plain_shape(s)])
+    k = k[k.groupby("strategy").map_size.transform("nunique") > 1]  # a strategy of one size makes no curve
+    k = pd.concat([k[~_filtered(k)], _most_measured(k[_filtered(k)], "nr_hash_funcs", "value_size")])
+    k = _most_measured(k, "key_distribution").copy()
     if k.empty or k.map_size.nunique() < 2:
         return []
     k["panel"] = [f"{op}" + (f", hit ratio {h:g}" if op == "lookup" else "") for op, h in zip(k.op, k.hit_ratio)]
@@ -95,14 +123,14 @@ def kernel_scaling(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 def map_types(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine lookups (all hits), 4-byte keys: ns/op per map type, one panel per map size,
     uniform and zipf keys side by side, with the 95 % CI as error bars."""
-    k = s[(s.engine == "kernel") & (s.isa == "v3") & (s.op == "lookup") & (s.hit_ratio == 1)
-          & (s.family == "membership") & (s.strategy != "bloom") & _plain_shape(s)]
+    k = _map_types(s[(s.engine == "kernel") & (s.op == "lookup") & (s.hit_ratio == 1) & _plain_shape(s)])
+    k = _at_newest_isa(k)
     k = k[k.groupby("map_size").strategy.transform("nunique") > 1]  # sizes with types side by side
     if k.empty:
         return []
     sizes = sorted(k.map_size.unique())
     kinds = sorted(k.key_distribution.unique())
-    types = list(dict.fromkeys(k.sort_values("strategy", key=lambda c: c.map(_TYPE_ORDER)).strategy))
+    types = sorted(k.strategy.unique(), key=_type_order)
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.6), squeeze=False, sharey=False)
     width = 0.8 / len(kinds)
     for ax, size in zip(axes.flat, sizes):
@@ -121,16 +149,13 @@ def map_types(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     return _save(fig, out_dir / "map_types")
 
 
-_TYPE_ORDER = {t: i for i, t in enumerate(("hash", "lru_hash", "percpu_hash", "lru_percpu_hash", "array",
-                                           "percpu_array"))}
-
-
 def key_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Kernel engine: ns/op against key size, one line per map type, one panel per op, size and
     key distribution."""
-    k = s[(s.engine == "kernel") & (s.family == "membership") & (s.strategy != "bloom") & (s.fill == 1)
-          & (s.value_size == 8) & (s.no_prealloc != True) & (s.isa == "v3") & (s.producers == 1)]  # noqa: E712
-    k = k[~k.strategy.str.contains("array")]  # arrays keep 4-byte index keys
+    k = _at_newest_isa(_map_types(s[(s.engine == "kernel") & (s.fill == 1) & (s.no_prealloc != True)  # noqa: E712
+                                    & (s.producers == 1)]))
+    k = _most_measured(k, "value_size")
+    k = k[k.groupby("strategy").key_size.transform("nunique") > 1]  # arrays keep 4-byte index keys
     if k.key_size.nunique() < 2:
         return []
     k = k[k.groupby(["op", "map_size", "key_distribution"]).key_size.transform("nunique") > 1].copy()
@@ -204,17 +229,19 @@ def churn_memory(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def batch_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Syscall engine, hash: ns per element against batch size, one panel per map size; the
-    element-by-element call of each op as a dashed line of the same colour."""
-    h = s[(s.engine == "syscall") & (s.strategy == "hash")]
+    """Syscall engine: ns per element against batch size, one panel per map size of each map type
+    batched at several sizes (the default grid: hash); the element-by-element call of each op as a dashed line."""
+    h = s[s.engine == "syscall"]
     batch = h[h.driver == "batch"]
-    if batch.empty or batch.batch_size.nunique() < 2:
+    batch = batch[batch.groupby("strategy").batch_size.transform("nunique") > 1]  # a type batched at one size: no curve
+    if batch.empty:
         return []
-    batch = batch.assign(panel=[f"hash, {int(n):,} entries" for n in batch.map_size])
+    batch = batch.assign(panel=[f"{t}, {int(n):,} entries" for t, n in zip(batch.strategy, batch.map_size)])
     elem = h[h.driver == "elem"]
 
     def elem_lines(ax, panel):
-        for r in elem[elem.map_size == panel.map_size.iloc[0]].itertuples():
+        first = panel.iloc[0]
+        for r in elem[(elem.map_size == first.map_size) & (elem.strategy == first.strategy)].itertuples():
             ax.axhline(r.median_ns_per_op, ls="--", lw=1, color="grey")
             ax.annotate(f"elem {r.op}", (panel.batch_size.max(), r.median_ns_per_op), ha="right", va="bottom",
                         fontsize=7, color="grey")
@@ -226,7 +253,7 @@ def batch_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def attached(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """runqslower: ns per scheduler event against live tasks, per pids in the hash."""
-    a = s[(s.engine == "attached") & (s.isa == "v3")]
+    a = _at_newest_isa(s[s.engine == "attached"])
     if a.empty or a.nr_tasks.nunique() < 2:
         return []
     swept = a.groupby("map_size").nr_tasks.nunique()
@@ -240,7 +267,8 @@ def bloom_fp(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     from mapbench.results.store import measured
 
     b = measured(df)
-    b = b[(b.strategy == "bloom") & b.bloom_fp_rate.notna() & (b.value_size == 4) & (b.hit_ratio == 0)]
+    b = b[b.bloom_fp_rate.notna() & (b.hit_ratio == 0)]
+    b = b[b.value_size == b.value_size.mode().min()]  # the most measured element size
     swept = b.groupby("map_size").nr_hash_funcs.nunique()
     b = b[b.map_size.isin(swept[swept > 1].index)]  # sizes measured at one k make no curve
     if b.empty:
@@ -346,9 +374,9 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
         return []
     paths = []
     # The kernel engine's own builds (the minimal reference is the report's table), one set of plots
-    # per mode: the first in MODE_ORDER here, the others in a folder named after theirs.
+    # per mode: the first in render.MODE_ORDER here, the others in a folder named after theirs.
     own = s[(s.engine == "kernel") & (s.implementation == "mapbench")]
-    modes = sorted(own["mode"].dropna().unique(), key=MODE_ORDER.index)
+    modes = sorted(own["mode"].dropna().unique(), key=mode_rank)
     for i, mode in enumerate(modes):
         for make in (kernel_scaling, map_types, key_sizes, scaling, churn_memory):
             paths += make(own[own["mode"] == mode], out_dir / mode if i else out_dir)

@@ -158,6 +158,34 @@ ENGINE_NOTES = {
                 "programs, net of empty programs on the same hooks (run stats beside it).",
     "reference": "reference engine: mapbench's native loops and a plain C loop over the same calls.",
 }
+
+
+def engine_note(engine: str, notes: dict[str, str] | None = None) -> str:
+    """What an engine's figures are (`notes`: each engine's own, default ENGINE_NOTES); an engine
+    without a note (one registered since, or by a test) is still shown."""
+    return (ENGINE_NOTES if notes is None else notes).get(
+        engine, f"{engine} engine: see `mapbench list` and docs/method.md for what its figures are.")
+
+
+# The kernel engine's modes in the order they are shown: the default first; mixed: before --mode.
+# A mode not named here (a new one, the attached engine's) comes after them.
+MODE_ORDER = ("throughput", "mixed", "latency")
+
+
+def mode_rank(mode) -> tuple:
+    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), str(mode))
+
+
+def isa_rank(isa) -> tuple:
+    """BPF ISAs (clang -mcpu) by version: v1 < v2 < v3 < v4."""
+    digits = "".join(ch for ch in str(isa) if ch.isdigit())
+    return (int(digits) if digits else -1, str(isa))
+
+
+def newest_isa(values: Iterable) -> str | None:
+    """The newest ISA among values: where a run measured several head to head (the default grid
+    compares v1, v2 and v3), conclusions and plots that are not about the ISA are drawn at it."""
+    return max((plain(v) for v in values if plain(v) is not None), key=isa_rank, default=None)
 STAT_NOTE = ("The CI is a 95 % bootstrap interval of the median, resampling loads, then samples. "
              "Ratios come from sides measured in the same loads, interleaved sample by sample: "
              "only they survive the drift of a shared machine between runs.")

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mapbench.measure.engines.kernel import MODES
 from mapbench.present import render
 from mapbench.results import across
 from mapbench.results.stats import WIDE_SPREAD_CV
-from mapbench.results.store import ENV_KEYS, config_key, measured
+from mapbench.results.store import ENV_KEYS, KERNEL_DEFAULTS, config_key, measured
 from mapbench.results.summary import CONTEXT_KEYS, head_to_head, load_ids, summaries
 
 KNEE = 0.05  # "stops paying": a 10x larger batch saves less than this share per element
@@ -48,6 +47,46 @@ def _r(r: dict) -> str:
     return render.fmt_ratio(r)
 
 
+def _sides(r: dict) -> tuple[dict, dict]:
+    return r["numerator_config"], r["denominator_config"]
+
+
+def _at_newest_isa(ratios: list[dict]) -> list[dict]:
+    """The ratios, both sides, at the newest ISA among them (render.newest_isa): a conclusion that
+    is not about the ISA is drawn at one."""
+    return _where(ratios, isa=render.newest_isa(c.get("isa") for r in ratios for c in _sides(r)))
+
+
+def _differ_in(ratios: list[dict], key: str) -> list[dict]:
+    """The ratios whose sides differ in `key` (and have it); the rest of the configuration may differ too."""
+    def differ(n, d):
+        return n.get(key) is not None and d.get(key) is not None and n[key] != d[key]
+    return [r for r in ratios if differ(*_sides(r))]
+
+
+def _filtered(c: dict) -> bool:
+    """A membership strategy with a filter in front of its map (bloom): it has hash functions."""
+    return c.get("nr_hash_funcs") is not None
+
+
+def _map_type(c: dict) -> bool:
+    """A plain map type of the membership family (hash, LRU, per-CPU, array): no filter in front."""
+    return c.get("family") == "membership" and not _filtered(c)
+
+
+def _most_measured(ratios: list[dict], *keys: str) -> list[dict]:
+    """The ratios whose numerator has the most measured values of `keys` among them (the grid's
+    default, where a few comparisons vary it)."""
+    counts: dict[tuple, int] = {}
+    for r in ratios:
+        value = tuple(str(r["numerator_config"].get(k)) for k in keys)
+        counts[value] = counts.get(value, 0) + 1
+    if not counts:
+        return []
+    usual = max(counts, key=counts.get)
+    return [r for r in ratios if tuple(str(r["numerator_config"].get(k)) for k in keys) == usual]
+
+
 def _mode(r: dict) -> str:
     """'throughput mode' or 'latency mode': what a kernel ratio's figures are (docs/method.md, "Modes")."""
     return render.config_label(r["numerator_config"], ["mode"])
@@ -62,9 +101,13 @@ def _by_mode(ratios: list[dict]) -> list[list[dict]]:
 
 
 def membership(ratios) -> list[str]:
+    """A filter in front of the map (bloom+hash) against the map alone: lookups at the filter's
+    and keys' most measured shape, and updates."""
     out = []
-    lookups = _where(ratios, engine="kernel", op="lookup", key_distribution="uniform", isa="v3",
-                     num_strategy="bloom", den_strategy="hash", num_nr_hash_funcs=3, num_value_size=4)
+    in_front = [r for r in _where(ratios, engine="kernel") if _filtered(r["numerator_config"])
+                and _map_type(r["denominator_config"])]
+    lookups = _most_measured(_at_newest_isa(_where(in_front, op="lookup")), "nr_hash_funcs", "value_size",
+                             "key_distribution")
     by_size: dict[tuple, list] = {}
     for r in sorted(lookups, key=lambda r: (_mode(r), r["numerator_config"]["map_size"],
                                             r["numerator_config"]["hit_ratio"])):
@@ -77,7 +120,7 @@ def membership(ratios) -> list[str]:
         out.append(f"**At {size:,} entries, {mode}, the bloom filter pays for hit ratios "
                    + (f"up to {max(paying):g}" if paying else "nowhere in the grid")
                    + f" (of {', '.join(f'{h:g}' for h, _ in hits)}).**")
-    for r in _where(ratios, engine="kernel", op="update", isa="v3", num_strategy="bloom", den_strategy="hash"):
+    for r in _at_newest_isa(_where(in_front, op="update")):
         out.append(f"Update, {r['numerator_config']['map_size']:,} entries, {_mode(r)}: keeping a bloom filter "
                    f"beside the hash costs bloom+hash / hash = {_r(r)} per update ({_verdict(r)}).")
     return out
@@ -127,22 +170,24 @@ def reference_table(ratios) -> list[str]:
 
 def modes(ratios) -> list[str]:
     """The comparisons measured in both modes: where latency mode reaches another conclusion than
-    throughput mode, in bold, and how many it does not change."""
+    throughput mode, in bold, and how many it does not change. The kernel engine's modes as the
+    rows have them, but for the one its rows from before --mode read as (neither mode's figure)."""
     pairs: dict[tuple, dict] = {}
     for r in ratios:
         n, d = r["numerator_config"], r["denominator_config"]
-        if n.get("engine") == "kernel" and n.get("mode") in MODES and n["implementation"] == d["implementation"]:
+        if (n.get("engine") == "kernel" and n.get("mode") not in (None, KERNEL_DEFAULTS["mode"])
+                and n["implementation"] == d["implementation"]):
             key = (config_key({**n, "mode": None}), config_key({**d, "mode": None}))
             pairs.setdefault(key, {})[n["mode"]] = r
-    both = [p for p in pairs.values() if len(p) == len(MODES)]
+    both = [{m: p[m] for m in sorted(p, key=render.mode_rank)} for p in pairs.values() if len(p) > 1]
     out = []
     for p in both:
         if len({_verdict(r) for r in p.values()}) > 1:
-            r = p[MODES[0]]
+            r = next(iter(p.values()))
             n, d = r["numerator_config"], r["denominator_config"]
             shared = render.config_label(n, [k for k in CONTEXT_KEYS if k != "mode" and n.get(k) == d.get(k)])
             out.append(f"**The mode changes the conclusion: {r['numerator']} / {r['denominator']}, {shared}: "
-                       + "; ".join(f"{_verdict(p[m])} in {m} mode, {_r(p[m])}" for m in MODES) + ".**")
+                       + "; ".join(f"{_verdict(p[m])} in {m} mode, {_r(p[m])}" for m in p) + ".**")
     if both:
         out.append(f"Of {len(both)} comparisons measured in both modes, {len(out)} reach another conclusion in "
                    "latency mode (each op waiting for the one before) than in throughput mode (independent ops "
@@ -169,38 +214,35 @@ def shapes(ratios, records) -> list[str]:
     """One line per choice of map type and shape: the ratio measured head to head, and this run's
     absolute figures beside it."""
     out = []
-    types = _where(ratios, engine="kernel", op="lookup", isa="v3", den_strategy="hash", den_no_prealloc=False)
-    types = [r for r in types if r["numerator_config"]["strategy"] != "hash"
-             and r["numerator_config"]["family"] == "membership" and r["numerator_config"]["strategy"] != "bloom"]
+    kernel = [r for r in _where(ratios, engine="kernel") if all(map(_map_type, _sides(r)))]
+    types = _at_newest_isa(_differ_in(_where(kernel, op="lookup", den_no_prealloc=False), "strategy"))
     by_context: dict[tuple, list] = {}
     for r in types:
         d = r["denominator_config"]
         by_context.setdefault((d["map_size"], d["key_size"], d["value_size"], d["key_distribution"], d["hit_ratio"],
-                               _mode(r)), []).append(r)
-    for (size, key, value, dist, hit, mode), rs in sorted(by_context.items(), key=lambda kv: str(kv[0])):
+                               _mode(r), d["strategy"]), []).append(r)
+    for (size, key, value, dist, hit, mode, base), rs in sorted(by_context.items(), key=lambda kv: str(kv[0])):
         out.append(f"Lookup at {size:,} entries, {key} B keys, {value} B values, {dist} keys, hit ratio {hit:g}, "
-                   f"{mode}, against hash: " + "; ".join(
+                   f"{mode}, against {base}: " + "; ".join(
                        f"{r['numerator_config']['strategy']} {_r(r)}{_ns_pair(records, r)}"
                        for r in sorted(rs, key=lambda r: r["numerator_config"]["strategy"])) + ".")
-    keyed = _where(ratios, engine="kernel", den_key_size=4, strategy="hash")
-    keyed = [r for r in keyed if r["numerator_config"]["key_size"] != 4]
+    same_type = [r for r in kernel if r["numerator_config"]["strategy"] == r["denominator_config"]["strategy"]]
     groups: dict[tuple, list] = {}
-    for r in keyed:
+    for r in _differ_in(same_type, "key_size"):
         d = r["denominator_config"]
-        groups.setdefault((d["op"], d["map_size"], d["key_distribution"], _mode(r)), []).append(r)
-    for (op, size, dist, mode), rs in groups.items():
-        out.append(f"hash {op} at {size:,} entries, {dist} keys, {mode}, by key size against 4 B keys: " + "; ".join(
+        groups.setdefault((d["strategy"], d["op"], d["map_size"], d["key_distribution"], _mode(r), d["key_size"]),
+                          []).append(r)
+    for (strategy, op, size, dist, mode, base), rs in groups.items():
+        out.append(f"{strategy} {op} at {size:,} entries, {dist} keys, {mode}, by key size against {base} B keys: "
+                   + "; ".join(
             f"{r['numerator_config']['key_size']} B: {_r(r)}"
             for r in sorted(rs, key=lambda r: r["numerator_config"]["key_size"])) + ".")
-    valued = [r for r in _where(ratios, engine="kernel", den_value_size=8, family="membership")
-              if r["numerator_config"]["value_size"] != 8
-              and r["numerator_config"]["strategy"] == r["denominator_config"]["strategy"]]
     groups = {}
-    for r in valued:
+    for r in _differ_in(same_type, "value_size"):
         d = r["denominator_config"]
-        groups.setdefault((d["strategy"], d["op"], d["map_size"], _mode(r)), []).append(r)
-    for (strategy, op, size, mode), rs in groups.items():
-        out.append(f"{strategy} {op} at {size:,} entries, {mode}, by value size against 8 B (the program reads or "
+        groups.setdefault((d["strategy"], d["op"], d["map_size"], _mode(r), d["value_size"]), []).append(r)
+    for (strategy, op, size, mode, base), rs in groups.items():
+        out.append(f"{strategy} {op} at {size:,} entries, {mode}, by value size against {base} B (the program reads or "
                    "writes the whole value): " + "; ".join(
                        f"{r['numerator_config']['value_size']} B: {_r(r)}"
                        for r in sorted(rs, key=lambda r: r["numerator_config"]["value_size"])) + ".")
@@ -288,16 +330,21 @@ def contention(ratios, records) -> list[str]:
     return out
 
 
+def _named(strategy: str) -> str:
+    return strategy.replace("_", " ")
+
+
 def per_task(ratios) -> list[str]:
+    """Task storage against a pid-keyed hash: the attached engine's strategies head to head on live
+    events, and the kernel engine's per-task family in a test run."""
     out = []
-    for r in sorted(_where(ratios, engine="attached", num_strategy="task_storage", den_strategy="pid_hash",
-                           isa="v3"),
+    for r in sorted(_at_newest_isa(_differ_in(_where(ratios, engine="attached"), "strategy")),
                     key=lambda r: (r["denominator_config"]["map_size"], r["denominator_config"]["nr_tasks"])):
-        d = r["denominator_config"]
+        n, d = _sides(r)
         out.append(f"**Per task, live scheduler events, {d['nr_tasks']} tasks switching, the hash holding "
-                   f"{d['map_size']:,} other pids: task storage / pid hash = {_r(r)} per event** "
-                   f"({_verdict(r)}).")
-    for r in _where(ratios, engine="kernel", num_strategy="task_storage", den_strategy="pid_hash", isa="v3"):
+                   f"{d['map_size']:,} other pids: {_named(n['strategy'])} / {_named(d['strategy'])} = {_r(r)} per "
+                   f"event** ({_verdict(r)}).")
+    for r in _at_newest_isa(_differ_in(_where(ratios, engine="kernel", family="per_task"), "strategy")):
         n = r["denominator_config"]["map_size"]
         out.append(f"Per task in a test run, one task, {_mode(r)}: getting the current task's record from task "
                    f"storage / getting a random one of {n:,} pids from a pid-keyed hash = {_r(r)}. Task storage here "
@@ -311,14 +358,14 @@ def article(ratios, df: pd.DataFrame) -> list[str]:
     Experiments with BPF Program Performance", P99 CONF 2023): BPF ISAs, and task storage spread
     over several maps on one task."""
     out = []
-    for r in _where(ratios, den_isa="v1"):
+    for r in _differ_in(ratios, "isa"):
         n, d = r["numerator_config"], r["denominator_config"]
-        if n["isa"] == d["isa"] or n["strategy"] != d["strategy"]:
+        if n["strategy"] != d["strategy"]:
             continue
         mode = f", {_mode(r)}" if n["engine"] == "kernel" else ""
-        out.append(f"ISA, {n['engine']} {n['strategy']} at {n['map_size']:,}{mode}: {n['isa']} / v1 = {_r(r)} "
+        out.append(f"ISA, {n['engine']} {n['strategy']} at {n['map_size']:,}{mode}: {n['isa']} / {d['isa']} = {_r(r)} "
                    f"({_verdict(r, 'faster', 'slower')}).")
-    for counts in _by_mode(_where(ratios, num_strategy="task_storage_maps", den_strategy="pid_hash")):
+    for counts in _by_mode(_differ_in(_where(ratios, num_family="map_count"), "strategy")):
         series = "; ".join(f"{r['numerator_config']['nr_maps']} maps: {_r(r)}"
                            for r in sorted(counts, key=lambda r: r["numerator_config"]["nr_maps"]))
         dearer = [r["numerator_config"]["nr_maps"] for r in counts if _verdict(r) == "dearer"]
@@ -326,16 +373,19 @@ def article(ratios, df: pd.DataFrame) -> list[str]:
                    f"{counts[0]['denominator_config']['map_size']:,} pids: {series}. Task storage "
                    + (f"costs more than the hash from {min(dearer)} maps on (the kernel caches 16 storages "
                       "per task)." if dearer else "stays cheaper up to the largest count measured."))
-    for funcs in _by_mode(_where(ratios, num_strategy="bloom", den_strategy="bloom", den_nr_hash_funcs=1)):
-        out.append(f"Bloom filter lookups of absent keys by hash functions, {_mode(funcs[0])}, k / k=1: " + "; ".join(
+    filters = [r for r in ratios if all(map(_filtered, _sides(r)))]
+    for funcs in _by_mode(_differ_in(filters, "nr_hash_funcs")):
+        out.append(f"Bloom filter lookups of absent keys by hash functions, {_mode(funcs[0])}, k / "
+                   f"k={funcs[0]['denominator_config']['nr_hash_funcs']}: " + "; ".join(
             f"k={r['numerator_config']['nr_hash_funcs']}: {_r(r)}"
             for r in sorted(funcs, key=lambda r: r["numerator_config"]["nr_hash_funcs"])) + ".")
-    sized = _where(ratios, num_strategy="bloom", den_strategy="bloom", den_value_size=4)
-    for elems in _by_mode([r for r in sized if r["numerator_config"]["value_size"] != 4]):
-        out.append(f"Bloom filter lookups of absent keys by element size, {_mode(elems[0])}, against 4 B: " + "; ".join(
+    for elems in _by_mode(_differ_in(filters, "value_size")):
+        out.append(f"Bloom filter lookups of absent keys by element size, {_mode(elems[0])}, against "
+                   f"{elems[0]['denominator_config']['value_size']} B: " + "; ".join(
             f"{r['numerator_config']['value_size']} B: {_r(r)}"
             for r in sorted(elems, key=lambda r: r["numerator_config"]["value_size"])) + ".")
-    bloom = df[(df.strategy == "bloom") & df.bloom_fp_theory.notna() & (df.hit_ratio == 0) & (df.value_size == 4)]
+    bloom = df[df.bloom_fp_theory.notna() & (df.hit_ratio == 0)]
+    bloom = bloom[bloom.value_size == bloom.value_size.mode().min()]  # the most measured element size
     by_k = bloom.groupby(["map_size", "nr_hash_funcs"]).agg(fp=("bloom_fp_rate", "mean"),
                                                               theory=("bloom_fp_theory", "mean"))
     if len(by_k) > 1:
@@ -349,13 +399,14 @@ def article(ratios, df: pd.DataFrame) -> list[str]:
 def syscalls(ratios, df: pd.DataFrame) -> list[str]:
     out = []
     groups: dict[str, list] = {}
-    for r in _where(ratios, engine="syscall", den_driver="elem", strategy="hash"):
-        groups.setdefault(r["comparison"], []).append(r)
+    for r in _where(ratios, engine="syscall", den_driver="elem", num_driver="batch"):
+        if r["numerator_config"]["strategy"] == r["denominator_config"]["strategy"]:
+            groups.setdefault(r["comparison"], []).append(r)
     for rs in groups.values():
         rs = sorted(rs, key=lambda r: r["numerator_config"]["batch_size"] or 0)
         c = rs[0]["denominator_config"]
         best = min(rs, key=lambda r: r["ratio"] or np.inf)
-        text = (f"hash {c['op']}, {c['map_size']:,} entries: batches of n / one syscall per element: "
+        text = (f"{c['strategy']} {c['op']}, {c['map_size']:,} entries: batches of n / one syscall per element: "
                 + "; ".join(f"{r['numerator_config']['batch_size']:,}: {r['ratio']:.2f}" for r in rs)
                 + f". Best: batches of {best['numerator_config']['batch_size']:,}, {_r(best)}")
         steps = [(a["numerator_config"]["batch_size"], a["ratio"], b["ratio"]) for a, b in zip(rs, rs[1:])]
@@ -364,12 +415,13 @@ def syscalls(ratios, df: pd.DataFrame) -> list[str]:
             text += (f"; batching stops paying at about {knee:,} entries per call (a 10x larger batch saves "
                      f"less than {KNEE:.0%} per element)")
         out.append(text + ".")
-    types = _where(ratios, engine="syscall", den_strategy="hash", den_map_size=100000)
-    types = [r for r in types if r["numerator_config"]["strategy"] != "hash"]
-    if types:
-        out.append("Other map types against a hash of the same size, same op and driver: " + "; ".join(
+    types: dict[str, list] = {}
+    for r in _differ_in(_where(ratios, engine="syscall"), "strategy"):
+        types.setdefault(r["denominator_config"]["strategy"], []).append(r)
+    for base, rs in types.items():
+        out.append(f"Other map types against a {base} of the same size, same op and driver: " + "; ".join(
             f"{r['numerator_config']['strategy']} {render.config_label(r['numerator_config'], ['op', 'driver'])}: "
-            f"{_r(r)}" for r in types) + ".")
+            f"{_r(r)}" for r in rs) + ".")
     refs = _where(ratios, engine="reference", num_implementation="mapbench", den_implementation="c")
     if refs:
         out.append("mapbench's native loops / a plain C loop over the same calls: " + "; ".join(
@@ -395,23 +447,24 @@ def steadiness(df: pd.DataFrame) -> list[str]:
     return out
 
 
-def write_report(table, path: Path, title: str, plots: list[Path] = ()) -> Path:
-    path.write_text(report_markdown(table.to_pandas(), title, plots, path.parent))
+def write_report(table, path: Path, title: str, plots: list[Path] = (),
+                 engine_notes: dict[str, str] | None = None) -> Path:
+    path.write_text(report_markdown(table.to_pandas(), title, plots, path.parent, engine_notes))
     return path
 
 
-def report_markdown(df_all: pd.DataFrame, title: str, plots: list[Path] = (), base: Path = Path(".")) -> str:
+def report_markdown(df_all: pd.DataFrame, title: str, plots: list[Path] = (), base: Path = Path("."),
+                    engine_notes: dict[str, str] | None = None) -> str:
     """The report of a result set: one part per machine, every conclusion scoped to the machine
     and kernel it was measured on; with several machines, first the conclusions across them.
-    `base`: where the report goes (plots are linked relative to it)."""
+    `base`: where the report goes (plots are linked relative to it); `engine_notes`: what each
+    engine's figures are (default render.ENGINE_NOTES)."""
     parts = [(m, rows, *machine_part(rows, plots, base)) for m, rows in across.by_machine(df_all)]
+    engines = df_all["engine"].dropna().unique()
     lines = [f"# {title}", "",
-             "Kernel engine: nanoseconds per map operation inside a BPF program, net of a control build "
-             "that runs the same loop and key stream without the map operation. Syscall engine: "
-             "nanoseconds per element from user space, timed in native code. Attached engine: "
-             "nanoseconds per scheduler event of the load generator's tasks, timed inside the programs, "
-             "net of empty programs. Medians with "
-             "95 % bootstrap CIs (loads resampled, then samples). How each is measured: docs/method.md.", "",
+             " ".join(render.engine_note(e, engine_notes) for e in engines)
+             + " Medians with 95 % bootstrap CIs (loads resampled, then samples). How each is measured: "
+             "docs/method.md.", "",
              "Every conclusion below is a ratio of sides measured head to head: loaded together and run "
              "sample by sample in rotating order, in one run. Absolute figures drift between runs and "
              "machines of this kind (by 1.1x to 2.6x between two VMs); ratios measured this way do not "
