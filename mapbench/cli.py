@@ -429,7 +429,7 @@ def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, i
                 as_json):
     """One configuration over runs: median and CI per run, by kernel and machine, and the runs
     where its level shifted (change points) with what changed in the environment."""
-    from mapbench.measure.strategies import parse_size
+    from mapbench.measure.values import parse_size
     from mapbench.results import history
 
     given = {"engine": engine, "strategy": strategy, "map_size": parse_size(size) if size else None, "op": op,

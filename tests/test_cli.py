@@ -142,7 +142,7 @@ def test_run_prints_json_and_writes_one_row_per_sample(tmp_path):
     table = results.read(out)
     # 4 samples (1 warm-up) of the strategy and of the control
     assert table.num_rows == 8
-    assert pq.read_metadata(out).schema.to_arrow_schema().metadata[results.SCHEMA_KEY] == b"2"
+    assert pq.read_metadata(out).schema.to_arrow_schema().metadata[results.SCHEMA_KEY] == b"3"
     env = table.to_pylist()[0]
     assert env["kernel_release"] and env["host"] and env["libbpf_version"].startswith("1.")
     assert env["machine"] and env["machine_name"] and env["thp_enabled"] and env["cpu_vulnerabilities"]

@@ -110,17 +110,17 @@ def test_rows_from_before_fingerprints_read_with_what_they_recorded_and_unknown_
         assert row[column] is None, column
 
 
-def test_schema_version_2_is_written_and_1_and_2_are_read(tmp_path):
-    assert results.SCHEMA_VERSION == "2" and results.READABLE_VERSIONS == ("1", "2")
+def test_schema_version_3_is_written_and_1_to_3_are_read(tmp_path):
+    assert results.SCHEMA_VERSION == "3" and results.READABLE_VERSIONS == ("1", "2", "3")
     path = results.write(tmp_path / "r.parquet", results.read(INTEL), append=False)
-    assert pq.read_schema(path).metadata[results.SCHEMA_KEY] == b"2"
+    assert pq.read_schema(path).metadata[results.SCHEMA_KEY] == b"3"
     assert results.read(path).equals(results.read(INTEL))
     future = tmp_path / "future" / "f.parquet"
     future.parent.mkdir()
-    pq.write_table(pq.read_table(INTEL).replace_schema_metadata({results.SCHEMA_KEY: b"3"}), future)
-    with pytest.raises(BadInput, match="schema version 3; this mapbench reads versions 1, 2"):
+    pq.write_table(pq.read_table(INTEL).replace_schema_metadata({results.SCHEMA_KEY: b"4"}), future)
+    with pytest.raises(BadInput, match="schema version 4; this mapbench reads versions 1, 2, 3"):
         results.read(future)
-    with pytest.raises(BadInput, match="schema version 3"):
+    with pytest.raises(BadInput, match="schema version 4"):
         dataset.check(future.parent)
 
 

@@ -132,6 +132,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("position", pa.int32(), SAMPLE, "the side's place in its comparison (0: the denominator)"),
     _c("run_order", pa.int32(), SAMPLE),
     _c("instance", pa.int32(), LOAD),
+    _c("load_id", pa.string(), SAMPLE, "run/comparison/load: one load of one comparison, never pooled with another's"),
+    _c("load_started_at", pa.timestamp("us", tz="UTC"), SAMPLE, "when its load began (loads are spread over the run)"),
     _c("sample", pa.int32(), SAMPLE),
     _c("warmup", pa.bool_(), SAMPLE),
     _figure("ops", pa.int64(), doc="attempted"),

@@ -17,13 +17,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mapbench.errors import BadInput
+from mapbench.measure import machine
 from mapbench.results import columns
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SCHEMA_KEY = b"mapbench.schema_version"
 # Versions this mapbench reads. 1: before machine fingerprints; its rows read with the id and
 # name derived from what they recorded (machine.legacy_id), the other fingerprint columns null.
-READABLE_VERSIONS = ("1", "2")
+READABLE_VERSIONS = ("1", "2", "3")
 
 # Rows are dicts with the registry's columns (missing ones are null); every list below is derived from it.
 FIELDS = [(c.name, c.type) for c in columns.COLUMNS]
@@ -46,8 +47,7 @@ PREALLOC_CHOICE = ("hash", "percpu_hash")
 KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = columns.named(columns.ENVIRONMENT)
-# What a row without a fingerprint (schema 1) recorded of its machine: its legacy id's inputs.
-LEGACY_MACHINE_KEYS = ["host", "cpu_model", "nr_cpus"]
+LEGACY_MACHINE_KEYS = list(machine.LEGACY_MACHINE_KEYS)
 # A load: samples of one load share its maps and hash seeds, so they are not independent.
 LOAD_KEYS = ["run_id", *columns.named(columns.LOAD)]
 

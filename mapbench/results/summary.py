@@ -23,8 +23,13 @@ def _frame(table: pa.Table | pd.DataFrame) -> pd.DataFrame:
 
 
 def load_ids(df: pd.DataFrame) -> pd.Series:
-    """One label per load: a load of another run is another load, whatever its index."""
-    return df["run_id"].astype(str) + "/" + df["instance"].fillna(0).astype(int).astype(str)
+    """One label per load: its load_id (run/comparison/load); for rows from before load_id, the
+    same from their columns. A load of another run or another comparison is another load,
+    whatever its index: the same configuration measured in several comparisons has the loads of
+    them all."""
+    comparison = df["comparison"].fillna("").astype(str).str.rpartition("/")[2] if "comparison" in df else ""
+    derived = df["run_id"].astype(str) + "/" + comparison + "/" + df["instance"].fillna(0).astype(int).astype(str)
+    return df["load_id"].fillna(derived) if "load_id" in df else derived
 
 
 def summaries(table: pa.Table | pd.DataFrame) -> list[dict]:
