@@ -462,7 +462,9 @@ def history_cmd(root, engine, strategy, size, op, driver, hit_ratio, key_size, i
     err.print(f"{len(series)} configuration(s), {sum(len(s['runs']) for s in series)} run(s); the query took "
               f"{timings['query_s']:.2f} s, the per-run medians and CIs {timings['summaries_s']:.2f} s")
     if plot_path:
-        for p in history.plot(series, Path(plot_path)):
+        from mapbench.present.plots import history_plot
+
+        for p in history_plot(series, Path(plot_path)):
             err.print(f"plot: {p}")
 
 

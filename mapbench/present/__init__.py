@@ -1,0 +1,1 @@
+"""Presentation: terminal tables, the Markdown report and the plots. docs/architecture.md."""

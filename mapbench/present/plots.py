@@ -385,3 +385,25 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths += bloom_fp(df, out_dir)
     paths += head_to_head_plot(head_to_head(df), out_dir)
     return paths
+
+
+def history_plot(series: list[dict], path: Path) -> list[Path]:
+    """`mapbench history --plot`: median and CI per run over time (results.history's series),
+    one panel per configuration, coloured by kernel; steps as vertical lines."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(len(series), 1, figsize=(9, 3 * len(series)), squeeze=False)
+    for ax, s in zip(axes.flat, series):
+        runs = pd.DataFrame(s["runs"])
+        kernels = sorted(runs.kernel_release.astype(str).unique())
+        for kernel, colour in zip(kernels, sns.color_palette(n_colors=len(kernels))):
+            k = runs[runs.kernel_release.astype(str) == kernel]
+            ax.errorbar(k.index, k["median"], yerr=[k["median"] - k.ci_low, k.ci_high - k["median"]], fmt="o",
+                        ms=3, color=colour, label=f"kernel {kernel}", capsize=2)
+        for step in s["steps"]:
+            ax.axvline(step.index - 0.5, color="red", ls="--", lw=1)
+        ax.set_title(s["label"], fontsize=9)
+        ax.set_xlabel("run (in time order)")
+        ax.set_ylabel("ns per op (median, 95 % CI)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

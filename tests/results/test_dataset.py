@@ -16,7 +16,7 @@ from mapbench.errors import BadInput
 from mapbench.results import dataset, history
 from mapbench.results import store as results
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("make_dataset", ROOT / "data" / "fixtures" / "make_dataset.py")
 make_dataset = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_dataset)

@@ -21,7 +21,7 @@ from mapbench.measure.environment import run_environment
 from mapbench.results import dataset, diff, history
 from mapbench.results import store as results
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "data" / "results"
 AMD = RESULTS / "kernel=6.18.44-fc-v782" / "machine=legacy-amd-epyc-2cpu-vm" / "20261123T200705Z-d1bc4fe0.parquet"
 INTEL = ROOT / "data" / "fixtures" / "intel_xeon.parquet"

@@ -15,7 +15,7 @@ from conftest import run_cli
 from mapbench.errors import BadInput
 from mapbench.measure import children, matrix
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parents[2]
 TINY = """[measure]
 samples = 1
 instances = 1

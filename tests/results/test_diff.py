@@ -14,7 +14,7 @@ from conftest import run_cli
 from mapbench.results import diff
 from mapbench.results import store as results
 
-FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "fixtures"
 _spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
 make_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(make_fixtures)

@@ -94,7 +94,7 @@ def test_older_files_read_as_the_configurations_they_measured():
     from mapbench.measure.strategies import STRATEGIES
 
     assert set(results.PREALLOC_CHOICE) == {s.name for s in STRATEGIES.values() if "no_prealloc" in s.params}
-    real = Path(__file__).resolve().parent.parent / "data" / "fixtures" / "real" / "first.parquet"
+    real = Path(__file__).resolve().parents[2] / "data" / "fixtures" / "real" / "first.parquet"
     df = results.read(real).to_pandas()
     hashes = df[(df.engine == "kernel") & (df.strategy == "hash")]
     assert (hashes.no_prealloc == False).all()  # noqa: E712

@@ -11,7 +11,7 @@ from mapbench.results import diff
 from mapbench.results import store as results
 from mapbench.results.store import config_key
 
-REAL = Path(__file__).resolve().parent.parent / "data" / "fixtures" / "real"
+REAL = Path(__file__).resolve().parents[2] / "data" / "fixtures" / "real"
 
 
 @pytest.fixture(scope="module")
