@@ -14,6 +14,7 @@ so an error or a kill loses no finished load. See docs/architecture.md.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import os
 import random
@@ -29,7 +30,7 @@ import pyarrow as pa
 
 from mapbench.binding.libbpf import require_bpf_privilege
 from mapbench.errors import BadInput, MapbenchError, Unsupported
-from mapbench.measure import sweep
+from mapbench.measure import interference, sweep
 from mapbench.measure.cpus import pinned_to, resolve_cpu, rotation
 from mapbench.measure.engine import Comparison, Engine, Host, MeasureOptions, NotMeasured, options_for
 from mapbench.measure.engines import attached, kernel, reference, syscall
@@ -273,12 +274,15 @@ def execute(p: Plan, write: Callable[[list[Row]], None], progress: Progress | No
 def measure_load(p: Plan, load: Load, calibration, on_sample: Callable[[], None]) -> tuple[list[Row], object]:
     """One load of one comparison: every side's build and one control build per control key,
     loaded together, calibrated (on the comparison's first load), sampled in rotating order;
-    each side's figures net of its control's medians in this load."""
+    each side's figures net of its control's medians in this load. A take of a sample that
+    interference hit (steal, preemption, migration, CPU pressure) is taken again in its place,
+    warm-up samples aside (docs/method.md, "Interference")."""
     c = p.comparisons[load.comparison]
     engine, opts = ENGINES[c.engine], c.opts
     sides = list(c.measured)
     started = dt.datetime.now(dt.timezone.utc)
     with ExitStack() as stack:
+        probe = stack.enter_context(interference.Probe(p.cpu))  # on this, the measuring thread
         session = stack.enter_context(engine.session(sides, opts, p.host))
         builds = [(position, stack.enter_context(engine.open(spec, False, load.number)))
                   for position, spec in enumerate(sides)]
@@ -291,20 +295,25 @@ def measure_load(p: Plan, load: Load, calibration, on_sample: Callable[[], None]
         calibration = engine.calibrate([b for _, b in every], opts, calibration)
         taken: dict[int, list] = {id(b): [] for _, b in every}
         for number in range(opts.warmup + opts.samples):
+            retakes = 0 if number < opts.warmup else interference.MAX_RETAKES  # warm-ups are never summarised
             for order, (_, b) in enumerate(rotation(every, number)):
-                taken[id(b)].append((order, engine.sample(b, number, calibration, session), load_avg_1m()))
+                s, seen, retaken = probe.take(functools.partial(engine.sample, b, number, calibration, session),
+                                              retakes)
+                taken[id(b)].append((order, s, load_avg_1m(), {**seen.columns(), "retakes": retaken,
+                                                               "interfered": seen.hit}))
                 on_sample()
-    medians = {key: _medians(engine, [s for _, s, _ in taken[id(b)][opts.warmup:]]) for key, b in controls.items()}
+    medians = {key: _medians(engine, [s for _, s, _, _ in taken[id(b)][opts.warmup:]]) for key, b in controls.items()}
     common = {"comparison": f"{p.run_id}/{load.comparison}", "instance": load.number,
               "load_id": f"{p.run_id}/{load.comparison}/{load.number}", "load_started_at": started,
               "status": "ok", "message": ""}
     rows = []
     for position, b in every:
         control = None if position is None else medians.get(b.spec.control_key())
-        for number, (order, s, load_avg) in enumerate(taken[id(b)]):
+        for number, (order, s, load_avg, seen) in enumerate(taken[id(b)]):
             for r in engine.rows(b, s, control):
                 rows.append(_frozen({"cpu": p.cpu, **common, **r, "position": position, "run_order": order,
-                                     "sample": number, "warmup": number < opts.warmup, "load_avg_1m": load_avg}))
+                                     "sample": number, "warmup": number < opts.warmup, "load_avg_1m": load_avg,
+                                     **seen}))
     return rows, calibration
 
 

@@ -447,6 +447,23 @@ def steadiness(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def interference(df: pd.DataFrame) -> list[str]:
+    """How many measured samples were re-taken for interference, how many takes that discarded
+    and how many kept takes were hit all the same (docs/method.md, "Interference"). Rows from
+    before the columns (retakes null) say nothing."""
+    if "retakes" not in df:
+        return []
+    taken = df[df.retakes.notna() & ~df.warmup.fillna(False).astype(bool)]  # warm-ups are never re-taken
+    taken = taken[taken["producer"].fillna(0) == 0] if "producer" in taken else taken  # a row per producer
+    if taken.empty:
+        return []
+    retaken, discarded = int((taken.retakes > 0).sum()), int(taken.retakes.sum())
+    still = int(taken.interfered.fillna(False).astype(bool).sum())
+    return [f"{retaken} of {len(taken)} samples re-taken for interference (steal, preemption, migration, "
+            f"pressure): {discarded} takes discarded; {still} kept although hit (their retakes ran out; "
+            "flagged `interfered`)."]
+
+
 def write_report(table, path: Path, title: str, plots: list[Path] = (),
                  engine_notes: dict[str, str] | None = None) -> Path:
     path.write_text(report_markdown(table.to_pandas(), title, plots, path.parent, engine_notes))
@@ -486,6 +503,7 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     lines += [f"- {c}: {across.joined(df_rows, c)}" for c in ENV_KEYS]
     lines += [f"- rows by status: {status}", "", "## How steady this run was", ""]
     lines += [f"- {s}" for s in steadiness(df_rows)] or ["- (one load per configuration: no spread to show)"]
+    lines += [f"- {s}" for s in interference(df_rows)]
     lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
     found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
              + contention(ratios, records) + per_task(ratios)

@@ -180,6 +180,14 @@ COLUMNS: tuple[Column, ...] = (
     _figure("delay_hist", pa.list_(pa.int64())),
     _c("cpu", pa.int32(), SAMPLE),
     _c("load_avg_1m", pa.float64(), SAMPLE),
+    # Interference over the kept take of a sample (measure/interference.py; docs/method.md,
+    # "Interference"); rows from before these columns read as null.
+    _c("steal_ticks", pa.int64(), SAMPLE, "the measuring CPU's steal in USER_HZ ticks (/proc/stat) during the sample"),
+    _c("involuntary_switches", pa.int64(), SAMPLE, "the measuring thread's involuntary context switches during it"),
+    _c("migrations", pa.int64(), SAMPLE, "the measuring thread's migrations during it (it is pinned: 0 expected)"),
+    _c("cpu_pressure_us", pa.int64(), SAMPLE, "µs some task waited for a CPU during it (/proc/pressure/cpu some)"),
+    _c("retakes", pa.int64(), SAMPLE, "takes of this sample discarded for interference before this one"),
+    _c("interfered", pa.bool_(), SAMPLE, "the kept take was hit too (its retakes ran out, or a warm-up)"),
     _c("status", pa.string(), STATUS),
     _c("message", pa.string(), STATUS),
 )
