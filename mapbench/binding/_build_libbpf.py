@@ -218,6 +218,7 @@ void mb_log_capture(void);
 size_t mb_log_take(char *buf, size_t size);
 int mb_pidfd_open(int pid);
 long long mb_pingpong(int nr_tasks, double seconds);
+__u64 mb_chase(void **start, __u64 steps, void **end);
 """
 )
 

@@ -349,3 +349,22 @@ long long mb_pingpong(int nr_tasks, double seconds)
 	free(threads);
 	return err ? err : rounds;
 }
+
+/*
+ * The memory engine's pointer chase (docs/method.md, "Memory latency"): `steps` dependent
+ * loads through a cycle of pointers laid out by the caller, each load's address the value the
+ * load before it read, so that no two loads overlap and the time per step is the latency of
+ * wherever the working set sits. Times itself with CLOCK_MONOTONIC; writes where it stopped to
+ * *end, so the chain is used and cannot be dropped by the compiler. Returns the elapsed ns.
+ */
+__u64 mb_chase(void **start, __u64 steps, void **end)
+{
+	void **p = start;
+	__u64 began = mb_now_ns(), i;
+
+	for (i = 0; i < steps; i++)
+		p = (void **)*p;
+	began = mb_now_ns() - began;
+	*end = p;
+	return began;
+}

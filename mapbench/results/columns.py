@@ -70,6 +70,15 @@ def _mode(c: dict) -> str:
         c["mode"], f"{c['mode']} mode")
 
 
+def _binary(n) -> str:
+    """A byte count in the largest binary unit it is a whole number of: 32 KiB, 1 GiB, 1536 B."""
+    n = int(n)
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
 # In the order of the Parquet schema: columns are only ever appended.
 COLUMNS: tuple[Column, ...] = (
     _c("run_id", pa.string(), RUN),
@@ -170,6 +179,11 @@ COLUMNS: tuple[Column, ...] = (
     _figure("entries_held", pa.int64(), "median", "after the sample, counted from successful inserts and deletes"),
     _figure("bytes_per_entry", pa.float64(), doc="the cgroup's usage / entries held"),
     _figure("fdinfo_bytes_per_entry", pa.float64(), "median", "fdinfo memlock / entries held"),
+    # the memory engine (measure/engines/memory.py): a pointer chase through a working set
+    _config("working_set_bytes", pa.int64(), lambda c: f"{_binary(c['working_set_bytes'])} working set",
+            "memory engine: the pointer chase's working set in bytes", context=True),
+    _figure("huge_page_share", pa.float64(), "mean", "memory engine: the share of the working set on transparent "
+            "huge pages (/proc/self/smaps AnonHugePages)"),
     _figure("events_per_s", pa.float64(), "median"),
     _figure("cpu_overhead_share", pa.float64(), "median"),
     _figure("run_stats_ns_per_event", pa.float64(), "median"),
@@ -198,7 +212,7 @@ COLUMNS: tuple[Column, ...] = (
 CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
-    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode")
+    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
