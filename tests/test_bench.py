@@ -43,9 +43,11 @@ def test_bench_pipeline_writes_results_report_and_plots(tmp_path):
         assert "hash lookup at 1,000 entries, 2 producers" in report and "beside 1 writing (update)" in report
     assert "8 %" not in report  # no fixed claim about drift: the run says what it measured
     plots = {p.name for p in (tmp_path / "reports" / f"{parquet.stem}-plots").iterdir()}
-    for name in ("kernel_scaling", "map_types", "key_sizes", "batch_sizes", "attached", "bloom_fp", "head_to_head",
-                 "churn_memory", *(["scaling"] if len(os.sched_getaffinity(0)) > 1 else [])):
+    for name in ("kernel_scaling", "map_types", "key_sizes", "batch_sizes", "attached", "bloom_fp",
+                 "question-kernel-hash-strategy-bloom", "churn_memory",
+                 *(["scaling"] if len(os.sched_getaffinity(0)) > 1 else [])):
         assert {f"{name}.png", f"{name}.svg"} <= plots, name
+    assert "## Which map, here" in report and "[plot](" in report  # a plot per question, linked from the opening
 
 
 @pytest.mark.kernel

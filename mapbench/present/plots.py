@@ -4,9 +4,11 @@ labels from render.config_label."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
+import matplotlib.lines
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display here or in CI
@@ -16,8 +18,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from mapbench.present.render import config_label, mode_rank, newest_isa, varying_keys  # noqa: E402
-from mapbench.results.store import CONFIG_KEYS  # noqa: E402
+from mapbench.present.render import (  # noqa: E402
+    config_label,
+    fmt_bytes,
+    mode_rank,
+    newest_isa,
+    question_slug,
+    questions,
+    varying_keys,
+)
+from mapbench.results.across import by_machine, scope  # noqa: E402
+from mapbench.results.store import CONFIG_KEYS, measured  # noqa: E402
 from mapbench.results.summary import head_to_head, summaries  # noqa: E402
 
 
@@ -298,30 +309,112 @@ def _ratio_rows(ax, labels: list[str], ratios: list[tuple], colours: list[str]) 
     ax.invert_yaxis()
 
 
-def head_to_head_plot(ratios: list[dict], out_dir: Path) -> list[Path]:
-    """Every ratio of the run with its paired, load-clustered 95 % CI, one panel per engine."""
-    ratios = [r for r in ratios if r["ratio"] is not None]
-    if not ratios:
+def _side_colour(r: dict) -> str:
+    """Green: the CI lies below 1 (the first side cheaper); red: above; grey: it holds 1."""
+    return "tab:green" if r["ci_high"] < 1 else "tab:red" if r["ci_low"] > 1 else "tab:grey"
+
+
+def _ratio_axis(ax, low: float, high: float) -> None:
+    """A log ratio axis with few enough ticks to read: 1-2-5 steps within about a decade, decades beyond."""
+    ax.set_xscale("log")
+    subs = (1, 2, 5) if high / low < 20 else (1,)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.axvline(1.0, color="black", lw=1)
+
+
+def question_plot(q: dict, machine: str, out_dir: Path) -> list[Path]:
+    """One question (render.questions): each of its ratios with its paired 95 % CI, a panel per
+    mode sharing one row per point (what tells the points apart: size, hit ratio, op), and,
+    where the question has several first sides (map types against hash), a colour per side,
+    its marker hollow where the CI holds 1. Sized by its rows, so labels read at normal size."""
+    rs = [r for r in q["ratios"] if r["ratio"] is not None]
+    if not rs:
         return []
-    by_engine: dict[str, list] = {}
-    for r in ratios:
-        by_engine.setdefault(r["numerator_config"]["engine"], []).append(r)
-    heights = [len(v) for v in by_engine.values()]
-    fig, axes = plt.subplots(len(by_engine), 1, figsize=(9, 0.26 * sum(heights) + 1.4 * len(heights)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
-    for ax, (engine, rs) in zip(axes.flat, by_engine.items()):
-        labels = [f"{r['context'].removeprefix(engine + ' ')}: {r['numerator']} / {r['denominator']}" for r in rs]
-        colours = ["tab:green" if r["ci_high"] < 1 else "tab:red" if r["ci_low"] > 1 else "tab:grey" for r in rs]
-        _ratio_rows(ax, labels, [(r["ratio"], r["ci_low"], r["ci_high"]) for r in rs], colours)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_title(f"{engine} engine", fontsize=10)
-    axes.flat[-1].set_xlabel("ratio of medians, sides in the same loads (95 % paired CI, log scale); "
-                             "green: cheaper, red: dearer")
-    fig.suptitle("Head to head: each side against the first side of its comparison", y=1.0)
+    nums = list(dict.fromkeys(r["numerator"] for r in rs))
+    hue = len(nums) > 1 and bool(q["context"])  # several sides at each point: a colour each
+    row_of = (lambda r: config_label(r["numerator_config"], q["context"])) if q["context"] else \
+        (lambda r: r["numerator"])
+    rows = list(dict.fromkeys(row_of(r) for r in rs))
+    modes = sorted({config_label(r["numerator_config"], ["mode"]) for r in rs},
+                   key=lambda m: mode_rank(m.split(" ")[0]))
+    step = 0.22 + (0.1 * len(nums) if hue else 0.08)  # inches per row
+    fig, axes = plt.subplots(1, len(modes), figsize=(3.0 + 3.2 * len(modes), 1.3 + step * len(rows)),
+                             squeeze=False, sharey=True, sharex=True)
+    colours = dict(zip(nums, sns.color_palette(n_colors=len(nums))))
+    low, high = min(r["ci_low"] for r in rs), max(r["ci_high"] for r in rs)
+    for ax, mode in zip(axes.flat, modes):
+        for r in rs:
+            if config_label(r["numerator_config"], ["mode"]) != mode:
+                continue
+            y = rows.index(row_of(r)) + ((nums.index(r["numerator"]) - (len(nums) - 1) / 2) * 0.8 / len(nums)
+                                         if hue else 0)
+            colour = colours[r["numerator"]] if hue else _side_colour(r)
+            holds = r["ci_low"] <= 1 <= r["ci_high"]
+            ax.errorbar(r["ratio"], y, xerr=[[r["ratio"] - r["ci_low"]], [r["ci_high"] - r["ratio"]]], fmt="o",
+                        color=colour, mfc="white" if hue and holds else colour, capsize=2, ms=5)
+        _ratio_axis(ax, low, high)
+        ax.set_yticks(range(len(rows)), rows, fontsize=9)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_title(mode or f"{q['engine']} engine", fontsize=10)
+        ax.set_xlabel("first side / last (95 % CI, log)", fontsize=9)
+    if hue:
+        handles = [matplotlib.lines.Line2D([], [], marker="o", ls="", color=colours[n], label=n) for n in nums]
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=1 if max(map(len, nums)) > 40 else min(3, len(nums)),
+                   fontsize=8, frameon=False)
+        key = "filled: the CI excludes 1, hollow: it holds 1"
+    else:
+        key = "green: CI below 1 (the first side cheaper), red: above 1 (dearer), grey: it holds 1"
+    fig.suptitle(f"{textwrap.fill(q['title'], 100)}\n{textwrap.fill(machine, 100)}\n{key}", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_dir / "head_to_head")
+    return _save(fig, out_dir / question_slug(q))
+
+
+def question_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """A plot per question of each machine's head-to-head ratios (a folder per machine where
+    there are several: one question's points are never pooled across machines)."""
+    machines = by_machine(df)
+    paths = []
+    for machine, rows in machines:
+        name = scope(rows).removeprefix("on this ")
+        for q in questions(head_to_head(rows)):
+            paths += question_plot(q, name, out_dir / str(machine) if len(machines) > 1 else out_dir)
+    return paths
+
+
+def memory_latency(s: pd.DataFrame, df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The memory engine's pointer chase: ns per load against working set, with the machine's L2
+    and L3 sizes and each map size's memory (fdinfo's, the largest map type at it) marked."""
+    if "working_set_bytes" not in s:
+        return []
+    probe = s[s.working_set_bytes.notna()].sort_values("working_set_bytes")
+    if probe.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    x = probe.working_set_bytes.to_numpy(dtype=float)
+    ax.errorbar(x, probe.median_ns_per_op, yerr=[probe.median_ns_per_op - probe.ci_low,
+                                                 probe.ci_high - probe.median_ns_per_op],
+                marker="o", capsize=3, color="black", label="pointer chase (median, 95 % CI)")
+    rows = measured(df)
+    for level, colour in (("l2", "tab:blue"), ("l3", "tab:purple")):
+        size = rows[f"{level}_cache_bytes"].dropna()
+        if not size.empty:
+            ax.axvline(size.max(), color=colour, ls="--", lw=1, label=f"{level.upper()} {fmt_bytes(size.max())}")
+    maps = rows[rows.working_set_bytes.isna()][["map_size", "map_memory_bytes"]].dropna()
+    for size, held in maps.groupby("map_size").map_memory_bytes.max().items():
+        ax.axvline(held, color="tab:orange", ls=":", lw=1)
+        ax.annotate(f"{int(size):,} entries", (held, ax.get_ylim()[1]), rotation=90, va="top", ha="right",
+                    fontsize=8, color="tab:orange")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: fmt_bytes(v).replace(".0", "")))
+    ax.set_xlabel("working set (log scale); dotted: a map size's memory (largest map type at it)")
+    ax.set_ylabel("ns per dependent load")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"Memory latency {scope(df).removeprefix('on this ')}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out_dir / "memory_latency")
 
 
 def diff_plot(result, path: Path) -> list[Path]:
@@ -383,7 +476,8 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for make in (batch_sizes, attached):
         paths += make(s, out_dir)
     paths += bloom_fp(df, out_dir)
-    paths += head_to_head_plot(head_to_head(df), out_dir)
+    paths += memory_latency(s, df, out_dir)
+    paths += question_plots(df, out_dir)
     return paths
 
 

@@ -251,3 +251,63 @@ def diff_markdown(result) -> str:
         lines += ["<details><summary>" + f"{len(rest)} other configuration(s)</summary>", "",
                   markdown(DIFF_HEADER, diff_rows(rest, False, keys)), "", "</details>"]
     return "\n".join(lines)
+
+
+# --- questions: a result set's comparisons grouped by what their sides differ in --------------------
+# The report's opening table has a row per question (and mode), and the plots a figure per
+# question. A question is found in the data, never named here: the comparisons of one engine
+# whose sides differ in the same configuration keys, against the same denominator (bloom against
+# hash at every size and hit ratio; batch sizes against one syscall per element; v2 and v3
+# against v1). Where the sides differ in strategy, the numerators' strategies are part of the
+# question too: a bloom filter in front of a hash and other map types instead of it are two.
+
+
+def listed(labels: list[str], most: int = 6) -> str:
+    """Labels joined, each once; more than `most`: the first few, "...", the last."""
+    labels = list(dict.fromkeys(labels))
+    return ", ".join(labels if len(labels) <= most else [*labels[:most - 2], "...", labels[-1]])
+
+
+def questions(ratios: list[dict]) -> list[dict]:
+    """The questions a set of head-to-head ratios answers, in the order they first appear: each a
+    dict of `key`, `engine`, `title` ('kernel lookup, update: bloom or hash?'), `sides` (the keys
+    that tell its sides apart), `context` (the keys that tell its ratios apart besides the
+    sides and the mode) and `ratios`. Ratios without a figure (a net figure at or below its
+    control) stay in."""
+    comparisons: dict[str, list] = {}
+    for r in ratios:
+        comparisons.setdefault(r["comparison"], []).append(r)
+    groups: dict[tuple, list] = {}
+    sides_of: dict[tuple, list] = {}
+    for rs in comparisons.values():
+        configs = [rs[0]["denominator_config"], *(r["numerator_config"] for r in rs)]
+        sides = varying_keys(configs)
+        strategies = tuple(sorted({str(c.get("strategy")) for c in configs[1:]})) if "strategy" in sides else ()
+        key = (configs[0].get("engine"), rs[0]["denominator"], tuple(sides), strategies)
+        groups.setdefault(key, []).extend(rs)
+        sides_of[key] = sides
+    out = []
+    for key, rs in groups.items():
+        sides = sides_of[key]
+        ops = listed([str(r["denominator_config"].get("op")) for r in rs if "op" not in sides], 4)
+        context = [k for k in varying_keys([r["numerator_config"] for r in rs]) if k not in sides and k != "mode"]
+        context = [k for k in context if len({str(r["numerator_config"].get(k)) for r in rs}) > 1]
+        out.append({"key": key, "engine": key[0], "sides": sides, "context": context, "ratios": rs,
+                    "title": f"{key[0]}{' ' + ops if ops else ''}: {listed([r['numerator'] for r in rs])} "
+                             f"or {key[1]}?"})
+    return out
+
+
+def question_point(r: dict, q: dict) -> str:
+    """One ratio of a question as a short label: its numerator (where the question has several)
+    and what sets it apart from the question's other ratios ('lookup 100,000 entries hit 0')."""
+    several = len({x["numerator"] for x in q["ratios"]}) > 1
+    where = config_label(r["numerator_config"], q["context"]) if q["context"] else ""
+    return " ".join(p for p in (r["numerator"] if several or not where else "", where) if p)
+
+
+def question_slug(q: dict) -> str:
+    """A question's file name: 'question-kernel-hash-strategy-bloom'."""
+    engine, den, keys, strategies = q["key"]
+    text = "-".join(["question", str(engine), den, *keys, *strategies]).lower().replace(" ", "_")
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)

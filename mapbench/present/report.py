@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mapbench.measure.machine import short_model
 from mapbench.present import render
 from mapbench.results import across
 from mapbench.results.stats import WIDE_SPREAD_CV
@@ -98,6 +99,147 @@ def _by_mode(ratios: list[dict]) -> list[list[dict]]:
     for r in ratios:
         groups.setdefault(_mode(r), []).append(r)
     return list(groups.values())
+
+
+def _short_verdict(r: dict) -> str:
+    """_verdict without its explanation: 'cheaper', 'dearer', 'not resolved from 1 by this run'."""
+    return _verdict(r).split(" (")[0]
+
+
+def _machine_name(rows: pd.DataFrame) -> str:
+    """A machine's short name for a table cell: 'AMD EPYC [amd-26-2-1-9e0d687b]'."""
+    model = rows["cpu_model"].dropna()
+    return f"{short_model(model.iloc[0] if not model.empty else None)} [{across.joined(rows, 'machine')}]"
+
+
+def _counted(verdicts: list[str]) -> str:
+    """'cheaper at 2 of 9, dearer at 7': how a question's ratios read."""
+    counts = {v: verdicts.count(v) for v in dict.fromkeys(verdicts)}
+    if len(counts) == 1:
+        return f"{verdicts[0]}" + (f" at all {len(verdicts)}" if len(verdicts) > 1 else "")
+    return ", ".join(f"{v} at {n}" + (f" of {len(verdicts)}" if i == 0 else "") for i, (v, n) in
+                     enumerate(sorted(counts.items(), key=lambda kv: -kv[1])))
+
+
+def answer(q: dict, rs: list[dict]) -> str:
+    """A question's answer in words, from its ratios' CIs: per numerator, how many points it is
+    cheaper or dearer than the denominator at, and where it is cheaper when that is not everywhere."""
+    by_num: dict[str, list] = {}
+    for r in rs:
+        by_num.setdefault(r["numerator"], []).append(r)
+    verdicts = {_short_verdict(r) for r in rs}
+    if len(by_num) > 1 and len(verdicts) == 1:  # every side reads alike: say it once
+        return f"vs {rs[0]['denominator']}: every side {_counted([_short_verdict(r) for r in rs])}"
+    parts = []
+    for num, points in by_num.items():
+        verdicts = [_short_verdict(r) for r in points]
+        text = f"{num}: {_counted(verdicts)}"
+        cheaper = [render.question_point(r, q) for r in points if _verdict(r) == "cheaper"]
+        if cheaper and len(cheaper) < len(points) and len(by_num) == 1:
+            text += " (cheaper at " + render.listed(cheaper, 3) + ")"
+        parts.append(text)
+    return f"vs {rs[0]['denominator']}: " + "; ".join(parts)
+
+
+def _ends(rs: list[dict]) -> tuple[str, str]:
+    """The ratio and its 95 % CI of one point; of several, the range of the ratios and the CIs'
+    outer bounds (the lowest point's low end to the highest point's high end)."""
+    rs = sorted((r for r in rs if r["ratio"] is not None), key=lambda r: r["ratio"])
+    if not rs:
+        return "-", "-"
+    if len(rs) == 1:
+        return f"{rs[0]['ratio']:.3f}", f"{rs[0]['ci_low']:.3f} .. {rs[0]['ci_high']:.3f}"
+    return (f"{rs[0]['ratio']:.3f} .. {rs[-1]['ratio']:.3f} ({len(rs)} points)",
+            f"{rs[0]['ci_low']:.3f} .. {rs[-1]['ci_high']:.3f}")
+
+
+def which_map(parts: list[tuple[pd.DataFrame, list[dict]]], plots: list[Path] = (),
+              base: Path = Path(".")) -> list[str]:
+    """The report's opening: a row per question the comparisons answer (render.questions), mode
+    and machine, each naming its machine; a question's plot linked where there is one."""
+    figures = {p.stem: p for p in plots if p.suffix == ".png"}
+    rows = []
+    for machine_rows, ratios in parts:
+        name = _machine_name(machine_rows)
+        for q in render.questions(ratios):
+            by_mode: dict[str, list] = {}
+            for r in q["ratios"]:
+                by_mode.setdefault(_mode(r) or "-", []).append(r)
+            plot = figures.get(render.question_slug(q))
+            for mode, rs in sorted(by_mode.items(), key=lambda kv: render.mode_rank(kv[0].split(" ")[0])):
+                rows.append([q["title"], answer(q, rs), *_ends(rs), mode, name]
+                            + ([f"[plot]({plot.relative_to(base)})" if plot else "-"] if figures else []))
+    if not rows:
+        return ["## Which map, here", "", "(no head-to-head comparisons in this result set)", ""]
+    header = ["question", "answer", "ratio", "95 % CI", "mode", "machine", *(["plot"] if figures else [])]
+    return ["## Which map, here", "",
+            "Each row: one question the comparisons of this result set answer, as the first side named / the "
+            "last (below 1: the first is cheaper), head to head in the same loads, on the machine named. "
+            "Cheaper or dearer only where the 95 % CI excludes 1. Several points (sizes, hit ratios, ops): the "
+            "range of their ratios and the outer bounds of their CIs; every point is in the sections below.",
+            "", render.markdown(header, rows), ""]
+
+
+def _probe_records(records: list[dict]) -> list[dict]:
+    return sorted((r for r in records if r.get("working_set_bytes") is not None),
+                  key=lambda r: r["working_set_bytes"])
+
+
+def _fits(n: float, rows: pd.DataFrame) -> str:
+    """The smallest cache of the machine's fingerprint a number of bytes fits in."""
+    for level in ("l2", "l3"):
+        size = rows[f"{level}_cache_bytes"].dropna()
+        if not size.empty and n <= size.max():
+            return f"fits {level.upper()} ({render.fmt_bytes(size.max())})"
+    return "beyond L3: DRAM"
+
+
+def memory_latency(probe: list[dict], rows: pd.DataFrame, plots: list[Path] = (), base: Path = Path(".")) -> list[str]:
+    """The memory engine's pointer chase (docs/method.md, "Memory latency"): ns per dependent load
+    by working set (`probe`: its summaries), and where each map size of the run sits among them
+    (its rows' map_memory_bytes); its plot linked where there is one."""
+    probe = _probe_records(probe)
+    scope = across.scope(rows)
+    if not probe:
+        return [f"## Memory latency {scope}", "", "No memory-latency probe in this result set "
+                "(`mapbench run --engine memory`; the default sweep has one).", ""]
+    thp = across.joined(rows, "thp_enabled")
+    lines = [f"## Memory latency {scope}", "",
+             f"A pointer chase through one random cycle of 64 B lines (the memory engine): ns per dependent load, "
+             f"by working set, in this run; transparent hugepages: {thp}, and the share of each working set the "
+             "kernel backed with huge pages beside it.", "",
+             render.markdown(["working set", "ns per load", "95 % CI", "huge pages", "samples"],
+                             [[render.config_label(r, ["working_set_bytes"]).removesuffix(" working set"),
+                               render.fmt_ns(r["median_ns_per_op"]), f"{render.fmt_ns(r['ci_low'])} .. "
+                               f"{render.fmt_ns(r['ci_high'])}",
+                               "-" if r.get("huge_page_share") is None else f"{r['huge_page_share']:.0%}",
+                               f"{r['samples']} / {r['instances']} loads"] for r in probe]), ""]
+    memory: dict[int, list] = {}
+    held = measured(rows)[["map_size", "map_memory_bytes"]].dropna()
+    for size, group in held.groupby("map_size"):
+        memory[int(size)] = sorted(group["map_memory_bytes"].unique())
+    if memory:
+        table = []
+        def near(n: float) -> str:
+            p = min(probe, key=lambda p: abs(np.log(p["working_set_bytes"] / n)))
+            return (f"{render.config_label(p, ['working_set_bytes']).removesuffix(' working set')}: "
+                    f"{render.fmt_ns(p['median_ns_per_op'])} ns")
+
+        def spread(low: str, high: str) -> str:
+            return low if low == high else f"{low} .. {high}"
+
+        for size, held in sorted(memory.items()):
+            low, high = min(held), max(held)
+            table.append([f"{size:,}", spread(render.fmt_bytes(low), render.fmt_bytes(high)),
+                          spread(near(low), near(high)), spread(_fits(low, rows), _fits(high, rows))])
+        lines += ["Where the run's maps sit: each map size's memory (fdinfo's memlock over the map types "
+                  "measured at it, smallest .. largest), the probed working set nearest each end (in log "
+                  "distance) with its ns per load, and the smallest cache of this machine each end fits.", "",
+                  render.markdown(["map size (entries)", "map memory", "nearest working set: ns per load",
+                                   "cache"], table), ""]
+    lines += [f"![memory_latency]({p.relative_to(base)})" for p in plots
+              if p.suffix == ".png" and p.stem == "memory_latency"]
+    return lines + [""]
 
 
 def membership(ratios) -> list[str]:
@@ -478,8 +620,10 @@ def report_markdown(df_all: pd.DataFrame, title: str, plots: list[Path] = (), ba
     engine's figures are (default render.ENGINE_NOTES)."""
     parts = [(m, rows, *machine_part(rows, plots, base)) for m, rows in across.by_machine(df_all)]
     engines = df_all["engine"].dropna().unique()
-    lines = [f"# {title}", "",
-             " ".join(render.engine_note(e, engine_notes) for e in engines)
+    lines = [f"# {title}", "", *which_map([(rows, ratios) for _, rows, _, ratios in parts], plots, base)]
+    for _, rows, _, _ in parts:
+        lines += memory_latency(summaries(rows[rows["working_set_bytes"].notna()]), rows, plots, base)
+    lines += [" ".join(render.engine_note(e, engine_notes) for e in engines)
              + " Medians with 95 % bootstrap CIs (loads resampled, then samples). How each is measured: "
              "docs/method.md.", "",
              "Every conclusion below is a ratio of sides measured head to head: loaded together and run "
@@ -515,8 +659,8 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
                          "those figures with care.")
     lines += [f"- {c}" for c in found] or ["- (no comparisons in this result set)"]
     lines += ["", *reference_table(ratios)]
-    for plot in plots:
-        if plot.suffix == ".png":
+    for plot in plots:  # a question's plot is linked from the opening table, the memory probe's beside it
+        if plot.suffix == ".png" and not plot.stem.startswith("question-") and plot.stem != "memory_latency":
             lines += [f"![{plot.stem}]({plot.relative_to(base)})", ""]
     if ratios:
         lines += ["## Head-to-head ratios", "", render.markdown(render.RATIO_HEADER, render.ratio_rows(ratios)), ""]
