@@ -315,10 +315,16 @@ def _side_colour(r: dict) -> str:
 
 
 def _ratio_axis(ax, low: float, high: float) -> None:
-    """A log ratio axis with few enough ticks to read: 1-2-5 steps within about a decade, decades beyond."""
+    """A log ratio axis (1 always in view) with a few ticks to read: plain steps within a few
+    times, 1-2-5 steps within about a decade, decades beyond."""
     ax.set_xscale("log")
-    subs = (1, 2, 5) if high / low < 20 else (1,)
-    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
+    low, high = min(low, 1.0), max(high, 1.0)
+    if high / low < 4:  # plain steps, and 1 among them
+        steps = matplotlib.ticker.MaxNLocator(nbins=5).tick_values(low, high)
+        locator = matplotlib.ticker.FixedLocator(sorted({round(t, 6) for t in steps if low <= t <= high} | {1.0}))
+    else:
+        locator = matplotlib.ticker.LogLocator(base=10, subs=(1, 2, 5) if high / low < 20 else (1,))
+    ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axvline(1.0, color="black", lw=1)
@@ -340,8 +346,13 @@ def question_plot(q: dict, machine: str, out_dir: Path) -> list[Path]:
     modes = sorted({config_label(r["numerator_config"], ["mode"]) for r in rs},
                    key=lambda m: mode_rank(m.split(" ")[0]))
     step = 0.22 + (0.1 * len(nums) if hue else 0.08)  # inches per row
-    fig, axes = plt.subplots(1, len(modes), figsize=(3.0 + 3.2 * len(modes), 1.3 + step * len(rows)),
-                             squeeze=False, sharey=True, sharex=True)
+    key = ("filled: the CI excludes 1, hollow: it holds 1" if hue
+           else "green: CI below 1 (the first side cheaper), red: above 1 (dearer), grey: it holds 1")
+    title = f"{textwrap.fill(q['title'], 100)}\n{textwrap.fill(machine, 100)}\n{key}"
+    # the title's lines and the axis' labels above and below the rows
+    height = 1.5 + 0.2 * title.count("\n") + step * len(rows)
+    fig, axes = plt.subplots(1, len(modes), figsize=(3.0 + 3.2 * len(modes), height), squeeze=False, sharey=True,
+                             sharex=True)
     colours = dict(zip(nums, sns.color_palette(n_colors=len(nums))))
     low, high = min(r["ci_low"] for r in rs), max(r["ci_high"] for r in rs)
     for ax, mode in zip(axes.flat, modes):
@@ -364,10 +375,7 @@ def question_plot(q: dict, machine: str, out_dir: Path) -> list[Path]:
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                    ncol=1 if max(map(len, nums)) > 40 else min(3, len(nums)),
                    fontsize=8, frameon=False)
-        key = "filled: the CI excludes 1, hollow: it holds 1"
-    else:
-        key = "green: CI below 1 (the first side cheaper), red: above 1 (dearer), grey: it holds 1"
-    fig.suptitle(f"{textwrap.fill(q['title'], 100)}\n{textwrap.fill(machine, 100)}\n{key}", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, out_dir / question_slug(q))
 
@@ -397,21 +405,24 @@ def memory_latency(s: pd.DataFrame, df: pd.DataFrame, out_dir: Path) -> list[Pat
     ax.errorbar(x, probe.median_ns_per_op, yerr=[probe.median_ns_per_op - probe.ci_low,
                                                  probe.ci_high - probe.median_ns_per_op],
                 marker="o", capsize=3, color="black", label="pointer chase (median, 95 % CI)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")  # the caches' steps (1, 4, 10 ns) and DRAM's (100+ ns) on one axis
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     rows = measured(df)
     for level, colour in (("l2", "tab:blue"), ("l3", "tab:purple")):
         size = rows[f"{level}_cache_bytes"].dropna()
         if not size.empty:
-            ax.axvline(size.max(), color=colour, ls="--", lw=1, label=f"{level.upper()} {fmt_bytes(size.max())}")
+            ax.axvline(size.max(), color=colour, ls="--", lw=1,
+                       label=f"{level.upper()} {fmt_bytes(size.max()).replace('.0 ', ' ')}")
     maps = rows[rows.working_set_bytes.isna()][["map_size", "map_memory_bytes"]].dropna()
     for size, held in maps.groupby("map_size").map_memory_bytes.max().items():
         ax.axvline(held, color="tab:orange", ls=":", lw=1)
         ax.annotate(f"{int(size):,} entries", (held, ax.get_ylim()[1]), rotation=90, va="top", ha="right",
                     fontsize=8, color="tab:orange")
-    ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: fmt_bytes(v).replace(".0", "")))
     ax.set_xlabel("working set (log scale); dotted: a map size's memory (largest map type at it)")
-    ax.set_ylabel("ns per dependent load")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.set_ylabel("ns per dependent load (log)")
+    ax.legend(fontsize=8, loc="lower right")
     ax.set_title(f"Memory latency {scope(df).removeprefix('on this ')}", fontsize=9)
     fig.tight_layout()
     return _save(fig, out_dir / "memory_latency")
