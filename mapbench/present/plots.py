@@ -309,8 +309,16 @@ def _ratio_rows(ax, labels: list[str], ratios: list[tuple], colours: list[str]) 
     ax.invert_yaxis()
 
 
+def _ci(r: dict) -> tuple[float, float]:
+    """A ratio's CI; a ratio without one (one load) reads as its own point, so it never looks resolved."""
+    return (r["ci_low"], r["ci_high"]) if r.get("ci_low") is not None and r.get("ci_high") is not None \
+        else (r["ratio"], r["ratio"])
+
+
 def _side_colour(r: dict) -> str:
-    """Green: the CI lies below 1 (the first side cheaper); red: above; grey: it holds 1."""
+    """Green: the CI lies below 1 (the first side cheaper); red: above; grey: it holds 1, or there is none."""
+    if r.get("ci_low") is None or r.get("ci_high") is None:
+        return "tab:grey"
     return "tab:green" if r["ci_high"] < 1 else "tab:red" if r["ci_low"] > 1 else "tab:grey"
 
 
@@ -354,7 +362,7 @@ def question_plot(q: dict, machine: str, out_dir: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(modes), figsize=(3.0 + 3.2 * len(modes), height), squeeze=False, sharey=True,
                              sharex=True)
     colours = dict(zip(nums, sns.color_palette(n_colors=len(nums))))
-    low, high = min(r["ci_low"] for r in rs), max(r["ci_high"] for r in rs)
+    low, high = min(_ci(r)[0] for r in rs), max(_ci(r)[1] for r in rs)
     for ax, mode in zip(axes.flat, modes):
         for r in rs:
             if config_label(r["numerator_config"], ["mode"]) != mode:
@@ -362,8 +370,9 @@ def question_plot(q: dict, machine: str, out_dir: Path) -> list[Path]:
             y = rows.index(row_of(r)) + ((nums.index(r["numerator"]) - (len(nums) - 1) / 2) * 0.8 / len(nums)
                                          if hue else 0)
             colour = colours[r["numerator"]] if hue else _side_colour(r)
-            holds = r["ci_low"] <= 1 <= r["ci_high"]
-            ax.errorbar(r["ratio"], y, xerr=[[r["ratio"] - r["ci_low"]], [r["ci_high"] - r["ratio"]]], fmt="o",
+            ci_low, ci_high = _ci(r)
+            holds = r.get("ci_low") is None or ci_low <= 1 <= ci_high
+            ax.errorbar(r["ratio"], y, xerr=[[r["ratio"] - ci_low], [ci_high - r["ratio"]]], fmt="o",
                         color=colour, mfc="white" if hue and holds else colour, capsize=2, ms=5)
         _ratio_axis(ax, low, high)
         ax.set_yticks(range(len(rows)), rows, fontsize=9)

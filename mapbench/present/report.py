@@ -147,10 +147,11 @@ def _ends(rs: list[dict]) -> tuple[str, str]:
     rs = sorted((r for r in rs if r["ratio"] is not None), key=lambda r: r["ratio"])
     if not rs:
         return "-", "-"
+    low, high = rs[0].get("ci_low"), rs[-1].get("ci_high")
+    ci = "no CI (one load)" if low is None or high is None else f"{low:.3f} .. {high:.3f}"
     if len(rs) == 1:
-        return f"{rs[0]['ratio']:.3f}", f"{rs[0]['ci_low']:.3f} .. {rs[0]['ci_high']:.3f}"
-    return (f"{rs[0]['ratio']:.3f} .. {rs[-1]['ratio']:.3f} ({len(rs)} points)",
-            f"{rs[0]['ci_low']:.3f} .. {rs[-1]['ci_high']:.3f}")
+        return f"{rs[0]['ratio']:.3f}", ci
+    return f"{rs[0]['ratio']:.3f} .. {rs[-1]['ratio']:.3f} ({len(rs)} points)", ci
 
 
 def which_map(parts: list[tuple[pd.DataFrame, list[dict]]], plots: list[Path] = (),

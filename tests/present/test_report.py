@@ -83,3 +83,16 @@ def test_the_memory_latency_table_places_each_map_size():
     assert "| 32 KiB | 1.0 |" in section and "| 64 MiB | 90.0 |" in section and "50%" in section
     assert "| 1,000 | 80.0 KiB | 32 KiB: 1.0 ns | fits L2 (1.0 MiB) |" in section, section
     assert "| 1,000,000 | 70.0 MiB | 64 MiB: 90.0 ns | beyond L3: DRAM |" in section, section
+
+
+def test_a_ratio_without_a_ci_is_drawn_and_tabled_without_a_verdict(tmp_path):
+    # one load: a ratio, no CI (summary.head_to_head gives none); it must not read as resolved
+    base = {"engine": "toy", "strategy": "hash", "op": "lookup", "map_size": 10}
+    ratio = {"comparison": "r/0", "context": "toy lookup", "numerator": "bloom", "denominator": "hash",
+             "ratio": 0.5, "ci_low": None, "ci_high": None, "pairs": 4, "loads": 1,
+             "numerator_config": {**base, "strategy": "bloom"}, "denominator_config": base}
+    [q] = render.questions([ratio])
+    assert q["title"] == "toy lookup: bloom or hash?"
+    [png, _] = plots.question_plot(q, "a machine", tmp_path)
+    assert png.exists()
+    assert report._ends([ratio]) == ("0.500", "no CI (one load)")
