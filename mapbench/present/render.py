@@ -138,6 +138,8 @@ def notes(r: dict) -> str:
                    f"{fmt_ns(r['run_stats_ns_per_event'])} ns/event")
     if r.get("delay_median_ns"):
         out.append(f"median run-queue delay {r['delay_median_ns'] / 1e3:.1f} us")
+    if r.get("huge_page_share") is not None:  # the memory engine's working set (docs/method.md, "Memory latency")
+        out.append(f"{r['huge_page_share']:.0%} on transparent huge pages")
     return "; ".join(out)
 
 
