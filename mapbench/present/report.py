@@ -157,12 +157,14 @@ def _ends(rs: list[dict]) -> tuple[str, str]:
 def which_map(parts: list[tuple[pd.DataFrame, list[dict]]], plots: list[Path] = (),
               base: Path = Path(".")) -> list[str]:
     """The report's opening: a row per question the comparisons answer (render.questions), mode
-    and machine, each naming its machine; a question's plot linked where there is one."""
+    and machine, each naming its machine, from each comparison's latest run on that machine; a
+    question's plot linked where there is one."""
     figures = {p.stem: p for p in plots if p.suffix == ".png"}
     rows = []
     for machine_rows, ratios in parts:
         name = _machine_name(machine_rows)
-        for q in render.questions(ratios):
+        # a comparison several runs of the machine measured counts once: its latest run's ratio
+        for q in render.questions(list(across.latest(ratios, machine_rows).values())):
             by_mode: dict[str, list] = {}
             for r in q["ratios"]:
                 by_mode.setdefault(_mode(r) or "-", []).append(r)
