@@ -21,13 +21,14 @@ import seaborn as sns  # noqa: E402
 from mapbench.present.render import (  # noqa: E402
     config_label,
     fmt_bytes,
+    latest_runs,
     mode_rank,
     newest_isa,
     question_slug,
     questions,
     varying_keys,
 )
-from mapbench.results.across import by_machine, latest, scope  # noqa: E402
+from mapbench.results.across import by_machine, scope  # noqa: E402
 from mapbench.results.store import CONFIG_KEYS, measured  # noqa: E402
 from mapbench.results.summary import head_to_head, summaries  # noqa: E402
 
@@ -396,7 +397,7 @@ def question_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths = []
     for machine, rows in machines:
         name = scope(rows).removeprefix("on this ")
-        for q in questions(list(latest(head_to_head(rows), rows).values())):  # as the report's opening
+        for q in questions(latest_runs(head_to_head(rows), rows)):  # as the report's opening
             paths += question_plot(q, name, out_dir / str(machine) if len(machines) > 1 else out_dir)
     return paths
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from rich.table import Table
 
 from mapbench.results.columns import COLUMNS, CONFIGURATION
-from mapbench.results.store import CONFIG_KEYS, plain
+from mapbench.results.store import CONFIG_KEYS, config_key, plain
 
 # How each configuration key reads in a label (the registry's; family and batch_size say nothing
 # of their own: the strategy implies the one, the driver shows the other).
@@ -298,6 +298,21 @@ def questions(ratios: list[dict]) -> list[dict]:
                     "title": f"{key[0]}{' ' + ops if ops else ''}: {listed([r['numerator'] for r in rs])} "
                              f"or {key[1]}?"})
     return out
+
+
+def latest_runs(ratios: list[dict], rows) -> list[dict]:
+    """The ratios of the latest run that measured each conclusion (numerator and denominator
+    configurations) in `rows` (one machine's): a comparison several runs measured counts once, and
+    one run's comparisons that share a conclusion all stay."""
+    run_of = rows.groupby("comparison")["run_id"].first()
+    started = rows.groupby("run_id")["timestamp"].min()
+    key = lambda r: (config_key(r["numerator_config"]), config_key(r["denominator_config"]))  # noqa: E731
+    newest: dict[tuple, str] = {}
+    for r in ratios:
+        run = run_of[r["comparison"]]
+        if key(r) not in newest or (started[run], run) > (started[newest[key(r)]], newest[key(r)]):
+            newest[key(r)] = run
+    return [r for r in ratios if run_of[r["comparison"]] == newest[key(r)]]
 
 
 def question_point(r: dict, q: dict) -> str:

@@ -164,7 +164,7 @@ def which_map(parts: list[tuple[pd.DataFrame, list[dict]]], plots: list[Path] = 
     for machine_rows, ratios in parts:
         name = _machine_name(machine_rows)
         # a comparison several runs of the machine measured counts once: its latest run's ratio
-        for q in render.questions(list(across.latest(ratios, machine_rows).values())):
+        for q in render.questions(render.latest_runs(ratios, machine_rows)):
             by_mode: dict[str, list] = {}
             for r in q["ratios"]:
                 by_mode.setdefault(_mode(r) or "-", []).append(r)

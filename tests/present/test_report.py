@@ -96,3 +96,14 @@ def test_a_ratio_without_a_ci_is_drawn_and_tabled_without_a_verdict(tmp_path):
     [png, _] = plots.question_plot(q, "a machine", tmp_path)
     assert png.exists()
     assert report._ends([ratio]) == ("0.500", "no CI (one load)")
+
+
+def test_a_conclusion_several_runs_measured_counts_once_from_the_latest():
+    base = {"engine": "toy", "strategy": "hash", "op": "lookup", "map_size": 10}
+    ratio = lambda comparison, value: {"comparison": comparison, "numerator": "bloom", "denominator": "hash",  # noqa: E731
+                                       "ratio": value, "ci_low": value, "ci_high": value,
+                                       "numerator_config": {**base, "strategy": "bloom"}, "denominator_config": base}
+    rows = pd.DataFrame({"comparison": ["old/0", "new/0", "new/1"], "run_id": ["old", "new", "new"],
+                         "timestamp": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-02-01"])})
+    kept = render.latest_runs([ratio("old/0", 0.5), ratio("new/0", 0.6), ratio("new/1", 0.7)], rows)
+    assert [r["ratio"] for r in kept] == [0.6, 0.7]  # the new run's, both of its comparisons
