@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from rich.table import Table
 
 from mapbench.results.columns import COLUMNS, CONFIGURATION
+from mapbench.results.stats import ABOVE, HOLDS_ONE, MIN_LOADS_FOR_VERDICT, direction
 from mapbench.results.store import CONFIG_KEYS, config_key, plain
 
 # How each configuration key reads in a label (the registry's; family and batch_size say nothing
@@ -70,19 +71,34 @@ def fmt_ns(x) -> str:
 
 
 def fmt_ratio(r: dict) -> str:
+    """A head-to-head ratio and its 95 % CI (a t interval over its loads: docs/method.md,
+    "Statistics"); one load has no CI."""
     if r.get("ratio") is None:
         return "undefined (denominator at or below its control)"
+    if r.get("ci_low") is None or r.get("ci_high") is None:
+        return f"{r['ratio']:.3f} (no CI: {r.get('loads') or 1} load)"
     return f"{r['ratio']:.3f} ({r['ci_low']:.3f} .. {r['ci_high']:.3f})"
+
+
+def fmt_loads(r: dict) -> str:
+    """How many loads a ratio was paired over, and whether that is enough for a verdict."""
+    loads = r.get("loads") or 0
+    few = loads < MIN_LOADS_FOR_VERDICT
+    return f"{loads}" + (": too few for a verdict" if few else "")
 
 
 def fmt_scaling(r: dict) -> str:
     """A summary's scaling efficiency with its CI; above 100 % is flagged (docs/method.md says
-    what was found behind it)."""
+    what was found behind it), beyond its CI only with the loads a verdict needs."""
     e, low, high = r["scaling_efficiency"], r["scaling_ci_low"], r["scaling_ci_high"]
-    text = f"scaling efficiency {e:.0%} ({low:.0%} .. {high:.0%})"
+    loads = r.get("scaling_loads") or 0
+    text = (f"scaling efficiency {e:.0%} ({low:.0%} .. {high:.0%})" if low is not None and high is not None
+            else f"scaling efficiency {e:.0%} (no CI: {loads} load)")
     if e > 1:
+        side = direction({"ratio": e, "ci_low": low, "ci_high": high, "loads": loads})
         text += (f" (above 100 %: more than {r['producers']} x one producer alone" +
-                 (", beyond the CI" if low > 1 else "; the CI reaches 100 %") + "; see docs/method.md)")
+                 {ABOVE: ", beyond the CI", HOLDS_ONE: "; the CI reaches 100 %"}.get(
+                     side, f"; too few loads ({loads}) for a verdict") + "; see docs/method.md)")
     return text
 
 
@@ -143,11 +159,12 @@ def notes(r: dict) -> str:
     return "; ".join(out)
 
 
-RATIO_HEADER = ["comparison", "side", "vs", "ratio (95% CI)", "pairs"]
+RATIO_HEADER = ["comparison", "side", "vs", "ratio (95% CI)", "pairs", "loads"]
 
 
 def ratio_rows(ratios: list[dict]) -> list[list[str]]:
-    return [[r["context"], r["numerator"], r["denominator"], fmt_ratio(r), str(r["pairs"])] for r in ratios]
+    return [[r["context"], r["numerator"], r["denominator"], fmt_ratio(r), str(r["pairs"]), fmt_loads(r)]
+            for r in ratios]
 
 
 ENGINE_NOTES = {
@@ -188,9 +205,11 @@ def newest_isa(values: Iterable) -> str | None:
     """The newest ISA among values: where a run measured several head to head (the default grid
     compares v1, v2 and v3), conclusions and plots that are not about the ISA are drawn at it."""
     return max((plain(v) for v in values if plain(v) is not None), key=isa_rank, default=None)
-STAT_NOTE = ("The CI is a 95 % bootstrap interval of the median, resampling loads, then samples. "
+STAT_NOTE = ("A median's CI is a 95 % bootstrap interval, resampling loads, then samples. "
              "Ratios come from sides measured in the same loads, interleaved sample by sample: "
-             "only they survive the drift of a shared machine between runs.")
+             "only they survive the drift of a shared machine between runs. A ratio's CI is a 95 % t "
+             "interval over its loads' log ratios; a verdict on it needs "
+             f"{MIN_LOADS_FOR_VERDICT} loads.")
 
 
 def rich_table(title: str, header: list[str], rows: list[list[str]]) -> Table:
@@ -220,9 +239,9 @@ def diff_rows(changes, markup: bool = True, keys: list[str] | None = None) -> li
     for c in changes:
         colour = _VERDICT_COLOUR.get(c.verdict, "yellow")
         verdict = f"[{colour}]{c.verdict}[/]" if markup else c.verdict
-        if c.ratio is None:
+        if c.ratio is None or c.ratio_ci_low is None:  # no ratio (c.reason says why), or no test of it
             rows.append([verdict, config_label(c.config, keys), fmt_ns(c.base_median), fmt_ns(c.new_median),
-                         c.reason, "", ""])
+                         c.reason if c.ratio is None else f"{c.ratio:.3f} (no test)", "", ""])
             continue
         rows.append([verdict, config_label(c.config, keys), fmt_ns(c.base_median), fmt_ns(c.new_median),
                      f"{c.ratio:.3f} ({c.ratio_ci_low:.3f} .. {c.ratio_ci_high:.3f})", f"{c.p_holm:.2g}",
@@ -235,7 +254,13 @@ def diff_title(result) -> str:
 
 
 def diff_counts(result) -> str:
-    return ", ".join(f"{n} {v}" for v, n in result.counts().items() if n or v in ("slower", "faster", "unchanged"))
+    counts = result.counts()
+    text = ", ".join(f"{n} {v}" for v, n in counts.items() if n or v in ("slower", "faster", "unchanged"))
+    if counts.get("drift unknown"):  # diff.DRIFT_UNKNOWN: why those have no test, once
+        text += ("; drift unknown: one run a side and no history of the configuration on this machine (two "
+                 "runs under one kernel) to give a between-run variance, so run drift cannot be told from a "
+                 "change (give each side several runs)")
+    return text
 
 
 def diff_markdown(result) -> str:

@@ -12,7 +12,15 @@ import pandas as pd
 from mapbench.measure.machine import short_model
 from mapbench.present import render
 from mapbench.results import across
-from mapbench.results.stats import WIDE_SPREAD_CV
+from mapbench.results.stats import (
+    ABOVE,
+    BELOW,
+    MIN_LOADS_FOR_VERDICT,
+    NO_RATIO,
+    TOO_FEW_LOADS,
+    WIDE_SPREAD_CV,
+    direction,
+)
 from mapbench.results.store import ENV_KEYS, KERNEL_DEFAULTS, config_key, measured
 from mapbench.results.summary import CONTEXT_KEYS, head_to_head, load_ids, summaries
 
@@ -20,14 +28,15 @@ KNEE = 0.05  # "stops paying": a 10x larger batch saves less than this share per
 
 
 def _verdict(r: dict, cheaper: str = "cheaper", dearer: str = "dearer") -> str:
-    """How a ratio's CI reads: below 1 the numerator is cheaper, above 1 dearer."""
-    if r["ratio"] is None:
+    """How a ratio reads, through the one gate of verdicts (stats.direction): its CI below 1, the
+    numerator is cheaper; above 1, dearer; paired over fewer than MIN_LOADS_FOR_VERDICT loads,
+    no verdict, whatever its CI."""
+    side = direction(r)
+    if side == NO_RATIO:
         return "not comparable (a net figure at or below its control)"
-    if r["ci_high"] < 1:
-        return cheaper
-    if r["ci_low"] > 1:
-        return dearer
-    return "not resolved from 1 by this run"
+    if side == TOO_FEW_LOADS:
+        return f"too few loads ({r.get('loads') or 0}) for a verdict"
+    return {BELOW: cheaper, ABOVE: dearer}.get(side, "not resolved from 1 by this run")
 
 
 def _where(ratios: list[dict], **want) -> list[dict]:
@@ -259,12 +268,15 @@ def membership(ratios) -> list[str]:
         c = r["numerator_config"]
         by_size.setdefault((c["map_size"], _mode(r)), []).append((c["hit_ratio"], r))
         out.append(f"Lookup, {c['map_size']:,} entries, hit ratio {c['hit_ratio']:g}, {_mode(r)}: bloom+hash / hash "
-                   f"= {_r(r)}: the filter is {_verdict(r)}.")
+                   f"= {_r(r)}: {_verdict(r, 'the filter is cheaper', 'the filter is dearer')}.")
     for (size, mode), hits in by_size.items():
-        paying = [h for h, r in hits if _verdict(r) == "cheaper"]
+        paying = [h for h, r in hits if direction(r) == BELOW]
+        unsettled = [h for h, r in hits if direction(r) == TOO_FEW_LOADS]
         out.append(f"**At {size:,} entries, {mode}, the bloom filter pays for hit ratios "
                    + (f"up to {max(paying):g}" if paying else "nowhere in the grid")
-                   + f" (of {', '.join(f'{h:g}' for h, _ in hits)}).**")
+                   + f" (of {', '.join(f'{h:g}' for h, _ in hits)})"
+                   + (f"; too few loads for a verdict at {', '.join(f'{h:g}' for h in unsettled)}"
+                      if unsettled else "") + ".**")
     for r in _at_newest_isa(_where(in_front, op="update")):
         out.append(f"Update, {r['numerator_config']['map_size']:,} entries, {_mode(r)}: keeping a bloom filter "
                    f"beside the hash costs bloom+hash / hash = {_r(r)} per update ({_verdict(r)}).")
@@ -327,7 +339,8 @@ def modes(ratios) -> list[str]:
     both = [{m: p[m] for m in sorted(p, key=render.mode_rank)} for p in pairs.values() if len(p) > 1]
     out = []
     for p in both:
-        if len({_verdict(r) for r in p.values()}) > 1:
+        # a change of conclusion needs a conclusion in both modes: not one with too few loads
+        if len({_verdict(r) for r in p.values()}) > 1 and all(direction(r) != TOO_FEW_LOADS for r in p.values()):
             r = next(iter(p.values()))
             n, d = r["numerator_config"], r["denominator_config"]
             shared = render.config_label(n, [k for k in CONTEXT_KEYS if k != "mode" and n.get(k) == d.get(k)])
@@ -513,11 +526,14 @@ def article(ratios, df: pd.DataFrame) -> list[str]:
     for counts in _by_mode(_differ_in(_where(ratios, num_family="map_count"), "strategy")):
         series = "; ".join(f"{r['numerator_config']['nr_maps']} maps: {_r(r)}"
                            for r in sorted(counts, key=lambda r: r["numerator_config"]["nr_maps"]))
-        dearer = [r["numerator_config"]["nr_maps"] for r in counts if _verdict(r) == "dearer"]
+        dearer = [r["numerator_config"]["nr_maps"] for r in counts if direction(r) == ABOVE]
+        cheaper_everywhere = all(direction(r) == BELOW for r in counts)
         out.append(f"Task storage with several maps on one task, {_mode(counts[0])}, ns per get / a pid hash of "
                    f"{counts[0]['denominator_config']['map_size']:,} pids: {series}. Task storage "
                    + (f"costs more than the hash from {min(dearer)} maps on (the kernel caches 16 storages "
-                      "per task)." if dearer else "stays cheaper up to the largest count measured."))
+                      "per task)." if dearer else "stays cheaper up to the largest count measured."
+                      if cheaper_everywhere else "is not shown dearer at any count measured, and not every count "
+                      f"has a verdict (a CI that holds 1, or fewer than {MIN_LOADS_FOR_VERDICT} loads)."))
     filters = [r for r in ratios if all(map(_filtered, _sides(r)))]
     for funcs in _by_mode(_differ_in(filters, "nr_hash_funcs")):
         out.append(f"Bloom filter lookups of absent keys by hash functions, {_mode(funcs[0])}, k / "

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mapbench.measure.machine import short_model
 from mapbench.present import render
+from mapbench.results.stats import ABOVE, BELOW, direction
 from mapbench.results.store import config_key
 
 HOLDS, DIFFERS, NOT_SHOWN = "holds", "differs", "not shown on all"
@@ -62,10 +63,11 @@ def latest(ratios: list[dict], rows: pd.DataFrame) -> dict[tuple, dict]:
 
 
 def side(r: dict | None) -> int:
-    """-1: the CI lies below 1; 1: above; 0: it holds 1 (or there is no ratio)."""
-    if r is None or r.get("ratio") is None:
+    """-1: the CI lies below 1; 1: above; 0: it holds 1, or there is no ratio, or too few loads
+    for a verdict (stats.direction, the one gate of verdicts)."""
+    if r is None:
         return 0
-    return -1 if r["ci_high"] < 1 else 1 if r["ci_low"] > 1 else 0
+    return {BELOW: -1, ABOVE: 1}.get(direction(r), 0)
 
 
 def verdict(cells: list[dict | None]) -> str:
@@ -118,9 +120,9 @@ def section(parts: list[tuple[str, pd.DataFrame, list[dict]]]) -> list[str]:
              "Each conclusion's ratio (95 % CI) on each machine that measured it, head to head in its own "
              "runs (a machine's latest run where several measured it). It **holds** on all machines when "
              "every machine's CI lies on the same side of 1; it **differs** when one machine's lies below "
-             "1 and another's above; otherwise it is **not shown on all** (a CI holds 1, or a machine did "
-             "not measure it). Holding is about the direction: max / min says how far the machines' "
-             "ratios part. The machines:", ""]
+             "1 and another's above; otherwise it is **not shown on all** (a CI holds 1, a machine had too "
+             "few loads for a verdict, or did not measure it). Holding is about the direction: max / min "
+             "says how far the machines' ratios part. The machines:", ""]
     for _, machine_rows, _ in parts:
         lines.append(f"- {_label(machine_rows)}: {joined(machine_rows, 'machine_name')}; kernel "
                      f"{joined(machine_rows, 'kernel_release')}; {machine_rows['run_id'].nunique()} run(s)")

@@ -3,12 +3,14 @@ runs where its level shifted (docs/method.md, "Dataset and history").
 
 Change points: PELT (ruptures) on the log of the per-run medians, with the L1 cost (deviations
 from each segment's median, so one outlier run moves no segment's level and is never a step),
-a minimum segment of MIN_SEGMENT runs, and a penalty scaled to the series' own run-to-run
+a minimum segment of stats.MIN_SEGMENT runs, and a penalty scaled to the series' own run-to-run
 noise (estimated from successive differences, which a step barely moves), so a series that
 only drifts finds no step. Calibrated on simulated series (200 seeds each): no step found in
 pure noise of 5 %, a 30 % step found within a run every time, an outlier run of 2.5x never
-taken for a step. At each step the environment columns that changed
-between the two runs are named: a new kernel, clang or object is the usual suspect.
+taken for a step. At each step the environment columns are named that changed there and
+stayed the same within both segments (a new kernel, clang or object is the usual suspect): a
+column that also changed within a segment changed without a step there, and one that alternates
+between runs is no change at all.
 """
 
 from __future__ import annotations
@@ -22,12 +24,10 @@ import pandas as pd
 
 from mapbench.present.render import config_label, varying_keys
 from mapbench.results import columns, dataset
-from mapbench.results.stats import summarize
+from mapbench.results.stats import change_points, summarize  # change points: in stats, diff's run variance uses them
 from mapbench.results.store import CONFIG_KEYS, LEGACY_MACHINE_KEYS, SHAPE_DEFAULTS, as_measured, config_of, plain
 from mapbench.results.summary import load_ids
 
-MIN_SEGMENT = 3  # runs: a step needs this many runs on each side
-PENALTY = 4.0  # x noise sigma x log(n), in the L1 cost's units (3 already gave no false step in 200)
 # What each run records beside its figure: where and with what it was measured, and the object.
 ENV_COLUMNS = [*columns.named(columns.ENVIRONMENT), *columns.named(columns.BUILD)]  # store.ENV_KEYS, the object
 # What a step names where it changed: all of those but a column that changes at every commit
@@ -43,25 +43,17 @@ class Step:
     changed: dict  # environment column -> (before, after)
 
 
-def noise_sigma(x: np.ndarray) -> float:
-    """Run-to-run noise of a series, robust to its steps: MAD of successive differences / sqrt 2."""
-    d = np.diff(x)
-    if len(d) == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2))
-
-
-def change_points(values, min_size: int = MIN_SEGMENT, penalty: float = PENALTY) -> list[int]:
-    """Indexes where a new level starts in a series of per-run medians (positive)."""
-    import ruptures
-
-    x = np.log(np.asarray(values, dtype=float))
-    n = len(x)
-    if n < 2 * min_size:
-        return []
-    sigma = max(noise_sigma(x), 1e-3)  # a perfectly flat series would make any wiggle a step
-    algo = ruptures.Pelt(model="l1", min_size=min_size, jump=1).fit(x.reshape(-1, 1))
-    return [b for b in algo.predict(pen=penalty * sigma * np.log(n)) if b < n]
+def changed_at(before: list[dict], after: list[dict], names: list[str] = SUSPECTS) -> dict:
+    """The columns a step names: those whose one value in every run before it differs from their
+    one value in every run after it, as {column: (before, after)}. A column with several values
+    within either segment is not named: it changed where the level did not (a kernel upgrade a
+    segment spans), or alternates between runs (two hosts taking turns)."""
+    out = {}
+    for c in names:
+        old, new = {r[c] for r in before}, {r[c] for r in after}
+        if len(old) == 1 and len(new) == 1 and old != new:
+            out[c] = (next(iter(old)), next(iter(new)))
+    return out
 
 
 def history_sql(where: dict, kernel: str | None = None, machine: str | None = None) -> tuple[str, list]:
@@ -113,10 +105,7 @@ def history(root: Path, where: dict, kernel: str | None = None, machine: str | N
             bounds = [0, *change_points(medians), len(runs)]
             for prev, b, nxt in zip(bounds, bounds[1:], bounds[2:]):
                 before, after = runs[prev:b], runs[b:nxt]
-                # what the new level's runs have that none of the old level's had (a host that
-                # alternates between runs is on both sides: not a change)
-                changed = {c: (before[-1][c], after[0][c]) for c in SUSPECTS
-                           if not {r[c] for r in after} & {r[c] for r in before}}
+                changed = changed_at(before, after)
                 ratio = float(np.median(medians[b:nxt]) / np.median(medians[prev:b]))
                 steps.append(Step(b, after[0]["run_id"], ratio, changed))
         found.append((config_of(dict(zip(CONFIG_KEYS, config))), runs, steps))

@@ -103,14 +103,16 @@ def _scaling(record: dict, group: pd.DataFrame, df: pd.DataFrame) -> dict:
     if paired.empty:
         return out
     loads = [f"{r}/{i}" for r, _, i, _ in paired.index]
-    ratio, low, high = paired_ratio(paired["aggregate_ops_per_s"], n * paired["solo"], loads)
+    ratio, low, high, n_loads = paired_ratio(paired["aggregate_ops_per_s"], n * paired["solo"], loads)
     return {**out, "scaling_efficiency": ratio, "scaling_ci_low": low, "scaling_ci_high": high,
-            "scaling_pairs": len(paired)}
+            "scaling_pairs": len(paired), "scaling_loads": n_loads}
 
 
 def head_to_head(table: pa.Table | pd.DataFrame) -> list[dict]:
     """Per comparison with more than one side: each side's ratio to the first side (position
-    0), from samples paired by load and sample index, with the paired bootstrap's 95 % CI."""
+    0), from samples paired by load and sample index: the geometric mean over loads of each
+    load's ratio of medians, with the t interval over loads (stats.paired_ratio). `loads`: how
+    many loads were paired; a verdict needs stats.MIN_LOADS_FOR_VERDICT of them (stats.direction)."""
     df = measured(_frame(table))
     df = df[df["comparison"].notna()]
     out = []
@@ -135,12 +137,12 @@ def head_to_head(table: pa.Table | pd.DataFrame) -> list[dict]:
             paired = side[["ns_per_op"]].join(base[["ns_per_op"]].rename(columns={"ns_per_op": "ns_per_op_base"}),
                                               how="inner")
             loads = [f"{r}/{i}" for r, i, _ in paired.index]
-            ratio, low, high = paired_ratio(paired["ns_per_op"], paired["ns_per_op_base"], loads)
+            ratio, low, high, n_loads = paired_ratio(paired["ns_per_op"], paired["ns_per_op_base"], loads)
             num, den = config_of(side.iloc[0]), config_of(base.iloc[0])
             out.append({
                 "comparison": comparison, "context": context,
                 "numerator": config_label(num, varying), "denominator": config_label(den, varying),
-                "ratio": ratio, "ci_low": low, "ci_high": high, "pairs": len(paired),
+                "ratio": ratio, "ci_low": low, "ci_high": high, "pairs": len(paired), "loads": n_loads,
                 "numerator_config": num, "denominator_config": den,
             })
     return out

@@ -52,7 +52,8 @@ CONFIG = {"engine": "kernel", "family": "membership", "strategy": "hash", "op": 
           "implementation": "mapbench", "map_size": 1000, "key_size": 4, "value_size": 8, "fill": 1.0,
           "key_distribution": "zipf", "zipf_s": 1.1, "seed": 0, "hit_ratio": 0.5, "batch_size": 16,
           "nr_hash_funcs": 3, "isa": "v3", "nr_tasks": 2, "nr_maps": 4, "no_prealloc": False, "producers": 2,
-          "writers": 1, "write_op": "update", "overlap": "same", "role": "reader", "mode": "throughput"}
+          "writers": 1, "write_op": "update", "overlap": "same", "role": "reader", "mode": "throughput",
+          "working_set_bytes": 2**20}
 
 
 def test_every_configuration_column_has_a_label():
@@ -61,7 +62,8 @@ def test_every_configuration_column_has_a_label():
         assert isinstance(render.LABELS[name](CONFIG), str), name
     assert render.config_label(CONFIG) == (
         "kernel hash lookup batch 16 mapbench 1,000 entries 4 B keys 8 B values fill 1 zipf keys s=1.1 seed 0 "
-        "hit 0.5 k=3 v3 2 tasks 4 maps prealloc 2 producers 1 writing (update) same entries [readers] throughput mode")
+        "hit 0.5 k=3 v3 2 tasks 4 maps prealloc 2 producers 1 writing (update) same entries [readers] throughput mode "
+        "1 MiB working set")
 
 
 @pytest.fixture
@@ -141,6 +143,8 @@ def test_an_engine_nobody_listed_flows_through_summaries_report_and_diff():
     text = report_markdown(base, "t", engine_notes={"toy": "toy engine: pokes."})
     assert "toy engine: pokes." in text and "| tree | flat | 0.500" in text
     assert "toy engine: see" in report_markdown(base, "t")
-    result = diff.diff(base, _toy_rows("b", {"flat": 200.0, "tree": 50.0}))
+    # the run is diff's unit: two runs a side
+    result = diff.diff(pd.concat([base, _toy_rows("a2", {"flat": 100.0, "tree": 50.0})]),
+                       pd.concat([_toy_rows(run, {"flat": 200.0, "tree": 50.0}) for run in ("b", "b2")]))
     assert {tuple(c.config[k] for k in ("engine", "strategy")): c.verdict for c in result.changes} == {
         ("toy", "flat"): "slower", ("toy", "tree"): "unchanged"}

@@ -106,8 +106,9 @@ def test_history_marks_the_injected_step_and_names_what_changed(runs200):
     [step] = series["steps"]
     assert abs(step.index - make_dataset.STEP_AT) <= 1
     assert step.ratio == pytest.approx(make_dataset.STEP, rel=0.05)
-    assert step.changed["kernel_release"] == ("6.12.0-fixture", "6.18.0-fixture")
-    assert "object_sha256" in step.changed and "machine" not in step.changed  # machines alternate: no change
+    # the object changed at the step and nowhere else; the kernel changed there too, but also from
+    # 6.1 to 6.12 within the old level, without a step; the machines alternate: none of those is named
+    assert step.changed == {"object_sha256": ("sha-old", "sha-new")}
     # the configurations without a step: none found
     for strategy, size in (("hash", 1000), ("bloom", 1_000_000), ("task_storage", 1)):
         [s] = history.history(runs200, {"strategy": strategy, "map_size": size})
@@ -120,12 +121,30 @@ def test_history_command_prints_runs_steps_and_a_plot(runs200, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "80 run(s)" in res.stderr and (tmp_path / "h.png").exists()
     res = run_cli("history", "--dataset", str(runs200), "--map", "hash", "--size", "1e6", "--op", "lookup")
-    assert "step x1.2" in res.stdout and "kernel_release 6.12.0-fixture ->" in res.stdout
+    assert "step x1.2" in res.stdout and "object_sha256 sha-old -> sha-new" in res.stdout
     res = run_cli("history", "--dataset", str(runs200), "--map", "hash", "--size", "1e6", "--json")
     [step] = json.loads(res.stdout)["steps"]
-    assert step["changed"]["kernel_release"] == ["6.12.0-fixture", "6.18.0-fixture"]
+    assert step["changed"] == {"object_sha256": ["sha-old", "sha-new"]}
     res = run_cli("history", "--dataset", str(runs200), "--map", "btree")
     assert res.returncode == 2 and "no measured rows match strategy=btree" in res.stderr
+
+
+def test_a_step_names_only_what_changed_there_and_stayed_the_same_on_both_sides():
+    def runs(**values):
+        n = max(len(v) for v in values.values())
+        return [{c: v[i] for c, v in values.items()} for i in range(n)]
+
+    before = runs(kernel_release=["6.1"] * 3, clang_version=["14", "15", "15"], host=["a", "b", "a"],
+                  object_sha256=["x"] * 3, libbpf_version=["1.1"] * 3)
+    after = runs(kernel_release=["6.6"] * 3, clang_version=["16"] * 3, host=["b", "a", "b"],
+                 object_sha256=["y", "y", "z"], libbpf_version=["1.1"] * 3)
+    names = ["kernel_release", "clang_version", "host", "object_sha256", "libbpf_version"]
+    # clang changed within the old level, the host alternates, the object changed again after the
+    # step, libbpf never changed: only the kernel is named
+    assert history.changed_at(before, after, names) == {"kernel_release": ("6.1", "6.6")}
+    assert history.changed_at(before[-1:], after[:1], names) == {"kernel_release": ("6.1", "6.6"),
+                                                                 "clang_version": ("15", "16"), "host": ("a", "b"),
+                                                                 "object_sha256": ("x", "y")}
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mapbench.measure import cpus
+from mapbench.results import stats
 from mapbench.results import store as results
 from mapbench.results.stats import paired_ratio
 from mapbench.results.summary import head_to_head, summaries
@@ -55,20 +56,56 @@ def test_pairing_cancels_what_the_sides_of_a_load_share(factor, seed):
     rng = np.random.default_rng(seed)
     loads = rng.lognormal(0, 0.5, size=(6, 1)) * np.ones((6, 8))
     den = 100 * loads
-    ratio, low, high = paired_ratio((factor * den).ravel(), den.ravel(), np.repeat(np.arange(6), 8))
+    ratio, low, high, loads = paired_ratio((factor * den).ravel(), den.ravel(), np.repeat(np.arange(6), 8))
     assert ratio == pytest.approx(factor) and low == pytest.approx(factor) and high == pytest.approx(factor)
+    assert loads == 6
 
 
 def test_unpaired_noise_widens_the_ratio_ci():
     rng = np.random.default_rng(1)
     den = 100 * rng.lognormal(0, 0.05, 60)
     num = 50 * rng.lognormal(0, 0.05, 60)
-    ratio, low, high = paired_ratio(num, den, np.repeat(np.arange(5), 12))
+    ratio, low, high, _ = paired_ratio(num, den, np.repeat(np.arange(5), 12))
     assert low < ratio < high and 0.45 < ratio < 0.55 and high - low > 0.005
 
 
+def test_the_ratio_is_the_geometric_mean_of_its_loads_with_a_t_interval_over_them():
+    # per load: median(num) / median(den) = 0.5, 0.6, 0.55 (the samples' order within a load is noise)
+    num = [50, 51, 49, 60, 61, 59, 55, 54, 56]
+    den = [100, 100, 100, 100, 100, 100, 100, 100, 100]
+    r = paired_ratio(num, den, np.repeat(["a", "b", "c"], 3))
+    logs = np.log([0.5, 0.6, 0.55])
+    half = 4.302653 * logs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
+    assert r.ratio == pytest.approx(np.exp(logs.mean()))
+    assert (r.ci_low, r.ci_high) == pytest.approx((np.exp(logs.mean() - half), np.exp(logs.mean() + half)))
+    assert r.loads == 3
+
+
+def test_one_load_has_a_figure_and_no_interval():
+    assert paired_ratio([50.0, 52.0], [100.0, 100.0], [0, 0]) == (pytest.approx(0.51), None, None, 1)
+
+
 def test_a_denominator_at_or_below_zero_has_no_ratio():
-    assert paired_ratio([1.0, 2.0], [-1.0, 0.0], [0, 0]) == (None, None, None)
+    assert paired_ratio([1.0, 2.0], [-1.0, 0.0], [0, 0]) == (None, None, None, 1)
+    # a load's denominator at or below zero: no ratio either, whatever the others say
+    assert paired_ratio([1.0, 2.0, 3.0], [-1.0, 2.0, 3.0], [0, 1, 2]).ratio is None
+
+
+def test_a_numerator_at_or_below_zero_in_a_load_gives_an_interval_on_the_ratios_themselves():
+    # a net figure near its control: log ratios mean nothing, the loads' ratios still do
+    r = paired_ratio([-1.0, 1.0, 3.0], [10.0, 10.0, 10.0], [0, 1, 2])
+    assert r.ratio == pytest.approx(0.1) and r.ci_low < 0 < 0.1 < r.ci_high and r.loads == 3
+
+
+@pytest.mark.parametrize("loads, ci, expected", [
+    (5, (0.8, 0.9), stats.BELOW), (5, (1.1, 1.2), stats.ABOVE), (8, (0.9, 1.1), stats.HOLDS_ONE),
+    (4, (0.8, 0.9), stats.TOO_FEW_LOADS), (2, (1.5, 3.0), stats.TOO_FEW_LOADS), (1, (None, None), stats.TOO_FEW_LOADS),
+])
+def test_a_verdict_needs_five_loads(loads, ci, expected):
+    assert stats.MIN_LOADS_FOR_VERDICT == 5
+    r = {"ratio": 0.85 if expected == stats.BELOW else 1.15, "ci_low": ci[0], "ci_high": ci[1], "loads": loads}
+    assert stats.direction(r) == expected
+    assert stats.direction({"ratio": None, "ci_low": None, "ci_high": None, "loads": 9}) == stats.NO_RATIO
 
 
 def test_head_to_head_pairs_each_side_with_the_first():
@@ -76,7 +113,7 @@ def test_head_to_head_pairs_each_side_with_the_first():
         sample_rows("bloom", [[50.0, 55.0], [60.0, 65.0]], position=1)
     [r] = head_to_head(frame(rows))
     assert (r["numerator"], r["denominator"]) == ("bloom", "hash")
-    assert r["ratio"] == pytest.approx(0.5) and r["pairs"] == 4
+    assert r["ratio"] == pytest.approx(0.5) and r["pairs"] == 4 and r["loads"] == 2
     assert r["ci_low"] == pytest.approx(0.5) and r["ci_high"] == pytest.approx(0.5)
 
 
@@ -100,3 +137,21 @@ def test_plot_bands_are_the_tables_load_clustered_cis(monkeypatch, tmp_path):
                    for p in bands)
     expected = sorted((round(g.ci_low.min(), 6), round(g.ci_high.max(), 6)) for _, g in summary.groupby("strategy"))
     assert spans == expected
+
+
+@pytest.mark.parametrize("loads, verdict", [(2, "too few loads (2) for a verdict"), (5, "cheaper")])
+def test_verdicts_are_drawn_from_five_loads_or_more(loads, verdict):
+    from mapbench.present import render, report
+    from mapbench.results import across
+
+    # every load gives exactly 0.5: a CI of zero width, far from 1, and still no verdict from 2 loads
+    base = [[100.0 + load, 110.0 + load] for load in range(loads)]
+    half = [[v / 2 for v in ns] for ns in base]
+    rows = sample_rows("hash", base, position=0) + sample_rows("bloom", half, position=1)
+    [r] = head_to_head(frame(rows))
+    assert r["loads"] == loads and r["ci_high"] == pytest.approx(0.5)
+    assert report._verdict(r) == verdict
+    assert across.side(r) == (-1 if loads >= stats.MIN_LOADS_FOR_VERDICT else 0)
+    [row] = render.ratio_rows([r])
+    assert row[3] == "0.500 (0.500 .. 0.500)"  # the figure and its CI stand either way
+    assert ("too few for a verdict" in row[5]) == (loads < stats.MIN_LOADS_FOR_VERDICT)
