@@ -106,6 +106,21 @@ def _axis_options(f):
     return f
 
 
+precision_options = [
+    click.option("--precision", type=float, default=None,
+                 help="Keep adding loads until every comparison's widest 95 % CI half-width is at most this "
+                      "share of its ratio (e.g. 0.05), within --budget."),
+    click.option("--budget", "budget_s", type=float, default=None,
+                 help="Seconds the run may take, loads added for --precision included."),
+]
+
+
+def with_precision(f):
+    for option in reversed(precision_options):
+        f = option(f)
+    return f
+
+
 @cli.command("run")
 @click.option("--engine", type=click.Choice(list(runner.ENGINES)), default=None,
               help="Default: " + next(iter(runner.ENGINES)) + ", unless it lacks flags given: then the engine "
@@ -120,7 +135,9 @@ def _axis_options(f):
               help="Write (or append) one row per sample to this Parquet file.")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per configuration, then one per head-to-head ratio.")
-def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_json, **axis_flags):
+@with_precision
+def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_json, precision, budget_s,
+            **axis_flags):
     """Measure configurations; several values of a side axis (--map hash,bloom, --isa v1,v3,
     --driver elem,batch, --batch-size 1,100) are measured head to head in the same loads."""
     from mapbench.measure.engine import Host
@@ -132,7 +149,7 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
     name = comparisons[0].engine if comparisons else engine
     if out_path is not None:
         runner.check_output(Path(out_path))
-    plan = runner.plan(comparisons, cpu, host=host)
+    plan = runner.plan(comparisons, cpu, host=host, precision=precision, budget_s=budget_s)
     with Bar(f"{name}: {len(comparisons)} comparison(s)") as bar:
         table = runner.run_into(plan, out_path and Path(out_path), bar)
     from mapbench.results.summary import head_to_head, summaries
@@ -143,7 +160,7 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
             click.echo(json.dumps(record))
         for r in ratios:
             click.echo(json.dumps({k: r[k] for k in ("numerator", "denominator", "ratio", "ci_low", "ci_high",
-                                                     "pairs", "comparison")}))
+                                                     "pairs", "loads", "comparison")}))
         return
     print_summaries(records, ratios, f"mapbench run {records[0]['run_ids'][0] if records else ''} ({name} engine)")
     if out_path is not None:
@@ -169,12 +186,13 @@ def print_summaries(records: list[dict], ratios: list[dict], title: str) -> None
 @click.option("--resume", "resume_path", type=click.Path(dir_okay=False), default=None,
               help="Continue this result file: configurations already in it are skipped.")
 @click.option("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one).")
-def sweep_cmd(config, out_path, resume_path, cpu):
+@with_precision
+def sweep_cmd(config, out_path, resume_path, cpu, precision, budget_s):
     """Measure a grid from a TOML file (default: data/sweeps/default.toml)."""
     if resume_path and out_path and Path(resume_path) != Path(out_path):
         raise BadInput("--resume and --out name different files: resume appends to the file it resumes")
     with Bar("sweep") as bar:
-        path = runner.run_sweep(config, resume_path or out_path, cpu, bar)
+        path = runner.run_sweep(config, resume_path or out_path, cpu, bar, precision=precision, budget_s=budget_s)
     err.print(f"results in {path}")
 
 
@@ -204,8 +222,8 @@ def show_cmd(paths, as_json):
 @click.argument("base", nargs=1)
 @click.argument("new", nargs=1)
 @click.option("--threshold", type=float, default=None,
-              help="Smallest change worth calling, as a fraction of the base median (default 0.10, "
-                   "from A/A runs: docs/method.md).")
+              help="Smallest change worth calling, as a fraction of the base median (default 0.05: the smallest "
+                   "change worth calling; its false alarms and power: docs/method.md, \"Diff\").")
 @click.option("--alpha", type=float, default=None, help="Significance after Holm correction (default 0.01).")
 @click.option("--force", is_flag=True, help="Compare results from different kernels.")
 @click.option("--across-machines", is_flag=True,
@@ -215,18 +233,23 @@ def show_cmd(paths, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Also draw the ratios with their CIs to this PNG (an SVG is written beside it).")
-def diff_cmd(base, new, threshold, alpha, force, across_machines, fmt, as_json, plot_path):
+@click.option("--dataset", "root", type=click.Path(file_okay=False), default=None,
+              help="Result dataset whose other runs of each configuration on the same machine give a one-run side "
+                   "its between-run variance (default: data/results).")
+def diff_cmd(base, new, threshold, alpha, force, across_machines, fmt, as_json, plot_path, root):
     """Significant changes from BASE to NEW (files or directories). Exit 1 on a regression.
 
-    Loads are the independent units; a change is called when it is significantly larger than
-    --threshold after Holm correction across all matched configurations (docs/method.md)."""
+    Runs are the units: a one-run side takes its between-run variance from the dataset's other
+    runs of that configuration on that machine, or reads "drift unknown"; a change is called when
+    it is significantly larger than --threshold after Holm correction across all matched
+    configurations (docs/method.md, "Diff")."""
     from mapbench.results import diff
     from mapbench.results import store as results
 
     defaults = dict(threshold=diff.DEFAULT_THRESHOLD, alpha=diff.DEFAULT_ALPHA)
     given = {k: v for k, v in dict(threshold=threshold, alpha=alpha).items() if v is not None}
     result = diff.diff(results.read(base).to_pandas(), results.read(new).to_pandas(), force=force,
-                       across_machines=across_machines,
+                       across_machines=across_machines, history=Path(root or runner.DATASET),
                        **{**defaults, **given})
     for key, (a, b) in result.env_differences.items():
         err.print(f"[yellow]environment differs:[/] {key}: {', '.join(a)} -> {', '.join(b)}")
@@ -263,12 +286,14 @@ reports_option = click.option("--reports", type=click.Path(file_okay=False), def
 @dataset_option
 @reports_option
 @click.option("--cpu", type=int, default=None)
-def bench_cmd(config, full, root, reports, cpu):
+@with_precision
+def bench_cmd(config, full, root, reports, cpu, precision, budget_s):
     """The default benchmark: a run into the result dataset, its plots and Markdown report."""
     if full and config:
         raise BadInput("--full and --config both name a sweep file: give one")
     with Bar("bench") as bar:
-        path = runner.run_sweep(runner.FULL_SWEEP if full else config, None, cpu, bar, Path(root or runner.DATASET))
+        path = runner.run_sweep(runner.FULL_SWEEP if full else config, None, cpu, bar, Path(root or runner.DATASET),
+                                precision, budget_s)
     report = write_report(path, Path(reports or runner.REPORTS))
     out.print(f"results: {path}\nreport: {report}")
 
@@ -405,7 +430,7 @@ def matrix_cmd(kernels, root, reports, cpus, emulate, args):
         result = diff(frames[0], frames[names.index(name)], force=True, across_machines=True)
         envs = "; ".join(f"{k}: {', '.join(a)} -> {', '.join(b)}" for k, (a, b) in result.env_differences.items())
         out.print(f"diff {base} -> {name}: {render.diff_counts(result)}. The environment differs on purpose "
-                  f"({envs}): each kernel ran in its own VM.")
+                  f"({envs}): each kernel ran in its own VM.", soft_wrap=True)
     for p in per_kernel(pd.concat(frames, ignore_index=True), reports / f"matrix-{run_id}-kernels"):
         err.print(f"plot: {p}")
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import math
 import os
 import random
 import statistics
+import time
 import types
 import zlib
 from collections.abc import Callable, Mapping
@@ -49,6 +51,9 @@ DEFAULT_SWEEP = DATA / "sweeps" / "default.toml"
 FULL_SWEEP = DATA / "sweeps" / "full.toml"
 
 Row = Mapping  # a frozen row (types.MappingProxyType) until the store writes it
+# --precision adds loads to a comparison up to this many times its planned ones: a ratio whose
+# interval does not narrow (a figure at its control's level) cannot keep a run going for ever
+MAX_LOADS_FACTOR = 8
 
 
 class Progress:
@@ -182,6 +187,8 @@ class Plan:
     loads: tuple[Load, ...]
     host: Host
     cpu: int  # the measuring CPU
+    precision: float | None = None  # each comparison's widest relative CI half-width to reach
+    budget_s: float | None = None  # seconds the whole run may take, loads added for precision included
 
     def samples(self) -> int:
         return sum(self.comparisons[load.comparison].samples() // self.comparisons[load.comparison].opts.instances
@@ -203,7 +210,7 @@ def schedule(comparisons: list[Comparison], seed: int, skip: set[tuple[int, int]
 
 
 def plan(comparisons: list[Comparison], cpu: int | None, run_id: str | None = None, host: Host | None = None,
-         done: set[tuple] = frozenset()) -> Plan:
+         done: set[tuple] = frozenset(), precision: float | None = None, budget_s: float | None = None) -> Plan:
     """The plan of a run. `done` (resume): (configuration key, load number) pairs a result file
     holds, with load number None for a configuration it holds as unsupported."""
     run_id = run_id or results.new_run_id()
@@ -213,8 +220,12 @@ def plan(comparisons: list[Comparison], cpu: int | None, run_id: str | None = No
     cs = tuple(replace(c, sides=tuple(s for s in c.sides if not recorded(s))) for c in cs)
     skip = {(i, k) for i, c in enumerate(cs) for k in range(c.opts.instances)
             if all((key(s), k) in done for s in c.measured)}
+    if precision is not None and not 0 < precision < 1:
+        raise BadInput(f"--precision {precision:g} is outside (0, 1): a relative half-width of each ratio's CI")
+    if budget_s is not None and budget_s <= 0:
+        raise BadInput(f"--budget {budget_s:g} must be a positive number of seconds")
     return Plan(run_id, cs, schedule(list(cs), zlib.crc32(run_id.encode()), skip), host or Host.here(),
-                resolve_cpu(cpu))
+                resolve_cpu(cpu), precision, budget_s)
 
 
 def _key_as_stored(spec) -> tuple:
@@ -244,7 +255,9 @@ def execute(p: Plan, write: Callable[[list[Row]], None], progress: Progress | No
     """Run every load of the plan, in order; each load's rows go to `write` as it ends. The
     unmeasured sides' rows come first. errors="row": a failing comparison becomes one error row
     per side and its later loads are skipped (a sweep goes on); "raise": the error ends the run,
-    what was written stays."""
+    what was written stays. With a precision target (Plan.precision), once the planned loads
+    are done, blocks of one more load of every comparison short of it follow, as long as the
+    next block fits in the budget (docs/method.md, "Precision on demand")."""
     require_bpf_privilege()
     progress = progress or Progress()
     progress.start(p.samples())
@@ -253,23 +266,69 @@ def execute(p: Plan, write: Callable[[list[Row]], None], progress: Progress | No
            for i, c in enumerate(p.comparisons) for s in c.not_measured if s.fields])
     calibration: dict[int, object] = {}
     failed: set[int] = set()
+    taken: dict[int, list[Row]] = {}  # each comparison's rows, for the precision it reached
+    seconds: dict[int, list[float]] = {}  # each comparison's loads' durations, for the budget
+    started, total = time.monotonic(), p.samples()
+    pending = list(p.loads)
     with pinned_to(p.cpu):
-        for load in p.loads:
-            c = p.comparisons[load.comparison]
-            per_load = c.samples() // c.opts.instances
-            if load.comparison in failed:
-                progress.advance(per_load)
-                continue
-            try:
-                rows, calibration[load.comparison] = measure_load(p, load, calibration.get(load.comparison),
-                                                                  progress.advance)
-            except MapbenchError as exc:
-                if errors == "raise":
-                    raise
-                failed.add(load.comparison)
-                rows = [_frozen({**s.config_fields(), "position": i, "status": "error", "message": str(exc),
-                                 "comparison": f"{p.run_id}/{load.comparison}"}) for i, s in enumerate(c.measured)]
-            write(rows)
+        while pending:
+            for load in pending:
+                c = p.comparisons[load.comparison]
+                if load.comparison in failed:
+                    progress.advance(_samples_per_load(c))
+                    continue
+                t0 = time.monotonic()
+                try:
+                    rows, calibration[load.comparison] = measure_load(p, load, calibration.get(load.comparison),
+                                                                      progress.advance)
+                except MapbenchError as exc:
+                    if errors == "raise":
+                        raise
+                    failed.add(load.comparison)
+                    rows = [_frozen({**s.config_fields(), "position": i, "status": "error", "message": str(exc),
+                                     "comparison": f"{p.run_id}/{load.comparison}"})
+                            for i, s in enumerate(c.measured)]
+                if p.precision is not None:  # what the rows were asked to reach: the report says who did
+                    rows = [_frozen({**r, "precision_target": p.precision}) for r in rows]
+                seconds.setdefault(load.comparison, []).append(time.monotonic() - t0)
+                taken.setdefault(load.comparison, []).extend(rows)
+                write(rows)
+            pending = _next_block(p, taken, seconds, failed, time.monotonic() - started)
+            total += sum(_samples_per_load(p.comparisons[load.comparison]) for load in pending)
+            progress.start(total)
+
+
+def _samples_per_load(c: Comparison) -> int:
+    return c.samples() // c.opts.instances
+
+
+def _next_block(p: Plan, taken: dict[int, list[Row]], seconds: dict[int, list[float]], failed: set[int],
+                spent_s: float) -> list[Load]:
+    """One more load of every comparison whose widest interval is still above the precision
+    target, if the block fits in what is left of the budget; shuffled as the plan's blocks."""
+    if p.precision is None:
+        return []
+    loads = {i: max(int(r["instance"]) for r in rows if r.get("instance") is not None) + 1
+             for i, rows in taken.items() if i not in failed}
+    short = [i for i in loads if loads[i] < MAX_LOADS_FACTOR * p.comparisons[i].opts.instances
+             and half_width(taken[i]) > p.precision]
+    cost = sum(statistics.median(seconds[i]) for i in short)
+    if not short or (p.budget_s is not None and spent_s + cost > p.budget_s):
+        return []
+    block = [Load(i, loads[i]) for i in short]
+    random.Random(zlib.crc32(f"{p.run_id}/{spent_s}".encode())).shuffle(block)
+    return block
+
+
+def half_width(rows: list[Row]) -> float:
+    """The widest relative half-width of a comparison's 95 % ratio intervals (of each side's ratio
+    to the first side); inf where a ratio has no interval yet, 0 for a comparison of one side
+    (no ratio: nothing for --precision to reach)."""
+    from mapbench.results.summary import head_to_head
+
+    ratios = head_to_head(results.make_table([dict(r) for r in rows], "", {}))
+    return max(((r["ci_high"] - r["ci_low"]) / 2 / r["ratio"] if r["ratio"] and r["ci_low"] is not None
+                else math.inf for r in ratios), default=0.0)
 
 
 def measure_load(p: Plan, load: Load, calibration, on_sample: Callable[[], None]) -> tuple[list[Row], object]:
@@ -368,16 +427,22 @@ def partial_path(root: Path, run_id: str) -> Path:
 
 
 def run_sweep(config: str | Path | None, out_path: str | Path | None, cpu: int | None,
-              progress: Progress | None = None, root: Path = DATASET) -> Path:
+              progress: Progress | None = None, root: Path = DATASET, precision: float | None = None,
+              budget_s: float | None = None) -> Path:
     """A sweep file measured into out_path (resumed when it exists), or, without one, into the
-    dataset at `root`; returns the file's path."""
+    dataset at `root`; returns the file's path. precision and budget_s: as given, else the
+    sweep file's [measure] ones."""
     host = Host.here()
-    found = comparisons_from_sweep(config or DEFAULT_SWEEP, host)
+    config = config or DEFAULT_SWEEP
+    found = comparisons_from_sweep(config, host)
+    settings = sweep.run_settings(config)
+    precision = precision if precision is not None else settings["precision"]
+    budget_s = budget_s if budget_s is not None else settings["budget_s"]
     run_id = results.new_run_id()
     path = Path(out_path or partial_path(root, run_id))
     check_output(path)
     require_bpf_privilege()
-    run_into(plan(found, cpu, run_id, host, done_loads(path)), path, progress, errors="row")
+    run_into(plan(found, cpu, run_id, host, done_loads(path), precision, budget_s), path, progress, errors="row")
     if out_path is None:
         [path] = dataset.import_files(root, [path])
     return path

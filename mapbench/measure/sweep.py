@@ -20,6 +20,9 @@ from mapbench.measure.engine import Axis, MeasureOptions
 
 MEASURE_KEYS = {"samples": "samples", "instances": "instances", "warmup": "warmup", "sample_ms": "target_ms"}
 GRID_ONLY_KEYS = {"engine", "compare"}
+# [measure] keys of the whole run, not of a grid: the precision each comparison should reach,
+# and the seconds the run may take to reach it (runner.execute; docs/method.md, "Precision on demand")
+RUN_KEYS = ("precision", "budget_s")
 
 
 def _measure_options(table: dict, base, where: str):
@@ -62,10 +65,10 @@ def load(path: str | Path, axes: dict[str, tuple[Axis, ...]], defaults: dict[str
     if unknown:
         raise BadInput(f"sweep file {path}: unknown key {sorted(unknown)[0]!r} (known: grid, measure)")
     measure = doc.get("measure", {})
-    bad = set(measure) - set(MEASURE_KEYS)
+    bad = set(measure) - set(MEASURE_KEYS) - set(RUN_KEYS)
     if bad:
         raise BadInput(f"sweep file {path}: [measure] has unknown key {sorted(bad)[0]!r} "
-                       f"(known: {', '.join(sorted(MEASURE_KEYS))})")
+                       f"(known: {', '.join(sorted([*MEASURE_KEYS, *RUN_KEYS]))})")
     out: list[Grid] = []
     for number, grid in enumerate(doc.get("grid", []), start=1):
         where = f"sweep file {path}: [[grid]] #{number}"
@@ -90,6 +93,18 @@ def load(path: str | Path, axes: dict[str, tuple[Axis, ...]], defaults: dict[str
         out.append(Grid(name, raw, opts, compare, where))
     if not out:
         raise BadInput(f"sweep file {path}: no [[grid]] tables")
+    return out
+
+
+def run_settings(path: str | Path) -> dict[str, float | None]:
+    """The run's precision and budget_s from a sweep file's [measure] table (None: not set)."""
+    measure = tomllib.loads(Path(path).read_text()).get("measure", {})
+    out = {}
+    for key in RUN_KEYS:
+        value = measure.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            raise BadInput(f"sweep file {path}: [measure] {key} = {value!r} must be a positive number")
+        out[key] = None if value is None else float(value)
     return out
 
 

@@ -28,6 +28,7 @@ from mapbench.present.render import (  # noqa: E402
     questions,
     varying_keys,
 )
+from mapbench.results import stats  # noqa: E402
 from mapbench.results.across import by_machine, scope  # noqa: E402
 from mapbench.results.store import CONFIG_KEYS, measured  # noqa: E402
 from mapbench.results.summary import head_to_head, summaries  # noqa: E402
@@ -317,10 +318,9 @@ def _ci(r: dict) -> tuple[float, float]:
 
 
 def _side_colour(r: dict) -> str:
-    """Green: the CI lies below 1 (the first side cheaper); red: above; grey: it holds 1, or there is none."""
-    if r.get("ci_low") is None or r.get("ci_high") is None:
-        return "tab:grey"
-    return "tab:green" if r["ci_high"] < 1 else "tab:red" if r["ci_low"] > 1 else "tab:grey"
+    """Green: the CI lies below 1 (the first side cheaper); red: above; grey: no verdict (the CI
+    holds 1, there is none, or too few loads: stats.direction, as the report's tables read it)."""
+    return {stats.BELOW: "tab:green", stats.ABOVE: "tab:red"}.get(stats.direction(r), "tab:grey")
 
 
 def _ratio_axis(ax, low: float, high: float) -> None:

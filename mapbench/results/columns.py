@@ -143,6 +143,8 @@ COLUMNS: tuple[Column, ...] = (
     _c("instance", pa.int32(), LOAD),
     _c("load_id", pa.string(), SAMPLE, "run/comparison/load: one load of one comparison, never pooled with another's"),
     _c("load_started_at", pa.timestamp("us", tz="UTC"), SAMPLE, "when its load began (loads are spread over the run)"),
+    _c("precision_target", pa.float64(), SAMPLE,
+       "--precision of its run: the widest relative CI half-width its comparison was to reach"),
     _c("sample", pa.int32(), SAMPLE),
     _c("warmup", pa.bool_(), SAMPLE),
     _figure("ops", pa.int64(), doc="attempted"),

@@ -7,6 +7,7 @@ import importlib
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -143,3 +144,44 @@ def test_make_spec_reads_nothing_of_the_host():
     with pytest.raises(BadInput, match="GiB available"):
         kernel.make_spec({"strategy": "hash", "map_size": 10**7}, tiny)
     assert kernel.make_spec({"strategy": "hash", "producers": "all"}, tiny).producers == 1
+
+
+class NoisyToy(Toy):
+    """Synthetic samples: dict 100 ns, list 150 ns, each load off by its own factor, as real loads
+    are; an interval narrows as loads are added."""
+
+    name = "noisy"
+
+    def open(self, spec, control, load):
+        build = ToyBuild(spec, control)
+        build.rng = np.random.default_rng([load, ord(spec.strategy[0]), control])
+        build.load_factor = build.rng.lognormal(0, 0.1)
+        return contextlib.nullcontext(build)
+
+    def sample(self, build, number, calibration, session) -> float:
+        base = 1.0 if build.control else 100.0 if build.spec.strategy == "dict" else 150.0
+        return base * build.load_factor * build.rng.lognormal(0, 0.02)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("precision, budget_s, loads", [
+    (0.5, None, "planned"),  # reached with the planned loads
+    (0.08, None, "more"),  # reached with more
+    (0.001, None, "cap"),  # never reached: up to MAX_LOADS_FACTOR times the planned loads
+    (0.001, 0.0001, "planned"),  # out of budget at once
+])
+def test_precision_adds_loads_until_reached_or_out_of_budget(monkeypatch, precision, budget_s, loads):
+    monkeypatch.setitem(runner.ENGINES, "noisy", NoisyToy())
+    opts = MeasureOptions(samples=3, instances=5, warmup=0)
+    p = runner.plan([Comparison("noisy", (ToySpec("dict"), ToySpec("list")), opts)], None, precision=precision,
+                    budget_s=budget_s)
+    rows = []
+    runner.execute(p, rows.extend)
+    n = len({r["load_id"] for r in rows})
+    assert {r["precision_target"] for r in rows} == {precision}
+    if loads == "planned":
+        assert n == 5
+    elif loads == "cap":
+        assert n == runner.MAX_LOADS_FACTOR * 5
+    else:  # stopped because it got there
+        assert 5 < n < runner.MAX_LOADS_FACTOR * 5 and runner.half_width(rows) <= precision

@@ -194,11 +194,12 @@ def test_report_scopes_each_conclusion_and_tables_them_across_machines(tmp_path)
     assert f"| AMD EPYC [{AMD_ID}] | Intel Xeon [{INTEL_ID}] | max / min | on all machines |" in header
     [bloom] = [line for line in across.splitlines() if "hit 0.5" in line and "bloom / hash" in line]
     assert bloom.endswith("| differs |")  # the filter pays on the AMD VM and costs on the Intel one
-    assert re.search(r"\| 0\.777 \(.*\) \| 1\.318 \(.*\) \| 1\.70x \| differs \|$", bloom)
+    assert re.search(r"\| 0\.778 \(.*\) \| 1\.316 \(.*\) \| 1\.69x \| differs \|$", bloom)
+    # the syscall comparisons had 2 loads in those runs: too few for a verdict on either machine
     [array] = [line for line in across.splitlines() if "array 100,000 entries / hash" in line]
-    assert array.endswith("| holds |")
-    assert "6 conclusions measured on more than one machine (holds on all: 4; differs: 1; not shown on all: 1)" \
-        in across  # the syscall comparison has six sides
+    assert array.endswith("| not shown on all |")
+    assert "6 conclusions measured on more than one machine (holds on all: 0; differs: 1; not shown on all: 5)" \
+        in across
     # one machine: no table across machines, and its conclusions still name it
     res = run_cli("report", str(INTEL))
     assert res.returncode == 0, res.stderr
