@@ -304,18 +304,22 @@ def _samples_per_load(c: Comparison) -> int:
 
 def _next_block(p: Plan, taken: dict[int, list[Row]], seconds: dict[int, list[float]], failed: set[int],
                 spent_s: float) -> list[Load]:
-    """One more load of every comparison whose widest interval is still above the precision
-    target, if the block fits in what is left of the budget; shuffled as the plan's blocks."""
+    """One more load of each comparison whose widest interval is still above the precision
+    target, the farthest from it first, as many as fit in what is left of the budget (each
+    costs the median of its loads so far); shuffled as the plan's blocks."""
     if p.precision is None:
         return []
     loads = {i: max(int(r["instance"]) for r in rows if r.get("instance") is not None) + 1
              for i, rows in taken.items() if i not in failed}
-    short = [i for i in loads if loads[i] < MAX_LOADS_FACTOR * p.comparisons[i].opts.instances
-             and half_width(taken[i]) > p.precision]
-    cost = sum(statistics.median(seconds[i]) for i in short)
-    if not short or (p.budget_s is not None and spent_s + cost > p.budget_s):
-        return []
-    block = [Load(i, loads[i]) for i in short]
+    widths = {i: half_width(taken[i]) for i in loads if loads[i] < MAX_LOADS_FACTOR * p.comparisons[i].opts.instances}
+    short = sorted((i for i in widths if widths[i] > p.precision), key=lambda i: -widths[i])
+    left = math.inf if p.budget_s is None else p.budget_s - spent_s
+    block = []
+    for i in short:
+        cost = statistics.median(seconds[i])
+        if cost <= left:
+            block.append(Load(i, loads[i]))
+            left -= cost
     random.Random(zlib.crc32(f"{p.run_id}/{spent_s}".encode())).shuffle(block)
     return block
 

@@ -625,6 +625,24 @@ def interference(df: pd.DataFrame) -> list[str]:
             "flagged `interfered`)."]
 
 
+def precision(df: pd.DataFrame, ratios: list[dict], most: int = 12) -> list[str]:
+    """Against the run's --precision target (rows' precision_target): how many ratios reached it,
+    and the ones that did not, widest first (docs/method.md, "Precision on demand")."""
+    if "precision_target" not in df or df.precision_target.isna().all():
+        return []
+    target = float(df.precision_target.dropna().max())
+    width = {id(r): (r["ci_high"] - r["ci_low"]) / 2 / r["ratio"] if r["ci_low"] is not None else float("inf")
+             for r in ratios if r["ratio"]}
+    short = sorted((r for r in ratios if r["ratio"] and width[id(r)] > target), key=lambda r: -width[id(r)])
+    lines = [f"Precision target: a 95 % CI within ±{target:.0%} of each ratio; {len(width) - len(short)} of "
+             f"{len(width)} reached it{', within the budget' if short else ''}."]
+    lines += [f"did not reach it: {r['numerator']} / {r['denominator']}, {r['context']}: ±{width[id(r)]:.0%} "
+              f"({r.get('loads', '?')} loads)" for r in short[:most]]
+    if len(short) > most:
+        lines.append(f"and {len(short) - most} more (`mapbench show` lists every ratio with its CI)")
+    return lines
+
+
 def write_report(table, path: Path, title: str, plots: list[Path] = (),
                  engine_notes: dict[str, str] | None = None) -> Path:
     path.write_text(report_markdown(table.to_pandas(), title, plots, path.parent, engine_notes))
@@ -667,6 +685,7 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     lines += [f"- rows by status: {status}", "", "## How steady this run was", ""]
     lines += [f"- {s}" for s in steadiness(df_rows)] or ["- (one load per configuration: no spread to show)"]
     lines += [f"- {s}" for s in interference(df_rows)]
+    lines += [f"- {s}" for s in precision(df_rows, ratios)]
     lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
     found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
              + contention(ratios, records) + per_task(ratios)

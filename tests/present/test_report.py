@@ -107,3 +107,24 @@ def test_a_conclusion_several_runs_measured_counts_once_from_the_latest():
                          "timestamp": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-02-01"])})
     kept = render.latest_runs([ratio("old/0", 0.5), ratio("new/0", 0.6), ratio("new/1", 0.7)], rows)
     assert [r["ratio"] for r in kept] == [0.6, 0.7]  # the new run's, both of its comparisons
+
+
+def test_the_report_names_the_ratios_that_missed_the_precision_target():
+    import numpy as np
+
+    from mapbench.present.report import precision
+    from mapbench.results import store
+    from mapbench.results.summary import head_to_head
+
+    rng = np.random.default_rng(1)
+    base = {"engine": "kernel", "family": "membership", "op": "lookup", "map_size": 1000, "isa": "v3",
+            "warmup": False, "status": "ok", "comparison": "r/0", "precision_target": 0.05}
+    rows = [{**base, "strategy": strategy, "position": position, "instance": load, "sample": sample,
+             "load_id": f"r/0/{load}", "ns_per_op": ns * rng.lognormal(0, 0.3)}
+            for position, (strategy, ns) in enumerate((("hash", 100.0), ("bloom", 50.0)))
+            for load in range(5) for sample in range(3)]
+    df = store.make_table(rows, "r", {}).to_pandas()
+    lines = precision(df, head_to_head(df))
+    assert lines[0].startswith("Precision target: a 95 % CI within ±5% of each ratio; 0 of 1 reached it")
+    assert lines[1].startswith("did not reach it: bloom / hash") and "(5 loads)" in lines[1]
+    assert precision(df.drop(columns="precision_target"), head_to_head(df)) == []
