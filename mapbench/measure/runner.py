@@ -305,14 +305,15 @@ def _samples_per_load(c: Comparison) -> int:
 def _next_block(p: Plan, taken: dict[int, list[Row]], seconds: dict[int, list[float]], failed: set[int],
                 spent_s: float) -> list[Load]:
     """One more load of each comparison whose widest interval is still above the precision
-    target, the farthest from it first, as many as fit in what is left of the budget (each
-    costs the median of its loads so far); shuffled as the plan's blocks."""
+    target, the nearest to it first (the likeliest to reach it: a width falls as one over the
+    root of the loads), as many as fit in what is left of the budget (each costs the median of
+    its loads so far); shuffled as the plan's blocks."""
     if p.precision is None:
         return []
     loads = {i: max(int(r["instance"]) for r in rows if r.get("instance") is not None) + 1
              for i, rows in taken.items() if i not in failed}
     widths = {i: half_width(taken[i]) for i in loads if loads[i] < MAX_LOADS_FACTOR * p.comparisons[i].opts.instances}
-    short = sorted((i for i in widths if widths[i] > p.precision), key=lambda i: -widths[i])
+    short = sorted((i for i in widths if widths[i] > p.precision), key=lambda i: widths[i])
     left = math.inf if p.budget_s is None else p.budget_s - spent_s
     block = []
     for i in short:
