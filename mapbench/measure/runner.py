@@ -191,8 +191,7 @@ class Plan:
     budget_s: float | None = None  # seconds the whole run may take, loads added for precision included
 
     def samples(self) -> int:
-        return sum(self.comparisons[load.comparison].samples() // self.comparisons[load.comparison].opts.instances
-                   for load in self.loads)
+        return sum(_samples_per_load(self.comparisons[load.comparison]) for load in self.loads)
 
 
 def schedule(comparisons: list[Comparison], seed: int, skip: set[tuple[int, int]] = frozenset()) -> tuple[Load, ...]:
