@@ -87,22 +87,53 @@ def list_cmd():
     out.print("Each family also has a control build: the same loop and key stream, no map operation.")
 
 
-def _axis_options(f):
-    """One --flag per axis of any engine (a comma list runs each value); help from the axes."""
-    flags: dict[str, list[str]] = {}
-    is_flag = set()
-    for engine in runner.ENGINES.values():
-        for axis in engine.axes:
-            flags.setdefault(axis.flag, [])
-            if axis.is_flag:
-                is_flag.add(axis.flag)
-            if axis.help and axis.help not in flags[axis.flag]:
-                flags[axis.flag].append(f"{engine.name}: {axis.help}")
-    for flag in sorted(flags, reverse=True):
-        if flag in is_flag:  # given: True; absent: the spec's default
-            f = click.option(flag, is_flag=True, default=None, help="; ".join(flags[flag]))(f)
-        else:
-            f = click.option(flag, default=None, help="; ".join(flags[flag]) + " (a comma list: each is run)")(f)
+def axis_options(engines=None, skip: tuple[str, ...] = ()):
+    """One --flag per axis of these engines (default: every engine's; a comma list runs each
+    value, a repeatable flag takes one value an occurrence); help from the axes."""
+    def decorate(f):
+        flags: dict[str, list[str]] = {}
+        is_flag, repeat = set(), set()
+        for engine in engines or runner.ENGINES.values():
+            for axis in engine.axes:
+                if axis.flag in skip:
+                    continue
+                flags.setdefault(axis.flag, [])
+                if axis.is_flag:
+                    is_flag.add(axis.flag)
+                if axis.repeat:
+                    repeat.add(axis.flag)
+                if axis.help and axis.help not in flags[axis.flag]:
+                    flags[axis.flag].append(f"{engine.name}: {axis.help}")
+        for flag in sorted(flags, reverse=True):
+            if flag in is_flag:  # given: True; absent: the spec's default
+                f = click.option(flag, is_flag=True, default=None, help="; ".join(flags[flag]))(f)
+            elif flag in repeat:
+                f = click.option(flag, multiple=True, default=None, help="; ".join(flags[flag]) + " (repeatable)")(f)
+            else:
+                f = click.option(flag, default=None, help="; ".join(flags[flag]) + " (a comma list: each is run)")(f)
+        return f
+    return decorate
+
+
+def given_flags(axis_flags: dict) -> dict[str, object]:
+    """click's keyword arguments of the axis options, as the flags given."""
+    return {"--" + k.replace("_", "-"): v for k, v in axis_flags.items() if v not in (None, False, ())}
+
+
+measure_options = [
+    click.option("--samples", type=int, default=None, help="Measured samples per load and side (engine default)."),
+    click.option("--instances", type=int, default=None, help="Fresh loads of every side (engine default)."),
+    click.option("--warmup", type=int, default=None, help="Samples per load flagged as warm-up (engine default)."),
+    click.option("--sample-ms", type=float, default=None, help="Target duration of one sample (engine default)."),
+    click.option("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one)."),
+    click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+                 help="Write (or append) one row per sample to this Parquet file."),
+]
+
+
+def with_measure_options(f):
+    for option in reversed(measure_options):
+        f = option(f)
     return f
 
 
@@ -125,14 +156,8 @@ def with_precision(f):
 @click.option("--engine", type=click.Choice(list(runner.ENGINES)), default=None,
               help="Default: " + next(iter(runner.ENGINES)) + ", unless it lacks flags given: then the engine "
                    "that takes most of those.")
-@_axis_options
-@click.option("--samples", type=int, default=None, help="Measured samples per load and side (engine default).")
-@click.option("--instances", type=int, default=None, help="Fresh loads of every side (engine default).")
-@click.option("--warmup", type=int, default=None, help="Samples per load flagged as warm-up (engine default).")
-@click.option("--sample-ms", type=float, default=None, help="Target duration of one sample (engine default).")
-@click.option("--cpu", type=int, default=None, help="CPU to pin to (default: the last allowed one).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
-              help="Write (or append) one row per sample to this Parquet file.")
+@axis_options()
+@with_measure_options
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per configuration, then one per head-to-head ratio.")
 @with_precision
@@ -142,7 +167,7 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
     --driver elem,batch, --batch-size 1,100) are measured head to head in the same loads."""
     from mapbench.measure.engine import Host
 
-    given = {"--" + k.replace("_", "-"): v for k, v in axis_flags.items() if v not in (None, False)}
+    given = given_flags(axis_flags)
     host = Host.here()
     comparisons = runner.comparisons_from_flags(engine, given, host, samples=samples, instances=instances,
                                                 warmup=warmup, target_ms=sample_ms)
@@ -165,6 +190,62 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
     print_summaries(records, ratios, f"mapbench run {records[0]['run_ids'][0] if records else ''} ({name} engine)")
     if out_path is not None:
         out.print(f"{table.num_rows} rows written to {out_path}")
+
+
+@cli.command("ab")
+@click.argument("base")
+@click.argument("head")
+@axis_options([runner.ENGINES["program"]], skip=("--variant",))
+@with_measure_options
+@click.option("--threshold", type=float, default=0.05, show_default=True,
+              help="Smallest slowdown worth failing for, as a fraction of BASE.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True,
+              help="markdown: a pull-request comment.")
+@with_precision
+def ab_cmd(base, head, threshold, fmt, samples, instances, warmup, sample_ms, cpu, out_path, precision, budget_s,
+           **axis_flags):
+    """HEAD against BASE, head to head in one run: git revisions of the repository holding --source
+    (each built from its own tree) or two object files. Exit 1 when HEAD is slower: its ratio's 95 %
+    CI above 1 and the ratio above 1 + --threshold (docs/own-programs.md, "A CI gate")."""
+    import tempfile
+
+    from mapbench.measure.engine import Host
+    from mapbench.measure.usersource import side
+    from mapbench.present import ab
+    from mapbench.results.summary import head_to_head, summaries
+
+    if not 0 <= threshold < 1:
+        raise BadInput(f"--threshold {threshold:g} is outside 0 .. 1 (a fraction of BASE)")
+    given = given_flags(axis_flags)
+    source = given.get("--source")
+    host = Host.here()
+    with tempfile.TemporaryDirectory(prefix="mapbench-ab-") as tmp:
+        sides = [side(rev, source, name, Path(tmp) / name) for rev, name in ((base, "base"), (head, "head"))]
+        given["--variant"] = tuple(v for v, _ in sides)
+        comparisons = runner.comparisons_from_flags("program", given, host, samples=samples, instances=instances,
+                                                    warmup=warmup, target_ms=sample_ms)
+        if out_path is not None:
+            runner.check_output(Path(out_path))
+        plan = runner.plan(comparisons, cpu, host=host, precision=precision, budget_s=budget_s)
+        with Bar(f"ab: {base} vs {head}") as bar:
+            table = runner.run_into(plan, out_path and Path(out_path), bar)
+    records, ratios = summaries(table), head_to_head(table)
+    shown = {v.name: text for v, text in sides}
+    result = ab.verdict(ratios[0] if ratios else None, threshold)
+    what = records[0]["family"] if records else "?"
+    if fmt == "json":
+        figures = {k: ratios[0][k] for k in ("ratio", "ci_low", "ci_high", "loads")} if ratios else {}
+        click.echo(json.dumps({"verdict": result.call, "sentence": result.sentence(), "threshold": threshold,
+                               "base": shown["base"], "head": shown["head"], "run_id": plan.run_id, **figures}))
+    elif fmt == "markdown":
+        machine = table.column("machine_name")[0].as_py() if table.num_rows else "this machine"
+        kernel = table.column("kernel_release")[0].as_py() if table.num_rows else ""
+        click.echo(ab.markdown_comment(result, records, shown, what, f"{machine}, Linux {kernel}", plan.run_id))
+    else:
+        print_summaries(records, ratios, f"mapbench ab {plan.run_id}: {shown['base']} vs {shown['head']}")
+        out.print(result.sentence())
+    if result.slower:
+        sys.exit(1)
 
 
 def print_summaries(records: list[dict], ratios: list[dict], title: str) -> None:

@@ -31,8 +31,14 @@ struct bpf_link;
 
 struct bpf_test_run_opts {
     size_t sz;
+    const void *data_in;
+    void *data_out;
+    __u32 data_size_in;
+    __u32 data_size_out;
     const void *ctx_in;
     __u32 ctx_size_in;
+    void *ctx_out;
+    __u32 ctx_size_out;
     __u32 retval;
     int repeat;
     __u32 duration;
@@ -40,6 +46,9 @@ struct bpf_test_run_opts {
     __u32 cpu;
     ...;
 };
+
+struct btf;
+struct btf_type { __u32 name_off; __u32 info; ...; };
 
 struct bpf_map_batch_opts {
     size_t sz;
@@ -164,6 +173,14 @@ int bpf_program__set_autoload(struct bpf_program *prog, bool autoload);
 bool bpf_program__autoload(const struct bpf_program *prog);
 struct bpf_link *bpf_program__attach(const struct bpf_program *prog);
 int bpf_link__destroy(struct bpf_link *link);
+int bpf_program__type(const struct bpf_program *prog);
+const char *bpf_program__section_name(const struct bpf_program *prog);
+const char *libbpf_bpf_prog_type_str(int t);
+struct btf *bpf_object__btf(const struct bpf_object *obj);
+__u32 bpf_map__btf_key_type_id(const struct bpf_map *map);
+const struct btf_type *btf__type_by_id(const struct btf *btf, __u32 id);
+int btf__resolve_type(const struct btf *btf, __u32 type_id);
+const char *btf__name_by_offset(const struct btf *btf, __u32 offset);
 
 int bpf_prog_test_run_opts(int prog_fd, struct bpf_test_run_opts *opts);
 int bpf_map_lookup_elem(int fd, const void *key, void *value);

@@ -14,6 +14,7 @@
 #include <linux/types.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <bpf/btf.h>
 #include "mapbench.h"
 
 /* One call of a syscall loop: what goes in, and what the loop reports. */

@@ -31,6 +31,8 @@ BPF_MAP_TYPE = {
 }
 
 
+# include/uapi/linux/btf.h, BTF_KIND_*
+BTF_KINDS = {1: "int", 2: "ptr", 3: "array", 4: "struct", 5: "union", 6: "enum", 7: "fwd", 19: "enum64"}
 PERCPU_TYPES = {BPF_MAP_TYPE[t] for t in BPF_MAP_TYPE if "percpu" in t}
 BPF_F_NO_PREALLOC = 1  # include/uapi/linux/bpf.h
 
@@ -244,6 +246,21 @@ class BpfMap(MapOps):
         finally:
             os.close(fd)  # the object keeps a duplicate
 
+    def key_type(self) -> tuple[str, int] | None:
+        """The map's key type from the object's BTF, typedefs and modifiers resolved: (kind,
+        name), kind one of int, enum, struct, union, array, ...; None for a map without BTF
+        key type (defined by key_size alone)."""
+        btf = lib.bpf_object__btf(self._owner._live())
+        type_id = lib.bpf_map__btf_key_type_id(self._ptr)
+        if btf == ffi.NULL or type_id == 0:
+            return None
+        resolved = lib.btf__resolve_type(btf, type_id)
+        if resolved < 0:
+            return None
+        t = lib.btf__type_by_id(btf, resolved)
+        kind = BTF_KINDS.get((t.info >> 24) & 0x1F, "other")
+        return kind, ffi.string(lib.btf__name_by_offset(btf, t.name_off)).decode()
+
     def set_max_entries(self, n: int) -> None:
         raise_for(lib.bpf_map__set_max_entries(self._ptr, n), f"sizing map {self.name} to {n}")
 
@@ -354,6 +371,36 @@ class BpfProgram:
             opts.ctx_size_in = ffi.sizeof(ctx[0]) if isinstance(ctx, ffi.CData) else len(ctx)
         raise_for(lib.bpf_prog_test_run_opts(self.fd, opts), f"test run of {self.name}")
         return opts.retval
+
+    @property
+    def section(self) -> str:
+        return ffi.string(lib.bpf_program__section_name(self._ptr)).decode()
+
+    @property
+    def type_name(self) -> str:
+        """libbpf's name of the program type: xdp, sched_cls, raw_tracepoint, tracing, ..."""
+        name = lib.libbpf_bpf_prog_type_str(lib.bpf_program__type(self._ptr))
+        return ffi.string(name).decode() if name != ffi.NULL else "unknown"
+
+    def test_run_repeat(self, data: bytes | None, ctx: bytes | None, repeat: int) -> tuple[int, int]:
+        """BPF_PROG_TEST_RUN of `repeat` runs over one packet (`data`) and/or context, for the
+        types that take `repeat` (xdp, tc, socket filter, flow dissector, ...): (retval, the
+        kernel's ns per run, which it rounds down). The packet comes back out into a buffer of
+        its size plus room for a program that grows it."""
+        opts = ffi.new("struct bpf_test_run_opts *")
+        opts.sz = ffi.sizeof("struct bpf_test_run_opts")
+        opts.repeat = repeat
+        keep = []
+        if data is not None:
+            out = ffi.new("char[]", len(data) + 4096)
+            keep += [data, out]
+            opts.data_in, opts.data_size_in = ffi.from_buffer(data), len(data)
+            opts.data_out, opts.data_size_out = out, len(out)
+        if ctx is not None:
+            keep.append(ctx)
+            opts.ctx_in, opts.ctx_size_in = ffi.from_buffer(ctx), len(ctx)
+        raise_for(lib.bpf_prog_test_run_opts(self.fd, opts), f"test run of {self.name}")
+        return opts.retval, opts.duration
 
     def info(self) -> dict[str, int]:
         """Program info: sizes after the verifier and the JIT, and run stats."""

@@ -26,6 +26,9 @@ class Axis:
     default: tuple = ()  # values when absent; () = the spec's own default
     help: str = ""
     is_flag: bool = False  # on the command line a flag (--no-prealloc), in a sweep a list of booleans
+    # on the command line a repeatable flag, never split at commas: "each" occurrence is a value of
+    # its own (--variant a=-DX --variant b), or "all" of them make one value (--fill m=10 --fill n=5)
+    repeat: str = ""
 
 
 @dataclass(frozen=True)

@@ -35,14 +35,14 @@ from mapbench.errors import BadInput, MapbenchError, Unsupported
 from mapbench.measure import interference, sweep
 from mapbench.measure.cpus import pinned_to, resolve_cpu, rotation
 from mapbench.measure.engine import Comparison, Engine, Host, MeasureOptions, NotMeasured, options_for
-from mapbench.measure.engines import attached, kernel, memory, reference, syscall
+from mapbench.measure.engines import attached, kernel, memory, program, reference, syscall
 from mapbench.measure.environment import load_avg_1m, run_environment
 from mapbench.results import dataset
 from mapbench.results import store as results
 
 # The registry: adding an engine is its module and one entry here.
 ENGINES: dict[str, Engine] = {e.name: e for e in (kernel.ENGINE, syscall.ENGINE, attached.ENGINE, reference.ENGINE,
-                                                   memory.ENGINE)}
+                                                   memory.ENGINE, program.ENGINE)}
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 DATASET = DATA / "results"  # results/dataset.py: kernel=<release>/machine=<id>/<run_id>.parquet
@@ -140,7 +140,7 @@ def comparisons_from_flags(engine_name: str | None, given: dict[str, str], host:
     for flag in given:
         if flag not in axes:
             raise BadInput(f"{flag} does not apply to the {engine_name} engine (it takes {', '.join(axes)})")
-    raw = {axes[flag].key: [v.strip() for v in str(value).split(",")] for flag, value in given.items()}
+    raw = {axes[flag].key: _raw_values(axes[flag], value) for flag, value in given.items()}
     found = comparisons(sweep.Grid(engine_name, raw, options_for(engine, **options).validate()), host)
     for c in found:
         for s in c.not_measured:  # a run asked for exactly this: an error, not a row
@@ -156,6 +156,15 @@ def comparisons_from_flags(engine_name: str | None, given: dict[str, str], host:
             what = " ".join(str(s.config_fields()[k]) for k in ("strategy", "driver", "op") if s.config_fields().get(k))
             raise Unsupported(f"{what}: the kernel does not support it: {s.reason}")
     return found
+
+
+def _raw_values(axis, value) -> list:
+    """A flag's values: a comma list, or a repeatable flag's occurrences (Axis.repeat)."""
+    if axis.repeat == "each":
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+    if axis.repeat == "all":
+        return [tuple(value) if isinstance(value, (list, tuple)) else (value,)]
+    return [v.strip() for v in str(value).split(",")]
 
 
 def comparisons_from_sweep(path: str | Path, host: Host) -> list[Comparison]:

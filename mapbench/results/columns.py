@@ -108,7 +108,8 @@ COLUMNS: tuple[Column, ...] = (
     _config("isa", pa.string(), lambda c: c["isa"], "BPF ISA (clang -mcpu)", context=True),
     _c("object_sha256", pa.string(), BUILD, "the compiled BPF object's SHA-256"),
     _config("engine", pa.string(), lambda c: c["engine"], context=True),
-    _config("family", pa.string(), lambda c: "", "implied by the strategy: never in a label"),
+    _config("family", pa.string(), lambda c: c["family"] if c.get("engine") == "program" else "",
+            "implied by the strategy, never in a label; the program engine's source file"),
     _config("strategy", pa.string(), lambda c: c["strategy"], context=True),
     _config("op", pa.string(), lambda c: c["op"], context=True),
     _config("driver", pa.string(), lambda c: (f"batch {int(c['batch_size']):,}"
@@ -206,6 +207,10 @@ COLUMNS: tuple[Column, ...] = (
     _c("interfered", pa.bool_(), SAMPLE, "the kept take was hit too (its retakes ran out, or a warm-up)"),
     _c("status", pa.string(), STATUS),
     _c("message", pa.string(), STATUS),
+    # the program engine (measure/engines/program.py): a user's own program
+    _config("setup", pa.string(), lambda c: c["setup"], "program engine: what the programs ran on (packets, "
+            "context, maps sized and filled, the load)", context=True),
+    _c("cflags", pa.string(), BUILD, "program engine: the variant's extra clang flags"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -214,7 +219,7 @@ COLUMNS: tuple[Column, ...] = (
 CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
-    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes")
+    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "setup")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

@@ -38,6 +38,8 @@ CONFIG_KEYS = list(columns.CONFIGURATION_ORDER)
 # before: a row without one (an older file, an engine without that axis) reads as that value,
 # so configurations measured before and after the axis existed still match in diff.
 SHAPE_DEFAULTS = {c.name: c.implied for c in columns.COLUMNS if c.implied is not None}
+# Engines whose rows never had a shape (key size, fill, producers): a user's own program has none
+SHAPELESS_ENGINES = ("program",)
 # The kernel strategies that take --no-prealloc (strategies.py; a test keeps the two in step):
 # their rows from before the axis have no_prealloc null, and were preallocated.
 PREALLOC_CHOICE = ("hash", "percpu_hash")
@@ -75,11 +77,12 @@ def config_of(row) -> dict:
     """The configuration of a row (a dict, a pandas row or a group key), as plain values with
     whole numbers as ints (pandas makes a column with nulls float)."""
     get = row.get if hasattr(row, "get") else row.__getitem__
+    defaults = {} if plain(get("engine")) in SHAPELESS_ENGINES else SHAPE_DEFAULTS
     out = {}
     for k in CONFIG_KEYS:
         v = plain(get(k))
         if v is None:
-            v = SHAPE_DEFAULTS.get(k)
+            v = defaults.get(k)
         out[k] = int(v) if v is not None and k in INTEGER_COLUMNS else v
     return out
 
@@ -145,9 +148,12 @@ def as_measured(table: pa.Table) -> pa.Table:
     their legacy machine. The one place of this rule for every reader: files, new rows, DuckDB's
     answers."""
     names = table.column_names
+    shapeless = (pc.is_in(table["engine"], pa.array(SHAPELESS_ENGINES)) if "engine" in names
+                 else pa.repeat(pa.scalar(False), table.num_rows))
     for name, value in SHAPE_DEFAULTS.items():
         if name in names:
-            table = table.set_column(names.index(name), name, pc.fill_null(table[name], value))
+            table = table.set_column(names.index(name), name,
+                                     pc.if_else(shapeless, table[name], pc.fill_null(table[name], value)))
     if {"engine", "strategy", "no_prealloc"} <= set(names):
         legacy = pc.and_(pc.and_(pc.equal(table["engine"], "kernel"),
                                  pc.is_in(table["strategy"], pa.array(PREALLOC_CHOICE))),
