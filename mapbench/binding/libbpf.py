@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mapbench.binding._libbpf import ffi, lib
-from mapbench.errors import KernelRefused, MissingPrivilege
+from mapbench.errors import EnvironmentProblem, KernelRefused, MissingPrivilege
 
 lib.mb_log_capture()
 
@@ -517,3 +517,12 @@ def pidfd_open(pid: int) -> int:
     if fd < 0:
         raise_for(-ffi.errno, f"pidfd_open({pid})")
     return fd
+
+
+def pingpong(nr_tasks: int, seconds: float) -> int:
+    """The native load generator (_native.c): nr_tasks threads in pairs, ping-ponging a byte through
+    pipes for `seconds`, every round trip two wakeups and two context switches. Round trips done."""
+    rounds = lib.mb_pingpong(nr_tasks, seconds)
+    if rounds < 0:
+        raise EnvironmentProblem(f"the load generator could not start {nr_tasks} threads: {os.strerror(-rounds)}")
+    return rounds

@@ -241,6 +241,9 @@ def write_pcap(path: Path, frames: list[bytes]) -> None:
 
 # --- maps -----------------------------------------------------------------------------------------
 
+# BPF_MAP_TYPE_* (include/uapi/linux/bpf.h) whose entries user space cannot put by key and value
+UNFILLABLE = {4: "perf event array", 24: "socket storage", 27: "ring buffer", 28: "inode storage",
+              29: "task storage (keyed by the tasks themselves)", 30: "bloom filter", 32: "cgroup storage"}
 INT_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
@@ -262,6 +265,9 @@ def integer_keys(n: int, key_size: int, random: bool, seed: int) -> np.ndarray:
 def fill_map(m, how: str, random_keys: bool, seed: int) -> int:
     """Fill a loaded map: how is a count (integer keys, from the map's BTF key type) or a file of
     raw key/value records (one CPU's value for a per-CPU map: every CPU gets it). Entries put."""
+    if m.map_type in UNFILLABLE:
+        raise BadInput(f"--fill {m.name}: map {m.name} is a {UNFILLABLE[m.map_type]}, whose entries are not "
+                       "key/value records user space can put")
     copies = m.elem_value_bytes // m.value_size if m.percpu else 1
     width = (m.value_size + 7) // 8 * 8 if m.percpu else m.value_size
     if how.isdigit():

@@ -31,6 +31,8 @@ class Verdict:
         if self.call == UNDECIDED:
             return (f"HEAD costs {figure} {over}: too few loads for a verdict "
                     f"(it needs {MIN_LOADS_FOR_VERDICT})")
+        if self.call == SAME:
+            return f"HEAD shows no change beyond the threshold: it costs {figure} {over}"
         return f"HEAD is {self.call}: it costs {figure} {over}"
 
 

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mapbench.binding._libbpf import lib
-from mapbench.binding.libbpf import BpfObject, run_stats
+from mapbench.binding.libbpf import BpfObject, pingpong, run_stats
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
@@ -112,14 +111,6 @@ def check_options(opts: MeasureOptions) -> None:
     if opts.target_ms < MIN_SAMPLE_MS:
         raise BadInput(f"--sample-ms {opts.target_ms:g} is below {MIN_SAMPLE_MS}, the attached engine's "
                        "minimum (a sample must hold enough scheduler events)")
-
-
-def pingpong(nr_tasks: int, seconds: float) -> int:
-    rounds = lib.mb_pingpong(nr_tasks, seconds)
-    if rounds < 0:
-        raise EnvironmentProblem(f"the load generator could not start {nr_tasks} threads: "
-                                 f"{os.strerror(-rounds)}")
-    return rounds
 
 
 class AttachedBuild:

@@ -23,11 +23,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mapbench.binding.libbpf import BpfObject, run_stats
+from mapbench.binding.libbpf import BpfObject, pingpong, run_stats
 from mapbench.errors import BadInput, KernelRefused, Unsupported
 from mapbench.measure import build, children, usersource
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
-from mapbench.measure.engines.attached import pingpong
 from mapbench.measure.usersource import Variant
 from mapbench.measure.values import parse_choice, parse_whole_number
 
@@ -239,6 +238,8 @@ class ProgramBuild:
         chosen = {p.name for p in self.programs}
         for p in self.obj.programs():  # a program not measured is not loaded: the verifier sees only what runs
             p.set_autoload(p.name in chosen)
+        if not self.spec.attach:
+            _test_run_kind(self.programs[0], self.spec, what)  # before the load: a type no test run takes
         maps = {m.name: m for m in self.obj.maps()}
         for name, n in self.spec.map_sizes:
             if name not in maps:
@@ -336,21 +337,26 @@ class TestRunner:
         return Sample(total, calls * repeat, time.monotonic_ns() - t0)
 
 
-def _test_runner(program, spec: ProgramSpec, what: str) -> TestRunner:
+def _test_run_kind(program, spec: ProgramSpec, what: str) -> str:
+    """The program's type, if the kernel can test-run it with what was given."""
     kind = program.type_name
+    if kind not in PACKET_TYPES + CONTEXT_REPEAT_TYPES + CONTEXT_TYPES:
+        raise Unsupported(f"{program.name} of {what} is a {kind} program (SEC(\"{program.section}\")), which the "
+                          "kernel cannot test-run; measure it attached (--attach) if its section attaches by name")
+    if spec.packet and kind not in PACKET_TYPES:
+        raise BadInput(f"--packet: {program.name} of {what} is a {kind} program, which takes no packet (--ctx)")
+    if kind in CONTEXT_REPEAT_TYPES and not spec.ctx:
+        raise BadInput(f"{program.name} of {what} is a {kind} program: give its context with --ctx FILE")
+    return kind
+
+
+def _test_runner(program, spec: ProgramSpec, what: str) -> TestRunner:
+    kind = _test_run_kind(program, spec, what)
     ctx = Path(spec.ctx).read_bytes() if spec.ctx else None
     if kind in PACKET_TYPES:
         packets = usersource.read_packets(spec.packet) if spec.packet else (usersource.default_frame(),)
         return TestRunner(program, packets, ctx, repeats=True, by_run_stats=False)
-    if spec.packet:
-        raise BadInput(f"--packet: {program.name} of {what} is a {kind} program, which takes no packet (--ctx)")
-    if kind in CONTEXT_REPEAT_TYPES + CONTEXT_TYPES:
-        if kind in CONTEXT_REPEAT_TYPES and ctx is None:
-            raise BadInput(f"{program.name} of {what} is a {kind} program: give its context with --ctx FILE")
-        return TestRunner(program, (), ctx, repeats=kind in CONTEXT_REPEAT_TYPES,
-                          by_run_stats=kind not in CONTEXT_REPEAT_TYPES)
-    raise Unsupported(f"{program.name} of {what} is a {kind} program (SEC(\"{program.section}\")), which the kernel "
-                      f"cannot test-run; measure it attached (--attach) if its section attaches by name")
+    return TestRunner(program, (), ctx, repeats=kind in CONTEXT_REPEAT_TYPES, by_run_stats=kind in CONTEXT_TYPES)
 
 
 @dataclass(frozen=True)
