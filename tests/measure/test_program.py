@@ -101,6 +101,16 @@ def test_attached_variants_see_live_events_and_leave_nothing_attached(tmp_path):
     assert gone("prog", "mbtest_switch")
 
 
+def test_a_load_command_runs_in_its_own_group_and_ends_with_the_load(tmp_path):
+    marker = tmp_path / "ran"
+    load = f"touch {marker}; while :; do /bin/true; done"  # forks: wakeups and switches
+    sides = [ProgramSpec(source=str(SCHEDLAT), variant=Variant("pid_hash"), attach=True, load=load)]
+    rows = runner.measure(sides, MeasureOptions(samples=2, instances=1, warmup=0, target_ms=60))
+    assert marker.exists() and all(r["ops"] > 0 for r in rows)
+    left = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True).stdout.split()
+    assert not left, f"the load outlived its run: {left}"
+
+
 def test_the_verdict_needs_significance_and_size():
     r = lambda ratio, low, high, loads=6: {"ratio": ratio, "ci_low": low, "ci_high": high, "loads": loads}  # noqa: E731
     assert ab.verdict(r(1.30, 1.25, 1.35), 0.05).slower
