@@ -83,10 +83,11 @@ def main() -> None:
     detections = sum(r["verdict"] == "slower" for r in power)
     covered = sum(r["ci_low"] <= 1 <= r["ci_high"] for r in aa)
     ratios = sorted(r["ratio"] for r in power)
+    seconds = [r["seconds"] for r in aa + power]
     lines = [f"A/A: {false_alarms} false alarm(s) in {len(aa)} runs; the CI held 1 in {covered} of {len(aa)}",
              f"1.3x: called slower in {detections} of {len(power)} runs; its ratio {ratios[0]:.3f} .. {ratios[-1]:.3f} "
              f"(median {ratios[len(ratios) // 2]:.3f})",
-             f"one ab run: {min(r['seconds'] for r in aa + power):.0f} .. {max(r['seconds'] for r in aa + power):.0f} s"]
+             f"one ab run: {min(seconds):.0f} .. {max(seconds):.0f} s"]
     if args.markdown:
         print("\n".join(f"- {line}" for line in lines))
     else:

@@ -164,7 +164,9 @@ def _raw_values(axis, value) -> list:
         return list(value) if isinstance(value, (list, tuple)) else [value]
     if axis.repeat == "all":
         return [tuple(value) if isinstance(value, (list, tuple)) else (value,)]
-    return [v.strip() for v in str(value).split(",")]
+    # a flag that another engine repeats comes as its occurrences: each a comma list here
+    occurrences = value if isinstance(value, (list, tuple)) else [value]
+    return [v.strip() for occurrence in occurrences for v in str(occurrence).split(",")]
 
 
 def comparisons_from_sweep(path: str | Path, host: Host) -> list[Comparison]:

@@ -28,7 +28,7 @@ VARIANT_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
 FILL_CHUNK = 1 << 16
 MAX_FILL = 2**32 - 1
 PACKET_SUFFIXES = (".pcap", ".pcapng", ".cap")
-LOG_TAIL_LINES = 6  # of a verifier log, in the one-line error (all of it with -v)
+LOG_TAIL_LINES = 3  # of a verifier log, in the one-line error (all of it with -v)
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,11 @@ def compile_source(source: str, cflags: tuple[str, ...], includes: tuple[str, ..
 def verifier_refused(exc: KernelRefused, what: str) -> BadInput:
     """A load the kernel refused, as bad input: the last lines of the verifier's log (all of it
     with -v)."""
-    lines = [line for line in exc.log.splitlines() if line.strip()]
+    log = exc.log
+    if "-- BEGIN PROG LOAD LOG --" in log:  # libbpf frames the verifier's own words: keep those
+        log = log.split("-- BEGIN PROG LOAD LOG --", 1)[1].split("-- END PROG LOAD LOG --", 1)[0]
+    lines = [line.strip() for line in log.splitlines()
+             if line.strip() and not line.startswith(("processed ", "verification time", "stack depth"))]
     tail = " | ".join(lines[-LOG_TAIL_LINES:]) if lines else str(exc)
     error = BadInput(f"{what}: the kernel refused it ({exc}): {tail}")
     error.log = exc.log
