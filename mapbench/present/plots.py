@@ -522,3 +522,33 @@ def history_plot(series: list[dict], path: Path) -> list[Path]:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def model_plot(series: dict, predicted: pd.DataFrame, validated: pd.DataFrame, path: Path) -> list[Path]:
+    """`mapbench model runqslower`: like the article's figure, the share of the CPU spent in BPF
+    over simulated time, one line per side; beside it the share against tasks, with the attached
+    engine's measured shares and the validation's predictions of them."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, (over_time, by_tasks) = plt.subplots(1, 2, figsize=(11, 4))
+    colours = dict(zip(sorted(predicted.strategy.unique()), sns.color_palette(n_colors=predicted.strategy.nunique())))
+    for strategy, s in series.items():
+        over_time.plot(s.t_ms, 100 * s.bpf_share, label=strategy, color=colours[strategy])
+    first = predicted[(predicted.map_size == predicted.map_size.min())
+                      & (predicted.lifetime_ns == predicted.lifetime_ns.max())]
+    for strategy, g in first.groupby("strategy"):
+        by_tasks.plot(g.nr_tasks, 100 * g.share, marker=".", color=colours[strategy],
+                      label=f"{strategy}, model ({int(g.map_size.iloc[0]):,} pids)")
+    for strategy, g in validated.groupby("strategy"):
+        by_tasks.scatter(g.nr_tasks, 100 * g.measured, marker="o", facecolors="none", edgecolors=colours[strategy],
+                         label=f"{strategy}, measured")
+        by_tasks.scatter(g.nr_tasks, 100 * g.predicted, marker="x", color=colours[strategy],
+                         label=f"{strategy}, predicted without its own rows")
+    n = int(predicted.nr_tasks.max())
+    over_time.set(xlabel="simulated time (ms)", ylabel="CPU spent in BPF (%, per window)",
+                  title=f"{n} tasks: bookkeeping over time")
+    by_tasks.set(xscale="log", xlabel="tasks", ylabel="CPU spent in BPF (%)", title="against tasks")
+    over_time.legend(fontsize=8)
+    by_tasks.legend(fontsize=7)
+    fig.suptitle("runqslower model: costs from measured rows", y=1.02)
+    fig.tight_layout()
+    return _save(fig, path)
