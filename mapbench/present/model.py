@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mapbench.errors import BadInput
+from mapbench.results.store import plain
 
 ENGINE = "attached"
 SIDES = ("pid_hash", "task_storage")
@@ -99,8 +100,8 @@ def inputs_from(df: pd.DataFrame, source: str) -> Inputs:
                        f"({', '.join(map(str, both)) or 'none'}): the validation needs {VALIDATED_TASK_COUNTS} "
                        f"({RUN_HINT})")
     first = a.iloc[0]
-    return Inputs(source, isa, costs, payload, str(first.get("machine_name") or first.get("machine") or ""),
-                  str(first.get("kernel_release") or ""))
+    machine = plain(first.get("machine_name")) or plain(first.get("machine")) or "machine unknown"
+    return Inputs(source, isa, costs, payload, str(machine), str(plain(first.get("kernel_release")) or "unknown"))
 
 
 @dataclass(frozen=True)
@@ -181,11 +182,12 @@ def predict(inputs: Inputs, strategy: str, map_size: int, w: Workload, leave_out
 
 def validation(inputs: Inputs, base: Workload) -> pd.DataFrame:
     """Every measured (strategy, map size, task count) predicted with the side's rows at that task
-    count left out, on one CPU (the attached engine pins the load and the runner to one), against
-    the measured share."""
+    count left out, against the measured share; as the attached engine runs it: one CPU (it pins
+    the load and the runner to one), tasks always runnable, none ending. From `base` only the
+    simulated time, the slices' variation and the seed."""
     out = []
     for r in inputs.costs.itertuples():
-        w = Workload(**{**vars(base), "tasks": int(r.nr_tasks), "cpus": 1})
+        w = Workload(tasks=int(r.nr_tasks), variation=base.variation, sim_ns=base.sim_ns, seed=base.seed)
         o = predict(inputs, r.strategy, int(r.map_size), w, leave_out=int(r.nr_tasks))
         # with its own cost per event: what is left is the structure's error (the load's time from
         # the control, BPF time added to it), not the interpolation's
@@ -242,7 +244,8 @@ def markdown(inputs: Inputs, v: pd.DataFrame, p: pd.DataFrame, base: Workload, p
              f"slice variation {base.variation:g}, report threshold {base.threshold_ns / 1e3:g} us.", "",
              "## Validation", "", summary_line(v), "",
              "Each row is predicted with that side's rows at that task count left out (costs "
-             "interpolated from the other task counts); one CPU, as the attached engine runs it.", "",
+             "interpolated from the other task counts), as the attached engine runs: one CPU, tasks always "
+             "runnable, none ending.", "",
              "| strategy | pids in the hash | tasks | measured share (median, min..max, samples) | predicted | error "
              "| with its own cost per event | error |",
              "|---|---:|---:|---|---:|---:|---:|---:|"]

@@ -124,6 +124,8 @@ def test_the_validation_finds_no_error_where_the_machine_behaves_as_the_model():
     assert inner.error.abs().max() < 2e-3
     ends = v[v.nr_tasks != 8]  # held at the neighbour: the law's slope shows as error
     assert ends.error.abs().min() > 1e-3
+    sleepy = model.validation(inputs, model.Workload(tasks=1, sim_ns=2e6, sleep_ns=5e3, lifetime_ns=1e4, cpus=4))
+    assert sleepy.equals(v)  # validated as the engine measured: one CPU, always runnable, no task ending
     text = model.markdown(inputs, v, v.assign(lifetime_ns=math.inf, cpus=1, share=v.predicted, events_per_s=1.0,
                                               reports=0, births=1), model.Workload(tasks=1))
     assert model.summary_line(v) in text and "| pid_hash | 1,000 | 8 |" in text
@@ -163,5 +165,12 @@ def test_the_command_writes_the_report_and_plot_and_a_short_run_exits_2_in_one_l
         f"mapbench: error: {short} measured the attached engine at 2 task count(s) (2, 8): the validation "
         f"needs 3 ({model.RUN_HINT})"]
     assert not (tmp_path / "n.md").exists()
+    dataset = tmp_path / "dataset" / "kernel=6.18" / "machine=m"
+    dataset.mkdir(parents=True)
+    good.rename(dataset / "run-good.parquet")
+    by_id = run_cli("model", "runqslower", "--from", "run-good", "--dataset", str(tmp_path / "dataset"),
+                    "--tasks", "4", "--sim-ms", "1", "--out", str(tmp_path / "by-id.md"))
+    assert by_id.returncode == 0, by_id.stderr
+    assert "Costs from run-good (" in (tmp_path / "by-id.md").read_text()
     unknown = run_cli("model", "runqslower", "--from", "no-such-run", "--dataset", str(tmp_path))
     assert unknown.returncode == 2 and "no such file, and no run of that id" in unknown.stderr
