@@ -206,6 +206,9 @@ COLUMNS: tuple[Column, ...] = (
     _c("interfered", pa.bool_(), SAMPLE, "the kept take was hit too (its retakes ran out, or a warm-up)"),
     _c("status", pa.string(), STATUS),
     _c("message", pa.string(), STATUS),
+    # the attached engine: runqslower's min_us, the report path's threshold (docs/method.md, "The runqslower model")
+    _config("min_delay_us", pa.int64(), lambda c: f"delays >= {int(c['min_delay_us']):,} us reported"
+            if c["min_delay_us"] else "", implied=0),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -214,7 +217,8 @@ COLUMNS: tuple[Column, ...] = (
 CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
-    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes")
+    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes",
+    "min_delay_us")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
