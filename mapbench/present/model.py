@@ -52,21 +52,46 @@ class Inputs:
 
     source: str
     isa: str
-    costs: pd.DataFrame  # strategy, map_size, nr_tasks: ns_per_event, share (medians), share_low/high, samples
+    # strategy, reporting ("every" delay: min_delay_us 0; "none": a minimum no delay reached), map_size,
+    # nr_tasks: ns_per_event, reports_per_event, share (medians), share_low/high, samples
+    costs: pd.DataFrame
     payload: pd.DataFrame  # nr_tasks: payload_ns (the control's wall time per event less its timed span)
     machine: str = ""
     kernel: str = ""
 
-    def event_ns(self, strategy: str, map_size: int, tasks: float, leave_out: int | None = None) -> float:
-        """A BPF event's cost: by map size within each measured task count, then by task count
-        (the task count changes the cost more: the mix of wakeups and switches changes with it)."""
-        c = self.costs[(self.costs.strategy == strategy) & (self.costs.nr_tasks != leave_out)]
+    def _at(self, strategy: str, reporting: str, column: str, map_size: int, tasks: float,
+            leave_out: int | None) -> float | None:
+        """A figure by map size within each measured task count, then by task count (the task
+        count changes the cost more: the mix of wakeups and switches changes with it)."""
+        c = self.costs[(self.costs.strategy == strategy) & (self.costs.reporting == reporting)
+                       & (self.costs.nr_tasks != leave_out)]
         if c.empty:
-            raise BadInput(f"{self.source} has no {strategy} rows of the attached engine"
-                           + (f" besides {leave_out} tasks" if leave_out else ""))
+            return None
         by_tasks = c.groupby("nr_tasks").apply(
-            lambda g: _interp_log(map_size, g.map_size, g.ns_per_event), include_groups=False)
+            lambda g: _interp_log(map_size, g.map_size, g[column]), include_groups=False)
         return _interp_log(tasks, by_tasks.index, by_tasks.values)
+
+    def event_ns(self, strategy: str, map_size: int, tasks: float, leave_out: int | None = None) -> float:
+        """A BPF event's cost as measured with every delay reported."""
+        every = self._at(strategy, "every", "ns_per_event", map_size, tasks, leave_out)
+        if every is None:
+            raise BadInput(f"{self.source} has no {strategy} rows of the attached engine reporting every delay"
+                           + (f" besides {leave_out} tasks" if leave_out else ""))
+        return every
+
+    def event_costs(self, strategy: str, map_size: int, tasks: float,
+                    leave_out: int | None = None) -> tuple[float, float]:
+        """(ns per event without the report path, ns per report). Where the run measured the
+        strategy with no delay reported too, the report's cost is the difference over the reports
+        per event; where not, it stays in every event's cost (the second figure is 0)."""
+        every = self.event_ns(strategy, map_size, tasks, leave_out)
+        none = self._at(strategy, "none", "ns_per_event", map_size, tasks, leave_out)
+        if none is None:
+            return every, 0.0
+        return none, (every - none) / self._at(strategy, "every", "reports_per_event", map_size, tasks, leave_out)
+
+    def report_split(self, strategy: str) -> bool:
+        return bool(((self.costs.strategy == strategy) & (self.costs.reporting == "none")).any())
 
     def payload_ns(self, tasks_per_cpu: float) -> float:
         return _interp_log(max(tasks_per_cpu, 1.0), self.payload.nr_tasks, self.payload.payload_ns)
@@ -88,13 +113,19 @@ def inputs_from(df: pd.DataFrame, source: str) -> Inputs:
     if missing:
         raise BadInput(f"{source} has no attached rows of {', '.join(missing)}: the model needs both sides "
                        f"and the control ({RUN_HINT})")
-    costs = sides.groupby(["strategy", "map_size", "nr_tasks"]).agg(
-        ns_per_event=("gross_ns_per_op", "median"), share=("cpu_overhead_share", "median"),
+    minimum = sides.min_delay_us.fillna(0)
+    sides = sides.assign(reports_per_event=sides.delays_recorded / sides.ops, reporting=np.where(
+        minimum == 0, "every", np.where(sides.delays_recorded == 0, "none", "some")))
+    # a minimum some delays reached reports some: its cost per report is not separable
+    sides = sides[sides.reporting != "some"]
+    costs = sides.groupby(["strategy", "reporting", "map_size", "nr_tasks"]).agg(
+        ns_per_event=("gross_ns_per_op", "median"), reports_per_event=("reports_per_event", "median"),
+        share=("cpu_overhead_share", "median"),
         share_low=("cpu_overhead_share", "min"), share_high=("cpu_overhead_share", "max"),
         samples=("cpu_overhead_share", "size")).reset_index().astype({"map_size": int, "nr_tasks": int})
     payload = control.assign(payload_ns=1e9 / control.events_per_s - control.gross_ns_per_op).groupby(
         "nr_tasks").payload_ns.median().reset_index().astype({"nr_tasks": int})
-    both = sorted(set(payload.nr_tasks) & set(costs.nr_tasks))
+    both = sorted(set(payload.nr_tasks) & set(costs[costs.reporting == "every"].nr_tasks))
     if len(both) < VALIDATED_TASK_COUNTS:
         raise BadInput(f"{source} measured the attached engine at {len(both)} task count(s) "
                        f"({', '.join(map(str, both)) or 'none'}): the validation needs {VALIDATED_TASK_COUNTS} "
@@ -110,7 +141,7 @@ class Workload:
     cpus: int = 1
     lifetime_ns: float = math.inf  # then the task exits and a new one starts
     sleep_ns: float = 0.0  # after a slice; 0: always runnable, as the load generator's pairs
-    threshold_ns: float = 0.0  # report waits at least this long (runqslower.bpf.c records every one)
+    threshold_ns: float = 0.0  # report waits at least this long (runqslower's min_us; inf: none)
     variation: float = 0.0  # coefficient of variation of a slice (gamma); 0: every slice the same
     sim_ns: float = 20e6
     seed: int = 0
@@ -125,9 +156,10 @@ class Outcome:
     series: pd.DataFrame = field(repr=False)  # t_ms (a window's end), bpf_share in that window
 
 
-def simulate(event_ns: float, payload_ns: Callable[[float], float], w: Workload) -> Outcome:
-    """One simulation. The CPU time of a cycle is the two events' BPF time and a slice of the
-    load's own time for those two events, at the runnable tasks per CPU when it starts."""
+def simulate(event_ns: float, payload_ns: Callable[[float], float], w: Workload, report_ns: float = 0.0) -> Outcome:
+    """One simulation. The CPU time of a cycle is the two events' BPF time (and a report's, for a
+    wait at the threshold or above) and a slice of the load's own time for those two events, at
+    the runnable tasks per CPU when it starts."""
     import simpy
 
     if w.tasks < 1 or w.cpus < 1 or w.sim_ns <= 0:
@@ -153,8 +185,9 @@ def simulate(event_ns: float, payload_ns: Callable[[float], float], w: Workload)
                 yield turn
                 # switched in: the dequeue handler runs, reporting a wait at the threshold or above;
                 # both handlers' time is counted here, where the cycle's CPU time starts
-                tally["reports"] += env.now - queued >= w.threshold_ns
-                bpf = EVENTS_PER_CYCLE * event_ns
+                reported = env.now - queued >= w.threshold_ns
+                tally["reports"] += reported
+                bpf = EVENTS_PER_CYCLE * event_ns + (report_ns if reported else 0.0)
                 tally["bpf_ns"] += bpf
                 tally["events"] += EVENTS_PER_CYCLE
                 marks.append((env.now, bpf))
@@ -176,23 +209,25 @@ def simulate(event_ns: float, payload_ns: Callable[[float], float], w: Workload)
 
 
 def predict(inputs: Inputs, strategy: str, map_size: int, w: Workload, leave_out: int | None = None) -> Outcome:
-    event = inputs.event_ns(strategy, map_size, w.tasks / w.cpus, leave_out)
-    return simulate(event, inputs.payload_ns, w)
+    event, report = inputs.event_costs(strategy, map_size, w.tasks / w.cpus, leave_out)
+    return simulate(event, inputs.payload_ns, w, report)
 
 
 def validation(inputs: Inputs, base: Workload) -> pd.DataFrame:
-    """Every measured (strategy, map size, task count) predicted with the side's rows at that task
-    count left out, against the measured share; as the attached engine runs it: one CPU (it pins
-    the load and the runner to one), tasks always runnable, none ending. From `base` only the
-    simulated time, the slices' variation and the seed."""
+    """Every measured (strategy, reporting, map size, task count) predicted with the side's rows at
+    that task count left out, against the measured share; as the attached engine runs it: one CPU
+    (it pins the load and the runner to one), tasks always runnable, none ending, every delay
+    reported or none. From `base` only the simulated time, the slices' variation and the seed."""
     out = []
     for r in inputs.costs.itertuples():
-        w = Workload(tasks=int(r.nr_tasks), variation=base.variation, sim_ns=base.sim_ns, seed=base.seed)
+        w = Workload(tasks=int(r.nr_tasks), variation=base.variation, sim_ns=base.sim_ns, seed=base.seed,
+                     threshold_ns=0.0 if r.reporting == "every" else math.inf)
         o = predict(inputs, r.strategy, int(r.map_size), w, leave_out=int(r.nr_tasks))
         # with its own cost per event: what is left is the structure's error (the load's time from
         # the control, BPF time added to it), not the interpolation's
         own = simulate(r.ns_per_event, inputs.payload_ns, w)
-        out.append({"strategy": r.strategy, "map_size": int(r.map_size), "nr_tasks": int(r.nr_tasks),
+        out.append({"strategy": r.strategy, "reporting": r.reporting, "map_size": int(r.map_size),
+                    "nr_tasks": int(r.nr_tasks),
                     "measured": r.share, "low": r.share_low, "high": r.share_high, "samples": int(r.samples),
                     "predicted": o.bpf_share, "error": o.bpf_share / r.share - 1,
                     "own_cost": own.bpf_share, "own_error": own.bpf_share / r.share - 1})
@@ -237,29 +272,52 @@ def summary_line(v: pd.DataFrame) -> str:
             f"per event, median absolute error {100 * v.own_error.abs().median():.1f} %.")
 
 
+def report_path(inputs: Inputs) -> list[str]:
+    """What a report costs, where the run measured a side with every delay reported and with none."""
+    c = inputs.costs
+    both = c[c.reporting == "every"].merge(c[c.reporting == "none"], on=["strategy", "map_size", "nr_tasks"],
+                                           suffixes=("", "_none")).set_index(["strategy", "map_size", "nr_tasks"])
+    out = []
+    for strategy in SIDES:
+        if not inputs.report_split(strategy):
+            out.append(f"{strategy}: the run reported every delay only, so the report path's cost stays in every "
+                       "event's (measure it with `--min-delay-us 0,10000000`).")
+            continue
+        mine = both.loc[strategy] if strategy in both.index.get_level_values(0) else both.iloc[:0]
+        per = (mine.ns_per_event - mine.ns_per_event_none) / mine.reports_per_event
+        out.append(f"{strategy}: a report costs " + "; ".join(
+            f"{ns:.0f} ns ({int(size):,} pids, {int(n)} tasks)" for (size, n), ns in per.items())
+                   + " (ns per event with every delay reported less with none, over reports per event); the "
+                   "model charges it to each wait at the threshold or above.")
+    return out
+
+
 def markdown(inputs: Inputs, v: pd.DataFrame, p: pd.DataFrame, base: Workload, plots=(), title: str = "") -> str:
     lines = [f"# {title or 'mapbench model runqslower'}", "",
              f"Costs from {inputs.source} ({inputs.machine}, kernel {inputs.kernel}, ISA {inputs.isa}); "
              f"simulated {base.sim_ns / 1e6:g} ms per point, seed {base.seed}, sleep {base.sleep_ns / 1e3:g} us, "
              f"slice variation {base.variation:g}, report threshold {base.threshold_ns / 1e3:g} us.", "",
+             *report_path(inputs), "",
              "## Validation", "", summary_line(v), "",
              "Each row is predicted with that side's rows at that task count left out (costs "
              "interpolated from the other task counts), as the attached engine runs: one CPU, tasks always "
-             "runnable, none ending.", "",
-             "| strategy | pids in the hash | tasks | measured share (median, min..max, samples) | predicted | error "
-             "| with its own cost per event | error |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
-    for r in v.sort_values(["strategy", "nr_tasks", "map_size"]).itertuples():
-        lines.append(f"| {r.strategy} | {r.map_size:,} | {r.nr_tasks} | {_pct(r.measured)} ({_pct(r.low)}.."
-                     f"{_pct(r.high)}, {r.samples}) | {_pct(r.predicted)} | {100 * r.error:+.1f} % "
+             "runnable, none ending; every delay reported, or none (a minimum no delay reached).", "",
+             "| strategy | delays reported | pids in the hash | tasks | measured share (median, min..max, samples) "
+             "| predicted | error | with its own cost per event | error |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in v.sort_values(["strategy", "reporting", "nr_tasks", "map_size"]).itertuples():
+        lines.append(f"| {r.strategy} | {r.reporting} | {r.map_size:,} | {r.nr_tasks} | {_pct(r.measured)} "
+                     f"({_pct(r.low)}..{_pct(r.high)}, {r.samples}) | {_pct(r.predicted)} | {100 * r.error:+.1f} % "
                      f"| {_pct(r.own_cost)} | {100 * r.own_error:+.1f} % |")
     lines += ["", "The last two columns feed the model the configuration's own measured cost per event: their "
               "error is the model's structure alone (the load's time from the control, the BPF time added to "
               "it), the first error adds that of interpolating the cost from other task counts."]
     lines += ["", "## Inputs (from the run's rows)", "",
-              "| strategy | pids in the hash | tasks | ns per BPF event (gross, median) |", "|---|---:|---:|---:|"]
-    for r in inputs.costs.sort_values(["strategy", "map_size", "nr_tasks"]).itertuples():
-        lines.append(f"| {r.strategy} | {r.map_size:,} | {r.nr_tasks} | {r.ns_per_event:.1f} |")
+              "| strategy | delays reported | pids in the hash | tasks | ns per BPF event (gross, median) "
+              "| reports per event |", "|---|---|---:|---:|---:|---:|"]
+    for r in inputs.costs.sort_values(["strategy", "reporting", "map_size", "nr_tasks"]).itertuples():
+        lines.append(f"| {r.strategy} | {r.reporting} | {r.map_size:,} | {r.nr_tasks} | {r.ns_per_event:.1f} "
+                     f"| {r.reports_per_event:.3f} |")
     lines += ["", "| tasks | the load's own ns per event (control) |", "|---:|---:|"]
     lines += [f"| {int(r.nr_tasks)} | {r.payload_ns:.0f} |" for r in inputs.payload.itertuples()]
     lines += ["", "## Predictions", "",

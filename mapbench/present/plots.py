@@ -538,7 +538,7 @@ def model_plot(series: dict, predicted: pd.DataFrame, validated: pd.DataFrame, p
     for strategy, g in first.groupby("strategy"):
         by_tasks.plot(g.nr_tasks, 100 * g.share, marker=".", color=colours[strategy],
                       label=f"{strategy}, model ({int(g.map_size.iloc[0]):,} pids)")
-    for strategy, g in validated.groupby("strategy"):
+    for strategy, g in validated[validated.reporting == "every"].groupby("strategy"):
         by_tasks.scatter(g.nr_tasks, 100 * g.measured, marker="o", facecolors="none", edgecolors=colours[strategy],
                          label=f"{strategy}, measured")
         by_tasks.scatter(g.nr_tasks, 100 * g.predicted, marker="x", color=colours[strategy],

@@ -72,9 +72,15 @@ def test_tasks_that_end_are_replaced_and_the_cost_per_event_is_unchanged():
     assert o.bpf_share == pytest.approx(COST / (COST + PAYLOAD), rel=1e-9)
 
 
-def attached_dicts(tasks=(2, 8, 128), sizes=(1000, 1_000_000), cost=None, payload=None) -> list[dict]:
+REPORT = 60.0  # ns per report on the made-up machine; half the events report (a switch in of each wakeup)
+
+
+def attached_dicts(tasks=(2, 8, 128), sizes=(1000, 1_000_000), cost=None, payload=None,
+                   minimums=(0,)) -> list[dict]:
     """Attached-engine rows as the engine writes them, from a made-up machine where the share is
-    exactly what the model says: BPF time added to the load's own time."""
+    exactly what the model says: BPF time added to the load's own time, a report's time to every
+    second event where delays are reported (min_delay_us 0), to none where no delay reached the
+    minimum."""
     cost = cost or {"pid_hash": lambda n, s: 200.0 + 10 * math.log2(s / 1000) - 5 * math.log2(n),
                     "task_storage": lambda n, s: 80.0 - 2 * math.log2(n)}
     payload = payload or (lambda n: 1500.0 + 50 * math.log2(n))
@@ -90,10 +96,13 @@ def attached_dicts(tasks=(2, 8, 128), sizes=(1000, 1_000_000), cost=None, payloa
                 rows.append({**base, "strategy": "control", "gross_ns_per_op": control_ns, "ns_per_op": control_ns,
                              "events_per_s": eps, "cpu_overhead_share": control_ns * eps / 1e9})
                 for side, f in cost.items():
-                    c = f(n, size)
-                    eps = 1e9 / (payload(n) + c)
-                    rows.append({**base, "strategy": side, "gross_ns_per_op": c, "ns_per_op": c - control_ns,
-                                 "events_per_s": eps, "cpu_overhead_share": c * eps / 1e9})
+                    for minimum in minimums:
+                        reports_per_event = 0.0 if minimum else 0.5
+                        c = f(n, size) + REPORT * reports_per_event
+                        eps = 1e9 / (payload(n) + c)
+                        rows.append({**base, "strategy": side, "gross_ns_per_op": c, "ns_per_op": c - control_ns,
+                                     "events_per_s": eps, "cpu_overhead_share": c * eps / 1e9, "ops": 100_000,
+                                     "delays_recorded": int(100_000 * reports_per_event), "min_delay_us": minimum})
     return rows
 
 
@@ -106,19 +115,38 @@ def test_inputs_come_from_the_rows_and_interpolate_in_log_size_and_tasks():
     assert inputs.payload_ns(8) == pytest.approx(1500 + 50 * 3)
     assert inputs.payload_ns(32) == pytest.approx(1500 + 50 * 5)  # between 8 and 128, in log tasks
     assert inputs.payload_ns(1000) == pytest.approx(1500 + 50 * 7)  # held beyond the largest
-    assert inputs.event_ns("pid_hash", 1000, 8) == pytest.approx(200 - 15)
-    assert inputs.event_ns("pid_hash", 31_623, 8) == pytest.approx(200 + 10 * math.log2(31.623) - 15, rel=1e-3)
+    with_report = REPORT / 2
+    assert inputs.event_ns("pid_hash", 1000, 8) == pytest.approx(200 - 15 + with_report)
+    assert inputs.event_ns("pid_hash", 31_623, 8) == pytest.approx(
+        200 + 10 * math.log2(31.623) - 15 + with_report, rel=1e-3)
     # left out: 8 tasks from 2 and 128 (linear in log tasks, exactly the made-up law)
-    assert inputs.event_ns("pid_hash", 1000, 8, leave_out=8) == pytest.approx(200 - 15)
+    assert inputs.event_ns("pid_hash", 1000, 8, leave_out=8) == pytest.approx(200 - 15 + with_report)
     # at an end, held at the nearest task count left
-    assert inputs.event_ns("task_storage", 1000, 2, leave_out=2) == pytest.approx(80 - 6)
+    assert inputs.event_ns("task_storage", 1000, 2, leave_out=2) == pytest.approx(80 - 6 + with_report)
+    # no row without reports: the report path stays in every event's cost
+    assert inputs.event_costs("pid_hash", 1000, 8) == (pytest.approx(200 - 15 + with_report), 0.0)
+    assert not inputs.report_split("pid_hash")
+
+
+def test_a_run_with_and_without_reports_gives_the_report_paths_cost():
+    inputs = model.inputs_from(attached_rows(minimums=(0, 10_000_000)), "run-model")
+    assert inputs.report_split("pid_hash") and inputs.report_split("task_storage")
+    event, report = inputs.event_costs("pid_hash", 1000, 8)
+    assert event == pytest.approx(200 - 15) and report == pytest.approx(REPORT)
+    event, report = inputs.event_costs("task_storage", 10_000, 32, leave_out=128)
+    assert event == pytest.approx(80 - 2 * 3) and report == pytest.approx(REPORT)  # held at 8 tasks
+    v = model.validation(inputs, model.Workload(tasks=1, sim_ns=2e6))
+    assert set(v.reporting) == {"every", "none"} and len(v) == 2 * 2 * 3 * 2
+    assert v[v.nr_tasks == 8].error.abs().max() < 2e-3
+    lines = model.report_path(inputs)
+    assert lines[0].startswith("pid_hash: a report costs 60 ns (1,000 pids, 2 tasks); 60 ns (1,000 pids, 8 tasks)")
 
 
 def test_the_validation_finds_no_error_where_the_machine_behaves_as_the_model():
     inputs = model.inputs_from(attached_rows(), "run-model")
     v = model.validation(inputs, model.Workload(tasks=1, sim_ns=2e6))
     assert sorted(v.nr_tasks.unique()) == [2, 8, 128]
-    assert len(v) == 2 * 3 * 2
+    assert len(v) == 2 * 3 * 2 and set(v.reporting) == {"every"}
     assert v.own_error.abs().max() < 2e-3  # the same law: only the simulation's last partial cycle
     inner = v[v.nr_tasks == 8]  # interpolated, and the law is linear in log tasks
     assert inner.error.abs().max() < 2e-3
@@ -128,7 +156,8 @@ def test_the_validation_finds_no_error_where_the_machine_behaves_as_the_model():
     assert sleepy.equals(v)  # validated as the engine measured: one CPU, always runnable, no task ending
     text = model.markdown(inputs, v, v.assign(lifetime_ns=math.inf, cpus=1, share=v.predicted, events_per_s=1.0,
                                               reports=0, births=1), model.Workload(tasks=1))
-    assert model.summary_line(v) in text and "| pid_hash | 1,000 | 8 |" in text
+    assert model.summary_line(v) in text and "| pid_hash | every | 1,000 | 8 |" in text
+    assert "the report path's cost stays in every event's" in text
 
 
 @pytest.mark.parametrize("rows,message", [
