@@ -267,6 +267,7 @@ def batch_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 def attached(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """runqslower: ns per scheduler event against live tasks, per pids in the hash."""
     a = _at_newest_isa(s[s.engine == "attached"])
+    a = a[a.min_delay_us.fillna(0) == 0]  # every delay reported, as runqslower with min_us 0
     if a.empty or a.nr_tasks.nunique() < 2:
         return []
     swept = a.groupby("map_size").nr_tasks.nunique()
