@@ -93,6 +93,7 @@ struct task_state {
 
 struct mb_sched_config {
 	__u32 target_tgid; /* the load generator's thread group */
+	__u64 min_delay_ns; /* report only delays at least this long (runqslower's min_us); 0: every one */
 };
 
 struct mb_sched_result {

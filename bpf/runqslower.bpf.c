@@ -130,7 +130,9 @@ static __always_inline void dequeue(struct task_struct *next)
 	ts = *tsp;
 	*tsp = 0;
 #endif
-	if (is_target(next))
+	/* the report path: runqslower sends a delay at least min_us long to user space; here it
+	 * goes into the histogram */
+	if (is_target(next) && now - ts >= cfg.min_delay_ns)
 		record(now - ts);
 #endif
 }

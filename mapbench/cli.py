@@ -589,6 +589,87 @@ def plot_cmd(paths, out_dir):
         out.print(str(p))
 
 
+@cli.group("model")
+def model_group():
+    """Models whose constants are measured rows, checked against measurements."""
+
+
+def _whole_numbers(text: str, flag: str) -> list[int]:
+    from mapbench.measure.values import parse_whole_number
+
+    return [parse_whole_number(t.strip(), flag) for t in text.split(",") if t.strip()]
+
+
+def _run_rows(source: str, root: Path):
+    """A result file or directory, or a run id of the dataset, as rows."""
+    from mapbench.results import dataset
+    from mapbench.results import store as results
+
+    if Path(source).exists():
+        return results.read(source).to_pandas()
+    found = [f for f in dataset.files(root) if f.stem == source]
+    if not found:
+        raise BadInput(f"--from {source}: no such file, and no run of that id in the dataset {root}")
+    return results.read(found).to_pandas()
+
+
+@model_group.command("runqslower")
+@click.option("--from", "source", required=True, help="The measured run: a run id of the dataset, or a result file.")
+@dataset_option
+@click.option("--tasks", default="2,8,32,128,512", show_default=True, help="Task counts to predict.")
+@click.option("--size", "sizes", default=None, help="Pids in the hash (default: the sizes the run measured).")
+@click.option("--lifetime-ms", "lifetimes", default="inf", show_default=True,
+              help="Task lifetimes (ms, or inf): a task exits after it and a new one starts.")
+@click.option("--cpus", type=int, default=1, show_default=True, help="CPUs the tasks share.")
+@click.option("--sleep-us", type=float, default=0.0, show_default=True, help="A task's sleep after each slice.")
+@click.option("--threshold-us", type=float, default=0.0, show_default=True, help="Report waits at least this long.")
+@click.option("--variation", type=float, default=0.0, show_default=True,
+              help="Coefficient of variation of a slice (gamma distributed; 0: fixed).")
+@click.option("--sim-ms", type=float, default=20.0, show_default=True, help="Simulated time per point.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Markdown report (default: data/reports/model-runqslower-<run>.md, plots beside it).")
+def model_runqslower_cmd(source, root, tasks, sizes, lifetimes, cpus, sleep_us, threshold_us, variation, sim_ms,
+                         seed, out_path):
+    """The article's runqslower model as a discrete-event simulation, its BPF costs and the load's
+    own time taken from a run's attached-engine rows: the share of the CPU spent in BPF against
+    tasks, map size and task lifetime, validated against the run's measured share."""
+    import math
+
+    from mapbench.measure.values import parse_number, parse_size
+    from mapbench.present import model
+    from mapbench.present.plots import model_plot
+
+    for flag, value, low in (("--cpus", cpus, 1), ("--sim-ms", sim_ms, 0.1)):
+        if value < low:
+            raise BadInput(f"{flag} {value:g} is below {low:g}")
+    for flag, value in (("--sleep-us", sleep_us), ("--threshold-us", threshold_us), ("--variation", variation)):
+        if value < 0 or not math.isfinite(value):
+            raise BadInput(f"{flag} {value:g} must be a finite number >= 0")
+    task_counts = _whole_numbers(tasks, "--tasks")
+    if not task_counts or min(task_counts) < 1:
+        raise BadInput(f"--tasks {tasks!r} must name task counts >= 1")
+    lives = [math.inf if t.strip() == "inf" else parse_number(t, "--lifetime-ms") * 1e6
+             for t in lifetimes.split(",") if t.strip()]
+    if not lives or min(lives) <= 0:
+        raise BadInput(f"--lifetime-ms {lifetimes!r} must name lifetimes > 0 (or inf)")
+    inputs = model.inputs_from(_run_rows(source, Path(root or runner.DATASET)), source)
+    size_list = ([parse_size(t) for t in sizes.split(",")] if sizes
+                 else sorted(int(s) for s in inputs.costs.map_size.unique()))
+    base = model.Workload(tasks=1, cpus=cpus, sleep_ns=sleep_us * 1e3, threshold_ns=threshold_us * 1e3,
+                          variation=variation, sim_ns=sim_ms * 1e6, seed=seed)
+    validated = model.validation(inputs, base)
+    predicted, series = model.predictions(inputs, task_counts, size_list, lives, base)
+    stem = Path(source).stem
+    path = Path(out_path) if out_path else runner.REPORTS / f"model-runqslower-{stem}.md"
+    plots = model_plot(series, predicted, validated, path.parent / f"{path.stem}-plots" / "runqslower-model")
+    plots = [p.relative_to(path.parent) for p in plots]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(model.markdown(inputs, validated, predicted, base, plots, f"mapbench model runqslower {stem}"))
+    out.print(model.summary_line(validated))
+    out.print(f"report: {path}")
+
+
 def _terminated(signum, frame) -> None:
     raise KeyboardInterrupt  # so that every `with` (maps, links, cgroups) is unwound, as on Ctrl-C
 

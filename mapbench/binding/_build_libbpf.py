@@ -107,7 +107,7 @@ struct mb_result {
     __u64 start_ns; __u64 elapsed_ns; __u64 ops; __u64 loops; __u64 hits; __u64 filter_positives; __u64 checksum;
     __u64 value_checksum; ...;
 };
-struct mb_sched_config { __u32 target_tgid; ...; };
+struct mb_sched_config { __u32 target_tgid; __u64 min_delay_ns; ...; };
 struct mb_sched_result { __u64 delay_hist[...]; ...; };
 #define MB_OP_LOOKUP ...
 #define MB_OP_UPDATE ...

@@ -267,6 +267,7 @@ def batch_sizes(s: pd.DataFrame, out_dir: Path) -> list[Path]:
 def attached(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     """runqslower: ns per scheduler event against live tasks, per pids in the hash."""
     a = _at_newest_isa(s[s.engine == "attached"])
+    a = a[a.min_delay_us.fillna(0) == 0]  # every delay reported, as runqslower with min_us 0
     if a.empty or a.nr_tasks.nunique() < 2:
         return []
     swept = a.groupby("map_size").nr_tasks.nunique()
@@ -520,5 +521,35 @@ def history_plot(series: list[dict], path: Path) -> list[Path]:
         ax.set_xlabel("run (in time order)")
         ax.set_ylabel("ns per op (median, 95 % CI)")
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def model_plot(series: dict, predicted: pd.DataFrame, validated: pd.DataFrame, path: Path) -> list[Path]:
+    """`mapbench model runqslower`: like the article's figure, the share of the CPU spent in BPF
+    over simulated time, one line per side; beside it the share against tasks, with the attached
+    engine's measured shares and the validation's predictions of them."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, (over_time, by_tasks) = plt.subplots(1, 2, figsize=(11, 4))
+    colours = dict(zip(sorted(predicted.strategy.unique()), sns.color_palette(n_colors=predicted.strategy.nunique())))
+    for strategy, s in series.items():
+        over_time.plot(s.t_ms, 100 * s.bpf_share, label=strategy, color=colours[strategy])
+    first = predicted[(predicted.map_size == predicted.map_size.min())
+                      & (predicted.lifetime_ns == predicted.lifetime_ns.max())]
+    for strategy, g in first.groupby("strategy"):
+        by_tasks.plot(g.nr_tasks, 100 * g.share, marker=".", color=colours[strategy],
+                      label=f"{strategy}, model ({int(g.map_size.iloc[0]):,} pids)")
+    for strategy, g in validated[validated.reporting == "every"].groupby("strategy"):
+        by_tasks.scatter(g.nr_tasks, 100 * g.measured, marker="o", facecolors="none", edgecolors=colours[strategy],
+                         label=f"{strategy}, measured")
+        by_tasks.scatter(g.nr_tasks, 100 * g.predicted, marker="x", color=colours[strategy],
+                         label=f"{strategy}, predicted without its own rows")
+    n = int(predicted.nr_tasks.max())
+    over_time.set(xlabel="simulated time (ms)", ylabel="CPU spent in BPF (%, per window)",
+                  title=f"{n} tasks: bookkeeping over time")
+    by_tasks.set(xscale="log", xlabel="tasks", ylabel="CPU spent in BPF (%)", title="against tasks")
+    over_time.legend(fontsize=8)
+    by_tasks.legend(fontsize=7)
+    fig.suptitle("runqslower model: costs from measured rows", y=1.02)
     fig.tight_layout()
     return _save(fig, path)

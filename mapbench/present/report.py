@@ -499,9 +499,10 @@ def per_task(ratios) -> list[str]:
     for r in sorted(_at_newest_isa(_differ_in(_where(ratios, engine="attached"), "strategy")),
                     key=lambda r: (r["denominator_config"]["map_size"], r["denominator_config"]["nr_tasks"])):
         n, d = _sides(r)
+        minimum = f", only delays from {int(d['min_delay_us']):,} us reported" if d.get("min_delay_us") else ""
         out.append(f"**Per task, live scheduler events, {d['nr_tasks']} tasks switching, the hash holding "
-                   f"{d['map_size']:,} other pids: {_named(n['strategy'])} / {_named(d['strategy'])} = {_r(r)} per "
-                   f"event** ({_verdict(r)}).")
+                   f"{d['map_size']:,} other pids{minimum}: {_named(n['strategy'])} / {_named(d['strategy'])} = "
+                   f"{_r(r)} per event** ({_verdict(r)}).")
     for r in _at_newest_isa(_differ_in(_where(ratios, engine="kernel", family="per_task"), "strategy")):
         n = r["denominator_config"]["map_size"]
         out.append(f"Per task in a test run, one task, {_mode(r)}: getting the current task's record from task "

@@ -211,6 +211,9 @@ COLUMNS: tuple[Column, ...] = (
     _config("setup", pa.string(), lambda c: c["setup"], "program engine: what the programs ran on (packets, "
             "context, maps sized and filled, the load)", context=True),
     _c("cflags", pa.string(), BUILD, "program engine: the variant's extra clang flags"),
+    # the attached engine: runqslower's min_us, the report path's threshold (docs/method.md, "The runqslower model")
+    _config("min_delay_us", pa.int64(), lambda c: f"delays >= {int(c['min_delay_us']):,} us reported"
+            if c["min_delay_us"] else "", implied=0),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -219,7 +222,8 @@ COLUMNS: tuple[Column, ...] = (
 CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
-    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "setup")
+    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "setup",
+    "min_delay_us")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

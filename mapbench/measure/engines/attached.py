@@ -38,6 +38,7 @@ DUMMY_PID_BASE = 0x40000000  # above any pid_max (at most 2^22): never a live ta
 LIVE_TASK_ROOM = 65536  # hash entries for live tasks beside the dummies
 MAX_TASKS = 4096
 MAX_SIZE = 10_000_000
+MAX_MIN_DELAY_US = 10_000_000  # 10 s: no run-queue delay of the load comes near it
 # struct mb_sched_counts (bpf/mapbench.h), one per CPU in the `counts` map; the loader checks
 # the size against the map's, so that the two cannot drift apart unnoticed
 COUNTS = np.dtype([("target_events", np.uint64), ("target_ns", np.uint64), ("all_events", np.uint64)])
@@ -59,12 +60,21 @@ def _tasks(text) -> int:
     return value
 
 
+def _min_delay(text) -> int:
+    value = parse_whole_number(text, "--min-delay-us")
+    if value > MAX_MIN_DELAY_US:
+        raise BadInput(f"--min-delay-us {value} is above {MAX_MIN_DELAY_US:_}")
+    return value
+
+
 AXES = (
     Axis("strategies", "--map", "strategy", lambda t: parse_choice(t, "--map", STRATEGY_NAMES),
          default=STRATEGY_NAMES, help="pid_hash or task_storage"),
     Axis("sizes", "--size", "map_size", _size, help="dummy pids pre-filled in the pid hash"),
     Axis("tasks", "--tasks", "nr_tasks", _tasks, help="load generator threads (an even number)"),
     Axis("isas", "--isa", "isa", build.check_isa),
+    Axis("min_delays", "--min-delay-us", "min_delay_us", _min_delay,
+         help="report (histogram) only run-queue delays at least this long, as runqslower's min_us; 0: every one"),
 )
 SIDES = ("strategies", "isas")
 DEFAULTS = MeasureOptions(samples=3, instances=2, warmup=1, target_ms=300.0)
@@ -77,12 +87,14 @@ class AttachedSpec(Spec):
     map_size: int = 1000  # dummy pids in the hash (task storage holds only live tasks)
     nr_tasks: int = 8  # load generator threads (pairs)
     isa: str = build.DEFAULT_ISA
+    min_delay_us: int = 0  # the report path runs for delays at least this long
 
     def __post_init__(self):
         parse_choice(self.strategy, "--map", STRATEGY_NAMES)
         _size(self.map_size)
         _tasks(self.nr_tasks)
         build.check_isa(self.isa)
+        _min_delay(self.min_delay_us)
 
     @property
     def holds_pids(self) -> bool:
@@ -94,13 +106,14 @@ class AttachedSpec(Spec):
 
     def used_fields(self) -> set[str]:
         # map_size names the pid population of the comparison, on both sides of the pair
-        return {"strategy", "isa", "nr_tasks", "map_size"}
+        return {"strategy", "isa", "nr_tasks", "map_size", "min_delay_us"}
 
     def config_fields(self) -> dict:
         return {"engine": NAME, "family": "runqslower", "strategy": self.strategy, "op": "sched_event",
                 "map_size": self.map_size, "value_size": 8, "hit_ratio": 1.0, "isa": self.isa,
                 "key_distribution": "live", "nr_tasks": self.nr_tasks,
-                "mode": "load events"}  # timed inside the programs, the load's events only
+                "mode": "load events",  # timed inside the programs, the load's events only
+                "min_delay_us": self.min_delay_us}
 
 
 def make_spec(fields: dict) -> AttachedSpec:
@@ -123,7 +136,9 @@ class AttachedBuild:
         self.built = build.compile_object(SOURCE, macro, spec.isa)
         self.obj = BpfObject(self.built.path)
         try:
-            self.obj.map(".rodata").data("struct mb_sched_config").target_tgid = os.getpid()
+            config = self.obj.map(".rodata").data("struct mb_sched_config")
+            config.target_tgid = os.getpid()
+            config.min_delay_ns = spec.min_delay_us * 1000
             holds_pids = not control and spec.holds_pids
             if holds_pids:
                 self.obj.map("start").set_max_entries(spec.map_size + LIVE_TASK_ROOM)
