@@ -152,6 +152,18 @@ def with_precision(f):
     return f
 
 
+def measure_flags(engine: str | None, given: dict, host, options: dict, cpu, out_path, precision, budget_s):
+    """Flags to comparisons, planned and measured (rows appended to out_path as loads end): the
+    table, the plan and the engine's name."""
+    comparisons = runner.comparisons_from_flags(engine, given, host, **options)
+    name = comparisons[0].engine if comparisons else engine
+    if out_path is not None:
+        runner.check_output(Path(out_path))
+    plan = runner.plan(comparisons, cpu, host=host, precision=precision, budget_s=budget_s)
+    with Bar(f"{name}: {len(comparisons)} comparison(s)") as bar:
+        return runner.run_into(plan, out_path and Path(out_path), bar), plan, name
+
+
 @cli.command("run")
 @click.option("--engine", type=click.Choice(list(runner.ENGINES)), default=None,
               help="Default: " + next(iter(runner.ENGINES)) + ", unless it lacks flags given: then the engine "
@@ -168,15 +180,8 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
     from mapbench.measure.engine import Host
 
     given = given_flags(axis_flags)
-    host = Host.here()
-    comparisons = runner.comparisons_from_flags(engine, given, host, samples=samples, instances=instances,
-                                                warmup=warmup, target_ms=sample_ms)
-    name = comparisons[0].engine if comparisons else engine
-    if out_path is not None:
-        runner.check_output(Path(out_path))
-    plan = runner.plan(comparisons, cpu, host=host, precision=precision, budget_s=budget_s)
-    with Bar(f"{name}: {len(comparisons)} comparison(s)") as bar:
-        table = runner.run_into(plan, out_path and Path(out_path), bar)
+    table, _, name = measure_flags(engine, given, Host.here(), dict(samples=samples, instances=instances,
+                                   warmup=warmup, target_ms=sample_ms), cpu, out_path, precision, budget_s)
     from mapbench.results.summary import head_to_head, summaries
 
     records, ratios = summaries(table), head_to_head(table)
@@ -222,13 +227,8 @@ def ab_cmd(base, head, threshold, fmt, samples, instances, warmup, sample_ms, cp
     with tempfile.TemporaryDirectory(prefix="mapbench-ab-") as tmp:
         sides = [side(rev, source, name, Path(tmp) / name) for rev, name in ((base, "base"), (head, "head"))]
         given["--variant"] = tuple(v for v, _ in sides)
-        comparisons = runner.comparisons_from_flags("program", given, host, samples=samples, instances=instances,
-                                                    warmup=warmup, target_ms=sample_ms)
-        if out_path is not None:
-            runner.check_output(Path(out_path))
-        plan = runner.plan(comparisons, cpu, host=host, precision=precision, budget_s=budget_s)
-        with Bar(f"ab: {base} vs {head}") as bar:
-            table = runner.run_into(plan, out_path and Path(out_path), bar)
+        table, plan, _ = measure_flags("program", given, host, dict(samples=samples, instances=instances,
+                                       warmup=warmup, target_ms=sample_ms), cpu, out_path, precision, budget_s)
     records, ratios = summaries(table), head_to_head(table)
     shown = {v.name: text for v, text in sides}
     result = ab.verdict(ratios[0] if ratios else None, threshold)
