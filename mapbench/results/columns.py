@@ -206,6 +206,12 @@ COLUMNS: tuple[Column, ...] = (
     _c("interfered", pa.bool_(), SAMPLE, "the kept take was hit too (its retakes ran out, or a warm-up)"),
     _c("status", pa.string(), STATUS),
     _c("message", pa.string(), STATUS),
+    # the prefix family (bpf/prefix.bpf.c; docs/method.md, "Prefixes")
+    _config("addr_family", pa.string(), lambda c: c["addr_family"], "prefix family: ipv4 or ipv6 keys",
+            context=True),
+    _config("prefix_lens", pa.string(),
+            lambda c: "table mix" if c["prefix_lens"] == "table" else f"/{c['prefix_lens']}",
+            "prefix family: 'table' (a routing table's length mix) or one prefix length", context=True),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -214,7 +220,8 @@ COLUMNS: tuple[Column, ...] = (
 CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
-    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes")
+    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes",
+    "addr_family", "prefix_lens")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
