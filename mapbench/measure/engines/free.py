@@ -34,6 +34,8 @@ MAP_TYPES = {"lpm_trie": ("lpm_trie", BPF_F_NO_PREALLOC), "exact_hash": ("hash",
 # The memory cgroup charges in batches of up to 64 pages a CPU (MEMCG_CHARGE_BATCH in
 # include/linux/memcontrol.h): the usage is back once it is within that of zero.
 CHARGE_BATCH = 64 * 4096
+SEEN_BATCHES = 8  # a map must take at least this many charge batches of every CPU to be timed
+BYTES_PER_ENTRY = 64  # about the least either map takes per entry (a trie node, a hash element)
 GIVE_UP_S = 120.0  # a free that takes longer is reported as not done (no_success)
 
 
@@ -141,6 +143,11 @@ class Free(Engine):
         if spec.map_size > 1 << 24:
             raise BadInput(f"--size {spec.map_size} is above {1 << 24}, the prefix family's bound")
         prefixes.check(spec.addr_family, spec.prefix_lens, spec.map_size)
+        # below this the map is within a few charge batches of zero: the cgroup cannot see its free
+        smallest = SEEN_BATCHES * CHARGE_BATCH * len(host.cpus) // BYTES_PER_ENTRY
+        if spec.map_size < smallest:
+            raise BadInput(f"--size {spec.map_size} is below {smallest:,}: a map that small is within the memory "
+                           f"cgroup's per-CPU charge batches ({CHARGE_BATCH // 1024} KiB a CPU), which hide its free")
         check_memory(STRATEGIES[spec.strategy].estimate_bytes(_Sized(spec)), spec.strategy, spec.map_size,
                      host.memory_available_bytes)
         return spec
