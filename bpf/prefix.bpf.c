@@ -4,7 +4,10 @@
  *   MB_LPM_TRIE    an LPM trie of N prefixes (a routing-table-like length mix, or one length);
  *                  a lookup returns the value of the longest prefix holding the address
  *   MB_EXACT_HASH  a hash of N exact addresses (/32 or /128 keys): what an exact-match table
- *                  in front of (or instead of) the trie costs
+ *                  instead of the trie costs
+ *   MB_FRONT_HASH  the same prefixes split: the full-length ones (host entries) in an exact hash
+ *                  asked first, the rest in an LPM trie asked when the hash misses (a host entry
+ *                  is always the longest match, so the answer is the trie's)
  *   MB_CONTROL     the same loop, draw-table read and key copy, with the map operation compiled out
  * Only the map definition and the operation sit under #if. Draws come from `draw_table`, which
  * the loader fills (mapbench/measure/prefixes.py): lookups walk a power-of-two table of
@@ -19,9 +22,10 @@
 /* This family's storage macros, kept out of mapbench.h's list (numbers no other family uses). */
 #define MB_LPM_TRIE 20
 #define MB_EXACT_HASH 21
+#define MB_FRONT_HASH 22
 
 #ifndef MB_STORAGE
-#error "compile with -DMB_STORAGE=MB_CONTROL, MB_LPM_TRIE or MB_EXACT_HASH"
+#error "compile with -DMB_STORAGE=MB_CONTROL, MB_LPM_TRIE, MB_EXACT_HASH or MB_FRONT_HASH"
 #endif
 
 char LICENSE[] SEC("license") = "GPL";
@@ -36,7 +40,7 @@ struct mb_prefix_key {
 	__u32 data[4];
 };
 
-#if MB_STORAGE == MB_LPM_TRIE
+#if MB_STORAGE == MB_LPM_TRIE || MB_STORAGE == MB_FRONT_HASH
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC); /* the kernel refuses a trie without it */
@@ -45,6 +49,14 @@ struct {
 	__uint(max_entries, 1);               /* sized by the loader before load */
 } prefixes SEC(".maps");
 #define PREFIX_KEY(k) ((void *)(k))
+#endif
+#if MB_STORAGE == MB_FRONT_HASH
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(key_size, 4);                  /* set by the loader: the address bytes */
+	__uint(value_size, sizeof(__u64));
+	__uint(max_entries, 1);
+} front SEC(".maps");
 #elif MB_STORAGE == MB_EXACT_HASH
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -74,7 +86,13 @@ static __always_inline int storage_op(struct mb_prefix_key *key, __u64 n, struct
 		return bpf_map_update_elem(&prefixes, PREFIX_KEY(key), &value, BPF_EXIST) == 0;
 	if (op == MB_OP_DELETE)
 		return bpf_map_delete_elem(&prefixes, PREFIX_KEY(key)) == 0;
+#if MB_STORAGE == MB_FRONT_HASH
+	v = bpf_map_lookup_elem(&front, key->data);
+	if (!v)
+		v = bpf_map_lookup_elem(&prefixes, PREFIX_KEY(key));
+#else
 	v = bpf_map_lookup_elem(&prefixes, PREFIX_KEY(key));
+#endif
 	if (cfg.latency)
 		st->found = mb_bits(v);
 	if (!v)

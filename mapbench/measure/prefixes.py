@@ -23,6 +23,8 @@ ADDR_FAMILIES = ("ipv4", "ipv6")
 BITS = {"ipv4": 32, "ipv6": 128}
 DATA_BYTES = {"ipv4": 4, "ipv6": 16}
 TABLE = "table"  # --prefix-lens table: the family's mix below
+HOSTS = "hosts"  # --prefix-lens hosts: an IP list, half host entries (/32, /128), half the table mix
+HOST_SHARE = 0.5
 KEY_RECORD = 20  # bytes of a draw-table record: struct mb_prefix_key of bpf/prefix.bpf.c
 
 # Prefix-length mixes shaped like the public routing tables (share of the prefixes by length),
@@ -42,14 +44,15 @@ MAX_SHARE_OF_LENGTH = 0.25
 
 
 def parse_prefix_lens(text) -> str:
-    """'table' (the address family's mix) or one length n (every prefix /n)."""
+    """'table' (the address family's mix), 'hosts' (half full-length host entries, half the
+    table mix) or one length n (every prefix /n)."""
     raw = str(text).strip().lower()
-    if raw == TABLE:
-        return TABLE
+    if raw in (TABLE, HOSTS):
+        return raw
     try:
         n = int(raw.lstrip("/"))
     except ValueError:
-        raise BadInput(f"--prefix-lens {text!r} is not 'table' or a prefix length such as 24") from None
+        raise BadInput(f"--prefix-lens {text!r} is not 'table', 'hosts' or a prefix length such as 24") from None
     if not 1 <= n <= 128:
         raise BadInput(f"--prefix-lens {n} is outside 1..128")
     return str(n)
@@ -57,7 +60,7 @@ def parse_prefix_lens(text) -> str:
 
 def check(addr_family: str, prefix_lens: str, entries: int) -> None:
     """A one-line BadInput when the family has no such length or too few prefixes of it."""
-    if prefix_lens == TABLE:
+    if prefix_lens in (TABLE, HOSTS):
         return
     n, bits = int(prefix_lens), BITS[addr_family]
     if n > bits:
@@ -70,7 +73,11 @@ def check(addr_family: str, prefix_lens: str, entries: int) -> None:
 def lengths(addr_family: str, prefix_lens: str, entries: int) -> dict[int, int]:
     """How many prefixes of each length the set holds: the mix's shares of `entries`, each
     length capped at MAX_SHARE_OF_LENGTH of its 2^L prefixes, the rest on the most common one."""
-    mix = MIXES[addr_family] if prefix_lens == TABLE else {int(prefix_lens): 1.0}
+    if prefix_lens == HOSTS:
+        mix = {**{n: (1 - HOST_SHARE) * share for n, share in MIXES[addr_family].items()},
+               BITS[addr_family]: HOST_SHARE}
+    else:
+        mix = MIXES[addr_family] if prefix_lens == TABLE else {int(prefix_lens): 1.0}
     counts = {n: min(int(round(share * entries)), int(MAX_SHARE_OF_LENGTH * 2.0**n)) for n, share in mix.items()}
     top = max(mix, key=mix.get)
     counts[top] += entries - sum(counts.values())

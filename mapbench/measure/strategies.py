@@ -274,3 +274,32 @@ STRATEGIES.update({s.name: s for s in (
              estimate_bytes=lambda spec: hash_bytes(spec.entries, prefixes.DATA_BYTES[spec.addr_family], 8)
              + prefixes.lookup_table_length(spec.entries) * 64),
 )})
+
+
+def _is_host(spec, config) -> np.ndarray:
+    """Which prefixes of the set are host entries (full length): front_hash keeps them in its hash."""
+    return prefix_set_of(spec, config).length == prefixes.BITS[spec.addr_family]
+
+
+def _fill_front(m, spec, config) -> None:
+    s, index = prefix_set_of(spec, config), np.flatnonzero(_is_host(spec, config))
+    if len(index):
+        m.update_batch(np.ascontiguousarray(s.keys()[index, 4:]), index.astype(np.uint64), FILL_CHUNK)
+
+
+def _fill_behind(m, spec, config) -> None:
+    s, index = prefix_set_of(spec, config), np.flatnonzero(~_is_host(spec, config))
+    if len(index):
+        m.update_batch(np.ascontiguousarray(s.keys()[index]), index.astype(np.uint64), FILL_CHUNK)
+
+
+STRATEGIES.update({s.name: s for s in (
+    Strategy("front_hash", PREFIX, "MB_FRONT_HASH", ("lookup",),
+             "the same prefixes split: host entries (/32, /128) in an exact hash asked first, the rest in an "
+             "LPM trie asked on a miss (--prefix-lens hosts: half of them host entries)",
+             maps=(MapPlan("front", configure=_configure_exact, fill=_fill_front),
+                   MapPlan("prefixes", configure=_configure_trie, fill=_fill_behind)),
+             params=frozenset({"addr_family", "prefix_lens"}),
+             estimate_bytes=lambda spec: _trie_bytes(spec) + hash_bytes(spec.entries, prefixes.DATA_BYTES[
+                 spec.addr_family], 8)),
+)})

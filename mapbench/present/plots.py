@@ -534,7 +534,7 @@ def prefix_family(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     k = s[(s.family == "prefix") & s.addr_family.notna()].copy()
     if k.empty:
         return []
-    k["line"] = [f"{t} {a}" + (f" /{p}" if t == "lpm_trie" and p != "table" else "")
+    k["line"] = [f"{t} {a}" + ("" if t == "exact_hash" or p == "table" else " hosts" if p == "hosts" else f" /{p}")
                  for t, a, p in zip(k.strategy, k.addr_family, k.prefix_lens)]
     paths = []
     ops = k[(k.engine == "kernel") & (k["mode"] == "throughput") & ((k.op != "lookup") | (k.hit_ratio == 1.0))]

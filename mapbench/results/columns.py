@@ -210,8 +210,10 @@ COLUMNS: tuple[Column, ...] = (
     _config("addr_family", pa.string(), lambda c: c["addr_family"], "prefix family: ipv4 or ipv6 keys",
             context=True),
     _config("prefix_lens", pa.string(),
-            lambda c: "table mix" if c["prefix_lens"] == "table" else f"/{c['prefix_lens']}",
-            "prefix family: 'table' (a routing table's length mix) or one prefix length", context=True),
+            lambda c: {"table": "table mix", "hosts": "hosts + table mix"}.get(c["prefix_lens"],
+                                                                              f"/{c['prefix_lens']}"),
+            "prefix family: 'table' (a routing table's length mix), 'hosts' (half host entries) or one prefix length",
+            context=True),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries

@@ -31,3 +31,13 @@ def test_the_free_reads_in_ms_and_a_short_run_has_no_verdict():
     (line,) = report.prefix_family([_ratio("free", 0.011, 0.003, 0.035, 2, engine="free")], records)
     assert "freeing the map" in line and "(5.8 vs 524.0 ms in this run)" in line
     assert line.endswith("too few loads (2) for a verdict.")
+
+
+def test_the_hash_in_front_of_the_trie_is_named_as_such():
+    r = _ratio("lookup", 0.59, 0.55, 0.63, 5)
+    r["numerator_config"] = {**r["numerator_config"], "strategy": "front_hash", "prefix_lens": "hosts"}
+    r["denominator_config"] = {**r["denominator_config"], "prefix_lens": "hosts"}
+    (line,) = report.prefix_family([r], [])
+    assert line.startswith("Trie or exact hash in front of the trie at 1,000,000 ipv4 prefixes (half host entries")
+    assert "exact hash in front of the trie / trie = 0.590" in line
+    assert line.endswith("the exact hash in front of the trie is cheaper.")

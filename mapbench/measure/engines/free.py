@@ -29,8 +29,8 @@ from mapbench.measure.strategies import PREFIX, STRATEGIES, check_memory
 from mapbench.measure.values import parse_choice, parse_size, parse_whole_number
 
 NAME = "free"
-STRATEGY_NAMES = tuple(name for name, s in STRATEGIES.items() if s.family is PREFIX)
-MAP_TYPES = {"lpm_trie": ("lpm_trie", BPF_F_NO_PREALLOC), "exact_hash": ("hash", 0)}
+MAP_TYPES = {"lpm_trie": ("lpm_trie", BPF_F_NO_PREALLOC), "exact_hash": ("hash", 0)}  # one map each
+STRATEGY_NAMES = tuple(name for name, s in STRATEGIES.items() if s.family is PREFIX and name in MAP_TYPES)
 # The memory cgroup charges in batches of up to 64 pages a CPU (MEMCG_CHARGE_BATCH in
 # include/linux/memcontrol.h): the usage is back once it is within that of zero.
 CHARGE_BATCH = 64 * 4096
