@@ -19,11 +19,6 @@
 #include <bpf/bpf_helpers.h>
 #include "mapbench.h"
 
-/* This family's storage macros, kept out of mapbench.h's list (numbers no other family uses). */
-#define MB_LPM_TRIE 20
-#define MB_EXACT_HASH 21
-#define MB_FRONT_HASH 22
-
 #ifndef MB_STORAGE
 #error "compile with -DMB_STORAGE=MB_CONTROL, MB_LPM_TRIE, MB_EXACT_HASH or MB_FRONT_HASH"
 #endif
@@ -31,6 +26,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct mb_config cfg = {};
+
+#include "prefix.h" /* the storage macros and the trie */
 
 /* A draw: struct bpf_lpm_trie_key_u8's layout (a host-order prefix length, then the address in
  * network order), 16 address bytes of which IPv4 uses the first 4. The loader sets the trie's key
@@ -41,13 +38,6 @@ struct mb_prefix_key {
 };
 
 #if MB_STORAGE == MB_LPM_TRIE || MB_STORAGE == MB_FRONT_HASH
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* the kernel refuses a trie without it */
-	__uint(key_size, 8);                  /* set by the loader: 4 + address bytes */
-	__uint(value_size, sizeof(__u64));
-	__uint(max_entries, 1);               /* sized by the loader before load */
-} prefixes SEC(".maps");
 #define PREFIX_KEY(k) ((void *)(k))
 #endif
 #if MB_STORAGE == MB_FRONT_HASH

@@ -243,6 +243,11 @@ def _configure_exact(m, spec) -> None:
 
 
 def _fill_trie(m, spec, config) -> None:
+    if spec.implementation == "minimal":  # bpf/minimal.bpf.c draws member keys: /32s of them
+        members = _member_keys(spec, config)
+        m.update_batch(np.stack([np.full(len(members), 32, dtype=np.uint32), members], axis=1),
+                       np.arange(len(members), dtype=np.uint64), FILL_CHUNK)
+        return
     s = prefix_set_of(spec, config)
     m.update_batch(s.keys(), s.values(), FILL_CHUNK)
 
@@ -265,7 +270,7 @@ STRATEGIES.update({s.name: s for s in (
              "LPM trie of N prefixes (--prefix-lens: a routing table's length mix, or one length); a lookup "
              "returns the longest prefix holding the address",
              maps=(MapPlan("prefixes", configure=_configure_trie, fill=_fill_trie),),
-             params=frozenset({"addr_family", "prefix_lens"}), estimate_bytes=_trie_bytes),
+             params=frozenset({"addr_family", "prefix_lens"}), estimate_bytes=_trie_bytes, minimal=True),
     Strategy("exact_hash", PREFIX, "MB_EXACT_HASH", PREFIX_OPS,
              "hash of N exact addresses (/32 or /128 keys): the exact-match table in front of, or instead of, "
              "an LPM trie",

@@ -137,3 +137,20 @@ def test_deletes_take_the_drawn_prefixes_and_restore_puts_them_back(strategy):
 def test_bad_prefix_input_is_one_line(fields, message):
     with pytest.raises(BadInput, match=message):
         KernelSpec.of("lpm_trie", **fields)
+
+
+@pytest.mark.kernel
+def test_the_minimal_trie_lookup_finds_the_hits_numpy_predicts():
+    from mapbench.measure import keys
+
+    spec = KernelSpec.of("lpm_trie", map_size=5000, hit_ratio=0.5, prefix_lens="32", implementation="minimal")
+    config = instance_config(spec, 0)
+    with LoadedBuild(spec, False, config) as b, LoadedBuild(spec, True, config) as control:
+        r, c = b.run(20000, 777), control.run(20000, 777)
+    assert r.hits == keys.expected_hits(config["seed"], 777, 20000, spec.hit_thresh)
+    assert c.hits == 0 and r.checksum == c.checksum
+
+
+def test_the_minimal_trie_is_of_ipv4_32s_only():
+    with pytest.raises(BadInput, match="--implementation minimal runs lpm_trie with --prefix-lens 32"):
+        KernelSpec.of("lpm_trie", implementation="minimal")

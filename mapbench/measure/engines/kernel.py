@@ -408,6 +408,9 @@ def _complete_prefix(spec: KernelSpec, s) -> KernelSpec:
         raise BadInput(f"--op delete of {spec.strategy} runs on one producer (each sample deletes distinct "
                        "prefixes, put back after it)")
     prefixes.check(spec.addr_family, lens, spec.entries)
+    if spec.implementation == "minimal" and (lens != "32" or spec.addr_family != "ipv4"):
+        raise BadInput(f"--implementation minimal runs lpm_trie with --prefix-lens 32 and --addr-family ipv4 "
+                       f"only, not {lens} {spec.addr_family}")
     return dataclasses.replace(spec, prefix_lens=lens)
 
 
@@ -616,7 +619,7 @@ class LoadedBuild:
             for name, value in config.items():
                 setattr(cfg, name, value)
             table = (draw_table(spec, config) if spec.family is MEMBERSHIP
-                     else prefix_draw_table(spec, config) if spec.family is PREFIX else None)
+                     else prefix_draw_table(spec, config) if spec.source == PREFIX.source else None)
             if table is not None:
                 self.obj.map("draw_table").set_max_entries(len(table))
             for plan in self.plans:
@@ -640,7 +643,7 @@ class LoadedBuild:
             roles = spec.source == MEMBERSHIP.source  # run_writer and run_reader: the membership source's
             self.writer = self.obj.program("run_writer") if roles else None
             # calibration's pilots: lookups where the op writes, so that they change no map
-            self.reader = self.obj.program("run_reader") if roles or spec.family is PREFIX else self.prog
+            self.reader = self.obj.program("run_reader") if roles or spec.source == PREFIX.source else self.prog
             self.results = self.obj.map("results")
             info = self.prog.info()  # what the verifier and the JIT made of this ISA
             self.sizes = {"prog_xlated_bytes": info["xlated_prog_len"], "prog_jited_bytes": info["jited_prog_len"]}
