@@ -7,6 +7,7 @@
  *   MB_HASH          a lookup in a hash of u32 keys and u64 values; a hit reads the value
  *   MB_BLOOM         a peek in a bloom filter of u32 elements, then, on "maybe", the hash lookup
  *   MB_TASK_STORAGE  a get (created on first use) of the current task's record; no draw
+ *   MB_LPM_TRIE      a lookup in an LPM trie of /32 keys (prefix.h), the u32 key as the address
  *   MB_CONTROL       the same loop (and draws, beside a lookup), no operation
  * The draws are the membership family's uniform ones, so numpy predicts every hit
  * (mapbench/keys.py); latency mode chains the ops as every family does (mb_chain).
@@ -16,13 +17,14 @@
 #include "mapbench.h"
 
 #ifndef MB_STORAGE
-#error "compile with -DMB_STORAGE=MB_CONTROL, MB_HASH, MB_BLOOM or MB_TASK_STORAGE"
+#error "compile with -DMB_STORAGE=MB_CONTROL, MB_HASH, MB_BLOOM, MB_TASK_STORAGE or MB_LPM_TRIE"
 #endif
 
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile struct mb_config cfg = {};
 
+#include "prefix.h" /* first: members.h's #if needs its macros defined */
 #include "members.h"
 
 #if MB_STORAGE == MB_TASK_STORAGE
@@ -45,7 +47,7 @@ static __always_inline int lookup(__u64 i, struct mb_loop_state *st, __u64 chain
 		idx += cfg.map_size; /* never inserted: a miss */
 	key = (idx + chain) * cfg.key_mult ^ cfg.key_salt;
 	st->checksum ^= key;
-#if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM
+#if MB_STORAGE == MB_HASH || MB_STORAGE == MB_BLOOM || MB_STORAGE == MB_LPM_TRIE
 	__u64 *v = NULL;
 
 #if MB_STORAGE == MB_BLOOM
@@ -53,6 +55,10 @@ static __always_inline int lookup(__u64 i, struct mb_loop_state *st, __u64 chain
 		st->positives++;
 		v = bpf_map_lookup_elem(&members, &key);
 	}
+#elif MB_STORAGE == MB_LPM_TRIE
+	struct { __u32 prefixlen; __u32 address; } lpm_key = { 32, key }; /* bpf_lpm_trie_key_u8 of a /32 */
+
+	v = bpf_map_lookup_elem(&prefixes, &lpm_key);
 #else
 	v = bpf_map_lookup_elem(&members, &key);
 #endif

@@ -28,6 +28,7 @@ BPF_MAP_TYPE = {
     "lru_percpu_hash": 10,
     "task_storage": 29,
     "bloom_filter": 30,
+    "lpm_trie": 11,
 }
 
 

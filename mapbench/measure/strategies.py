@@ -16,7 +16,7 @@ import numpy as np
 
 from mapbench.binding.libbpf import BPF_F_NO_PREALLOC
 from mapbench.errors import BadInput
-from mapbench.measure import keys
+from mapbench.measure import keys, prefixes
 
 MAX_HASH_FUNCS = 15  # the kernel's bound for a bloom filter's map_extra
 DEFAULT_HASH_FUNCS = 3  # as the kernel's own bloom bench
@@ -222,3 +222,89 @@ def check_memory(need: int, what: str, size: int, available: int) -> None:
     if need > MEMORY_SHARE * available:
         raise BadInput(f"--size {size} needs about {need / 2**30:.1f} GiB for {what}; the bound is "
                        f"{MEMORY_SHARE:.0%} of the {available / 2**30:.1f} GiB available")
+
+
+# --- the prefix family (bpf/prefix.bpf.c; docs/method.md, "Prefixes") ---
+PREFIX = Family("prefix", "prefix.bpf.c", "which prefix holds this address? (longest-prefix match)", 8)
+PREFIX_OPS = ("lookup", "update", "delete")
+
+
+def prefix_set_of(spec, config):
+    """The prefixes a build of spec holds in one load (the trie's mix, the hash's exact keys)."""
+    return prefixes.prefix_set(spec.addr_family, spec.prefix_lens, spec.entries, config["seed"])
+
+
+def _configure_trie(m, spec) -> None:
+    m.set_key_size(4 + prefixes.DATA_BYTES[spec.addr_family])  # struct bpf_lpm_trie_key_u8: prefixlen, then data
+
+
+def _configure_exact(m, spec) -> None:
+    m.set_key_size(prefixes.DATA_BYTES[spec.addr_family])  # the address alone
+
+
+def _fill_trie(m, spec, config) -> None:
+    if spec.implementation == "minimal":  # bpf/minimal.bpf.c draws member keys: /32s of them
+        members = _member_keys(spec, config)
+        m.update_batch(np.stack([np.full(len(members), 32, dtype=np.uint32), members], axis=1),
+                       np.arange(len(members), dtype=np.uint64), FILL_CHUNK)
+        return
+    s = prefix_set_of(spec, config)
+    m.update_batch(s.keys(), s.values(), FILL_CHUNK)
+
+
+def _fill_exact(m, spec, config) -> None:
+    s = prefix_set_of(spec, config)
+    m.update_batch(np.ascontiguousarray(s.keys()[:, 4:]), s.values(), FILL_CHUNK)
+
+
+def _trie_bytes(spec) -> int:
+    """Nodes of 40 bytes (rcu head, two children, length, flags) plus address and value, about as
+    many intermediate nodes as prefixes at most, from one bpf_mem_alloc cache (kernel/bpf/lpm_trie.c);
+    plus the numpy arrays of the prefix set and the lookup table."""
+    node = 40 + prefixes.DATA_BYTES[spec.addr_family] + 8
+    return 2 * spec.entries * _pow2(node) + spec.entries * 64 + prefixes.lookup_table_length(spec.entries) * 64
+
+
+STRATEGIES.update({s.name: s for s in (
+    Strategy("lpm_trie", PREFIX, "MB_LPM_TRIE", PREFIX_OPS,
+             "LPM trie of N prefixes (--prefix-lens: a routing table's length mix, or one length); a lookup "
+             "returns the longest prefix holding the address",
+             maps=(MapPlan("prefixes", configure=_configure_trie, fill=_fill_trie),),
+             params=frozenset({"addr_family", "prefix_lens"}), estimate_bytes=_trie_bytes, minimal=True),
+    Strategy("exact_hash", PREFIX, "MB_EXACT_HASH", PREFIX_OPS,
+             "hash of N exact addresses (/32 or /128 keys): the exact-match table in front of, or instead of, "
+             "an LPM trie",
+             maps=(MapPlan("prefixes", configure=_configure_exact, fill=_fill_exact),),
+             params=frozenset({"addr_family"}),
+             estimate_bytes=lambda spec: hash_bytes(spec.entries, prefixes.DATA_BYTES[spec.addr_family], 8)
+             + prefixes.lookup_table_length(spec.entries) * 64),
+)})
+
+
+def _is_host(spec, config) -> np.ndarray:
+    """Which prefixes of the set are host entries (full length): front_hash keeps them in its hash."""
+    return prefix_set_of(spec, config).length == prefixes.BITS[spec.addr_family]
+
+
+def _fill_front(m, spec, config) -> None:
+    s, index = prefix_set_of(spec, config), np.flatnonzero(_is_host(spec, config))
+    if len(index):
+        m.update_batch(np.ascontiguousarray(s.keys()[index, 4:]), index.astype(np.uint64), FILL_CHUNK)
+
+
+def _fill_behind(m, spec, config) -> None:
+    s, index = prefix_set_of(spec, config), np.flatnonzero(~_is_host(spec, config))
+    if len(index):
+        m.update_batch(np.ascontiguousarray(s.keys()[index]), index.astype(np.uint64), FILL_CHUNK)
+
+
+STRATEGIES.update({s.name: s for s in (
+    Strategy("front_hash", PREFIX, "MB_FRONT_HASH", ("lookup",),
+             "the same prefixes split: host entries (/32, /128) in an exact hash asked first, the rest in an "
+             "LPM trie asked on a miss (--prefix-lens hosts: half of them host entries)",
+             maps=(MapPlan("front", configure=_configure_exact, fill=_fill_front),
+                   MapPlan("prefixes", configure=_configure_trie, fill=_fill_behind)),
+             params=frozenset({"addr_family", "prefix_lens"}),
+             estimate_bytes=lambda spec: _trie_bytes(spec) + hash_bytes(spec.entries, prefixes.DATA_BYTES[
+                 spec.addr_family], 8)),
+)})

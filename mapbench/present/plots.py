@@ -500,6 +500,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths += bloom_fp(df, out_dir)
     paths += memory_latency(s, df, out_dir)
     paths += question_plots(df, out_dir)
+    paths += prefix_family(s, out_dir)
     return paths
 
 
@@ -553,3 +554,30 @@ def model_plot(series: dict, predicted: pd.DataFrame, validated: pd.DataFrame, p
     fig.suptitle("runqslower model: costs from measured rows", y=1.02)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def prefix_family(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The prefix family: ns per op by prefixes held, LPM trie against exact hash, IPv4 and IPv6,
+    a panel per op (kernel engine, throughput mode, hit ratio 1 for lookups); and the free engine's
+    time from close() to the memory back, in ms."""
+    if "addr_family" not in s:
+        return []
+    k = s[(s.family == "prefix") & s.addr_family.notna()].copy()
+    if k.empty:
+        return []
+    k["line"] = [f"{t} {a}" + ("" if t == "exact_hash" or p == "table" else " hosts" if p == "hosts" else f" /{p}")
+                 for t, a, p in zip(k.strategy, k.addr_family, k.prefix_lens)]
+    paths = []
+    ops = k[(k.engine == "kernel") & (k["mode"] == "throughput") & ((k.op != "lookup") | (k.hit_ratio == 1.0))]
+    if not ops.empty:
+        paths += _panels(ops, "op", "map_size", "line", "prefixes held", "ns per op (net of control)",
+                         "Which prefix holds this address? LPM trie against exact hash (kernel engine)",
+                         out_dir / "prefix_ops")
+    freed = k[k.engine == "free"].copy()
+    if not freed.empty:
+        for c in ("median_ns_per_op", "ci_low", "ci_high"):
+            freed[c] = freed[c] / 1e6
+        freed["what"] = "close() to memory back"
+        paths += _panels(freed, "what", "map_size", "line", "prefixes held", "ms",
+                         "Freeing a filled map (free engine, the memory cgroup's usage)", out_dir / "prefix_free")
+    return paths

@@ -690,7 +690,7 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
     found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
              + contention(ratios, records) + per_task(ratios)
-             + syscalls(ratios, df) + article(ratios, df))
+             + syscalls(ratios, df) + article(ratios, df) + prefix_family(ratios, records))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:
@@ -712,3 +712,42 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
         lines += [f"- {render.config_label(r._asdict())}: {r.status}: {r.message}"
                   for r in unsupported.itertuples(index=False)]
     return lines, ratios
+
+
+def _prefix_point(c: dict) -> str:
+    """'1,000,000 ipv4 prefixes (table mix)': the point a prefix-family ratio answers for."""
+    lens = {"table": "a routing table's length mix", "hosts": "half host entries, half a table's mix"}.get(
+        c.get("prefix_lens"), f"/{c.get('prefix_lens')}")
+    return f"{int(c['map_size']):,} {c.get('addr_family')} prefixes ({lens})"
+
+
+def _ms_pair(records, r) -> str:
+    num, den = _ns(records, r["numerator_config"]), _ns(records, r["denominator_config"])
+    return "" if num is None or den is None else f" ({num / 1e6:.1f} vs {den / 1e6:.1f} ms in this run)"
+
+
+# the prefix family's alternatives to the LPM trie, as a sentence names them
+_AGAINST_TRIE = {"exact_hash": "exact hash", "front_hash": "exact hash in front of the trie"}
+
+
+def prefix_family(ratios, records) -> list[str]:
+    """Trie or exact-match hash, at my size? One sentence per point: the exact hash of N keys
+    (or the hash of the host entries in front of the trie) against the LPM trie of N prefixes,
+    per op (kernel engine) and for the free (free engine), with both figures, the ratio and its CI."""
+    out = []
+    pairs = [r for r in ratios if r["numerator_config"].get("strategy") in _AGAINST_TRIE
+             and r["denominator_config"].get("strategy") == "lpm_trie"]
+    for r in sorted(pairs, key=lambda r: (r["numerator_config"].get("engine"), r["numerator_config"].get("op"),
+                                          r["numerator_config"].get("addr_family"), _mode(r),
+                                          r["numerator_config"]["map_size"], r["numerator_config"].get("hit_ratio"))):
+        n, d = _sides(r)
+        other = _AGAINST_TRIE[n["strategy"]]
+        verdict = _verdict(r, f"the {other} is cheaper", "the trie is cheaper")
+        if n.get("op") == "free":
+            out.append(f"Trie or {other} at {_prefix_point(d)}, freeing the map (close() to memory back): "
+                       f"{other} / trie = {_r(r)}{_ms_pair(records, r)}: {verdict}.")
+            continue
+        what = f"lookup, hit ratio {n['hit_ratio']:g}" if n.get("op") == "lookup" else n.get("op")
+        out.append(f"Trie or {other} at {_prefix_point(d)}, {what}, {_mode(r)}: {other} / trie = {_r(r)}"
+                   f"{_ns_pair(records, r)}: {verdict}.")
+    return out

@@ -214,6 +214,14 @@ COLUMNS: tuple[Column, ...] = (
     # the attached engine: runqslower's min_us, the report path's threshold (docs/method.md, "The runqslower model")
     _config("min_delay_us", pa.int64(), lambda c: f"delays >= {int(c['min_delay_us']):,} us reported"
             if c["min_delay_us"] else "", implied=0),
+    # the prefix family (bpf/prefix.bpf.c; docs/method.md, "Prefixes")
+    _config("addr_family", pa.string(), lambda c: c["addr_family"], "prefix family: ipv4 or ipv6 keys",
+            context=True),
+    _config("prefix_lens", pa.string(),
+            lambda c: {"table": "table mix", "hosts": "hosts + table mix"}.get(c["prefix_lens"],
+                                                                              f"/{c['prefix_lens']}"),
+            "prefix family: 'table' (a routing table's length mix), 'hosts' (half host entries) or one prefix length",
+            context=True),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -223,7 +231,7 @@ CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "setup",
-    "min_delay_us")
+    "min_delay_us", "addr_family", "prefix_lens")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

@@ -21,7 +21,7 @@ import numpy as np
 from mapbench.binding._libbpf import ffi, lib
 from mapbench.binding.libbpf import BpfObject
 from mapbench.errors import BadInput
-from mapbench.measure import build, keys, memcg
+from mapbench.measure import build, keys, memcg, prefixes
 from mapbench.measure.cpus import Producers
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
 from mapbench.measure.keys import MAX_ZIPF_ENTRIES
@@ -33,9 +33,11 @@ from mapbench.measure.strategies import (
     MAX_HASH_FUNCS,
     MEMBERSHIP,
     MINIMAL_SOURCE,
+    PREFIX,
     STRATEGIES,
     bloom_fp_theory,
     check_memory,
+    prefix_set_of,
 )
 from mapbench.measure.values import (
     MAX_KEY_SIZE,
@@ -171,6 +173,12 @@ AXES = (
          lambda t: parse_choice(t, "--implementation", IMPLEMENTATIONS),
          help="mapbench, or minimal: the reference programs, the op alone (hash and bloom lookups, "
               "task_storage gets); minimal,mapbench: head to head"),
+    Axis("addr_families", "--addr-family", "addr_family",
+         lambda t: parse_choice(t, "--addr-family", prefixes.ADDR_FAMILIES),
+         help="prefix family: ipv4 or ipv6 keys (4 or 16 address bytes)"),
+    Axis("prefix_lens", "--prefix-lens", "prefix_lens", prefixes.parse_prefix_lens,
+         help="lpm_trie: 'table' (a routing table's prefix-length mix, the default) or one length n (every "
+              "prefix /n); exact_hash holds full-length (/32, /128) keys"),
 )
 SIDES = ("strategies", "isas", "producers", "implementations")
 DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
@@ -205,6 +213,8 @@ class KernelSpec(Spec):
     seed: int = 0
     mode: str = "throughput"
     implementation: str = "mapbench"
+    addr_family: str = "ipv4"  # prefix family: IPv4 or IPv6 keys
+    prefix_lens: str = prefixes.TABLE  # prefix family: the length mix ('table') or one length
 
     @classmethod
     def of(cls, strategy: str, host: Host | None = None, check_memory_use: bool = True, **fields) -> KernelSpec:
@@ -268,7 +278,8 @@ class KernelSpec(Spec):
         same loop (draws, hit branch, inner map count) for the control to run."""
         return (self.family.name, self.isa, self.map_size, self.entries, self.hit_thresh, self.key_distribution,
                 self.zipf_s, self.key_size, self.bloom_value_size, self.nr_maps, STRATEGIES[self.strategy].index_keys,
-                self.producers, self.overlap, self.mode, self.implementation, STRATEGIES[self.strategy].keyless)
+                self.producers, self.overlap, self.mode, self.implementation, STRATEGIES[self.strategy].keyless,
+                self.addr_family)
 
     @property
     def source(self) -> str:
@@ -293,7 +304,14 @@ class KernelSpec(Spec):
                 "overlap": (f"slice 1/{self.slice_of}" if self.slice_of > 1 else self.overlap) if "overlap" in used
                 else None,
                 "no_prealloc": self.no_prealloc if "no_prealloc" in used else None,
-                "mode": self.mode, "implementation": self.implementation}
+                "mode": self.mode, "implementation": self.implementation,
+                **(self._prefix_fields() if self.family is PREFIX else {})}
+
+    def _prefix_fields(self) -> dict:
+        """The prefix family's configuration: its address family, length mix and real key size."""
+        data = prefixes.DATA_BYTES[self.addr_family]
+        return {"addr_family": self.addr_family, "prefix_lens": self.prefix_lens,
+                "key_size": 4 + data if self.strategy == "lpm_trie" else data}
 
 
 def complete(spec: KernelSpec, host: Host, check_memory_use: bool = True) -> KernelSpec:
@@ -329,7 +347,8 @@ def complete(spec: KernelSpec, host: Host, check_memory_use: bool = True) -> Ker
         raise BadInput(f"--write-op {spec.write_op} is not an op of {spec.strategy}")
     if not spec.writers:
         spec = dataclasses.replace(spec, write_op="update")
-    unsteady = _unsteady(spec.op, spec.write_op, spec.producers, spec.writers)
+    # the prefix family puts back after each sample what its deletes took (_sample)
+    unsteady = _unsteady(spec.op, spec.write_op, spec.producers, spec.writers) if s.family is not PREFIX else None
     if unsteady:
         raise BadInput(unsteady)
     if spec.producers > 1 or spec.overlap == "same" or s.family is not MEMBERSHIP:
@@ -362,9 +381,37 @@ def complete(spec: KernelSpec, host: Host, check_memory_use: bool = True) -> Ker
     parse_choice(spec.implementation, "--implementation", IMPLEMENTATIONS)
     if spec.implementation == "minimal":
         _check_minimal(spec, s)
+    spec = _complete_prefix(spec, s)
     if check_memory_use:
         check_memory(s.estimate_bytes(spec), spec.strategy, spec.map_size, host.memory_available_bytes)
     return spec
+
+
+MAX_PREFIXES = 1 << 24  # the prefix family's numpy tables: about 1 GiB at this bound
+
+
+def _complete_prefix(spec: KernelSpec, s) -> KernelSpec:
+    """The prefix family's axes checked (and the others' left at their defaults); exact_hash keys
+    are full-length addresses."""
+    if s.family is not PREFIX:
+        return dataclasses.replace(spec, addr_family="ipv4", prefix_lens=prefixes.TABLE)
+    parse_choice(spec.addr_family, "--addr-family", prefixes.ADDR_FAMILIES)
+    lens = prefixes.parse_prefix_lens(spec.prefix_lens)
+    if "prefix_lens" not in s.params:
+        lens = str(prefixes.BITS[spec.addr_family])
+    if spec.map_size > MAX_PREFIXES:
+        raise BadInput(f"--size {spec.map_size} is above {MAX_PREFIXES}, the prefix family's bound")
+    if spec.key_distribution != "uniform":
+        raise BadInput(f"--keys {spec.key_distribution} does not apply to {spec.strategy}: its draws are a "
+                       "shuffled table of addresses (uniform)")
+    if spec.op == "delete" and spec.producers > 1:
+        raise BadInput(f"--op delete of {spec.strategy} runs on one producer (each sample deletes distinct "
+                       "prefixes, put back after it)")
+    prefixes.check(spec.addr_family, lens, spec.entries)
+    if spec.implementation == "minimal" and (lens != "32" or spec.addr_family != "ipv4"):
+        raise BadInput(f"--implementation minimal runs lpm_trie with --prefix-lens 32 and --addr-family ipv4 "
+                       f"only, not {lens} {spec.addr_family}")
+    return dataclasses.replace(spec, prefix_lens=lens)
 
 
 # What the minimal reference programs do (bpf/minimal.bpf.c): one op on the default shape, one producer
@@ -478,7 +525,7 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
     """struct mb_config of one load: the key stream is deterministic from (seed, instance), so
     every side and control of a comparison draws the same keys."""
     rng = np.random.default_rng([spec.seed, instance])
-    return {
+    config = {
         "seed": int(rng.integers(0, 2**63)),
         "map_size": spec.entries,
         "hit_thresh": spec.hit_thresh,
@@ -497,6 +544,9 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
         "latency": int(spec.mode == "latency"),
         "keyless": int(STRATEGIES[spec.strategy].keyless),
     }
+    if spec.family is PREFIX:  # lookups walk a power-of-two table of addresses; writes every prefix
+        config["table_mask"] = prefixes.lookup_table_length(spec.entries) - 1 if spec.op == "lookup" else 0
+    return config
 
 
 @functools.lru_cache(maxsize=4)
@@ -509,6 +559,17 @@ def draw_table(spec: KernelSpec, config: dict) -> np.ndarray | None:
     if not config["table_mask"]:
         return None
     return _zipf_table(config["map_size"], spec.zipf_s, config["seed"])
+
+
+def prefix_draw_table(spec: KernelSpec, config: dict) -> np.ndarray:
+    """The prefix family's draws in one load (bpf/prefix.bpf.c): lookup addresses, or for updates
+    and deletes every present prefix once in a random order."""
+    if config["table_mask"]:
+        return prefixes.lookup_table(spec.addr_family, spec.prefix_lens, spec.entries, config["seed"],
+                                     config["table_mask"] + 1, spec.hit_ratio)[2]
+    s = prefix_set_of(spec, config)
+    order = prefixes.write_order(spec.entries, config["seed"])
+    return prefixes.table_record(s.hi[order], s.lo[order], s.length[order], spec.addr_family)
 
 
 _ZERO = bytes(4)
@@ -557,7 +618,8 @@ class LoadedBuild:
             cfg = self.obj.map(".rodata").data("struct mb_config")
             for name, value in config.items():
                 setattr(cfg, name, value)
-            table = draw_table(spec, config) if spec.family is MEMBERSHIP else None
+            table = (draw_table(spec, config) if spec.family is MEMBERSHIP
+                     else prefix_draw_table(spec, config) if spec.source == PREFIX.source else None)
             if table is not None:
                 self.obj.map("draw_table").set_max_entries(len(table))
             for plan in self.plans:
@@ -581,7 +643,7 @@ class LoadedBuild:
             roles = spec.source == MEMBERSHIP.source  # run_writer and run_reader: the membership source's
             self.writer = self.obj.program("run_writer") if roles else None
             # calibration's pilots: lookups where the op writes, so that they change no map
-            self.reader = self.obj.program("run_reader") if roles else self.prog
+            self.reader = self.obj.program("run_reader") if roles or spec.source == PREFIX.source else self.prog
             self.results = self.obj.map("results")
             info = self.prog.info()  # what the verifier and the JIT made of this ISA
             self.sizes = {"prog_xlated_bytes": info["xlated_prog_len"], "prog_jited_bytes": info["jited_prog_len"]}
@@ -607,6 +669,17 @@ class LoadedBuild:
         return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, r.loops,
                          r.start_ns, cpu)
 
+    def restore(self, start: int, nr: int) -> None:
+        """Put back the prefixes that draws start..start+nr-1 of a prefix-family delete took
+        (untimed, between samples), with their values."""
+        s = prefix_set_of(self.spec, self.config)
+        index = prefixes.write_order(self.spec.entries, self.config["seed"])[
+            (start + np.arange(nr, dtype=np.int64)) % self.spec.entries]
+        keys = s.keys()[index]
+        if self.spec.strategy != "lpm_trie":
+            keys = keys[:, 4:]
+        self.obj.map("prefixes").update_batch(np.ascontiguousarray(keys), index.astype(np.uint64), FILL_CHUNK)
+
     def reset_gate(self) -> None:
         """No producer at the gate (bpf/mapbench.h): before every sample of several producers."""
         self.obj.map("gate").update(_ZERO, bytes(8))
@@ -620,6 +693,8 @@ class LoadedBuild:
         ops = [self.spec.op_of(role) for role in self.spec.roles()]
         for op, r in zip(ops, runs):
             self.held += NET_ENTRIES.get(op, 0) * r.hits
+        if self.spec.family is PREFIX:  # what its deletes took was put back (restore)
+            self.held = self.spec.entries
         self.held = min(max(self.held, 0), self.capacity)
         succeeded = tuple(_succeeded(op, r) for op, r in zip(ops, runs))
         current, peak = self.cgroup.usage() if self.cgroup else (None, None)
@@ -707,8 +782,12 @@ def _sample(b: LoadedBuild, sample: int, nr_loops: int, pools: dict[int, Produce
     calibration's)."""
     spec = b.spec
     roles, slices = spec.roles(), spec.slices()
+    if spec.family is PREFIX and spec.op == "delete":  # each prefix deleted at most once per sample
+        nr_loops = min(nr_loops, spec.entries)
     if spec.producers == 1:
         runs = [b.run(nr_loops, (sample + 1) * nr_loops, *slices[0], writer=roles[0] == "writer")]
+        if spec.family is PREFIX and spec.op == "delete" and not b.control:
+            b.restore((sample + 1) * nr_loops, nr_loops)
     else:
         pool = pools[spec.producers]
         b.reset_gate()
