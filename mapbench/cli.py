@@ -200,7 +200,7 @@ def run_cmd(engine, samples, instances, warmup, sample_ms, cpu, out_path, as_jso
 @cli.command("ab")
 @click.argument("base")
 @click.argument("head")
-@axis_options([runner.ENGINES["program"]], skip=("--variant",))
+@axis_options([runner.ENGINES["own"]], skip=("--variant",))
 @with_measure_options
 @click.option("--threshold", type=float, default=0.05, show_default=True,
               help="Smallest slowdown worth failing for, as a fraction of BASE.")
@@ -227,7 +227,7 @@ def ab_cmd(base, head, threshold, fmt, samples, instances, warmup, sample_ms, cp
     with tempfile.TemporaryDirectory(prefix="mapbench-ab-") as tmp:
         sides = [side(rev, source, name, Path(tmp) / name) for rev, name in ((base, "base"), (head, "head"))]
         given["--variant"] = tuple(v for v, _ in sides)
-        table, plan, _ = measure_flags("program", given, host, dict(samples=samples, instances=instances,
+        table, plan, _ = measure_flags("own", given, host, dict(samples=samples, instances=instances,
                                        warmup=warmup, target_ms=sample_ms), cpu, out_path, precision, budget_s)
     records, ratios = summaries(table), head_to_head(table)
     shown = {v.name: text for v, text in sides}

@@ -1,4 +1,4 @@
-"""A user's own BPF program, as the program engine needs it: variants compiled from the user's
+"""A user's own BPF program, as the own-program engine needs it: variants compiled from the user's
 source, the control (an empty program of the same type on the same sections), packets and
 context for test runs, maps sized and filled before the programs run, and the trees of git
 revisions for `mapbench ab`. Every failure the user can fix is one BadInput line with the

@@ -108,8 +108,8 @@ COLUMNS: tuple[Column, ...] = (
     _config("isa", pa.string(), lambda c: c["isa"], "BPF ISA (clang -mcpu)", context=True),
     _c("object_sha256", pa.string(), BUILD, "the compiled BPF object's SHA-256"),
     _config("engine", pa.string(), lambda c: c["engine"], context=True),
-    _config("family", pa.string(), lambda c: c["family"] if c.get("engine") == "program" else "",
-            "implied by the strategy, never in a label; the program engine's source file"),
+    _config("family", pa.string(), lambda c: c["family"] if c.get("engine") == "own" else "",
+            "implied by the strategy, never in a label; the own-program engine's source file"),
     _config("strategy", pa.string(), lambda c: c["strategy"], context=True),
     _config("op", pa.string(), lambda c: c["op"], context=True),
     _config("driver", pa.string(), lambda c: (f"batch {int(c['batch_size']):,}"
@@ -207,10 +207,10 @@ COLUMNS: tuple[Column, ...] = (
     _c("interfered", pa.bool_(), SAMPLE, "the kept take was hit too (its retakes ran out, or a warm-up)"),
     _c("status", pa.string(), STATUS),
     _c("message", pa.string(), STATUS),
-    # the program engine (measure/engines/program.py): a user's own program
-    _config("setup", pa.string(), lambda c: c["setup"], "program engine: what the programs ran on (packets, "
+    # the own-program engine (measure/engines/own.py): a user's own program
+    _config("setup", pa.string(), lambda c: c["setup"], "own-program engine: what the programs ran on (packets, "
             "context, maps sized and filled, the load)", context=True),
-    _c("cflags", pa.string(), BUILD, "program engine: the variant's extra clang flags"),
+    _c("cflags", pa.string(), BUILD, "own-program engine: the variant's extra clang flags"),
     # the attached engine: runqslower's min_us, the report path's threshold (docs/method.md, "The runqslower model")
     _config("min_delay_us", pa.int64(), lambda c: f"delays >= {int(c['min_delay_us']):,} us reported"
             if c["min_delay_us"] else "", implied=0),

@@ -39,7 +39,7 @@ CONFIG_KEYS = list(columns.CONFIGURATION_ORDER)
 # so configurations measured before and after the axis existed still match in diff.
 SHAPE_DEFAULTS = {c.name: c.implied for c in columns.COLUMNS if c.implied is not None}
 # Engines whose rows never had a shape (key size, fill, producers): a user's own program has none
-SHAPELESS_ENGINES = ("program",)
+SHAPELESS_ENGINES = ("own",)
 # The kernel strategies that take --no-prealloc (strategies.py; a test keeps the two in step):
 # their rows from before the axis have no_prealloc null, and were preallocated.
 PREALLOC_CHOICE = ("hash", "percpu_hash")

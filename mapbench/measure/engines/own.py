@@ -1,4 +1,4 @@
-"""The program engine: a user's own BPF program, its variants head to head (docs/own-programs.md).
+"""The own-program engine (`own`): a user's BPF program, its variants head to head (docs/own-programs.md).
 
 Each variant (--variant NAME[=CFLAGS], or a git revision or object file through `mapbench ab`)
 is compiled from the user's libbpf-style source once, and every variant of a comparison is
@@ -30,7 +30,7 @@ from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
 from mapbench.measure.usersource import Variant
 from mapbench.measure.values import parse_choice, parse_whole_number
 
-NAME = "program"
+NAME = "own"
 DESCRIPTION = "your own BPF program: variants of its source head to head (test run or attached), net of empty programs"
 # libbpf's program type names (libbpf_bpf_prog_type_str) that BPF_PROG_TEST_RUN takes, and how
 PACKET_TYPES = ("xdp", "sched_cls", "sched_act", "socket_filter", "cgroup_skb", "lwt_in", "lwt_out", "lwt_xmit",
@@ -152,7 +152,7 @@ class ProgramSpec(Spec):
 def make_spec(fields: dict) -> ProgramSpec:
     spec = ProgramSpec(**fields)
     if spec.source is None and spec.variant.object is None and spec.variant.source is None:
-        raise BadInput("the program engine needs --source FILE.bpf.c")
+        raise BadInput("the own-program engine needs --source FILE.bpf.c")
     if spec.attach and (spec.packet or spec.ctx):
         raise BadInput("--packet and --ctx are for test runs: an attached program runs on live events")
     if not spec.attach and spec.load:
@@ -366,10 +366,10 @@ class Calibration:
     seconds: float  # attached: the load's time a sample
 
 
-class Program(Engine):
+class OwnProgram(Engine):
     name, description, axes, sides, defaults = NAME, DESCRIPTION, AXES, SIDES, DEFAULTS
-    note = ("program engine: ns per run of your program (test run: the kernel's time for the run; attached: BPF run "
-            "stats per event), net of empty programs of the same types on the same sections.")
+    note = ("own-program engine: ns per run of your program (test run: the kernel's time for the run; attached: "
+            "BPF run stats per event), net of empty programs of the same types on the same sections.")
 
     def make_spec(self, fields: dict, host: Host) -> ProgramSpec:
         return make_spec(fields)
@@ -427,5 +427,5 @@ class Program(Engine):
         }]
 
 
-ENGINE = Program()
+ENGINE = OwnProgram()
 

@@ -1,4 +1,4 @@
-"""The program engine: a user's own source, its variants head to head (docs/own-programs.md)."""
+"""The own-program engine: a user's own source, its variants head to head (docs/own-programs.md)."""
 
 import collections
 import json
@@ -13,7 +13,7 @@ from conftest import run_cli
 from mapbench.errors import BadInput
 from mapbench.measure import runner, usersource
 from mapbench.measure.engine import MeasureOptions
-from mapbench.measure.engines.program import ProgramBuild, ProgramSpec
+from mapbench.measure.engines.own import ProgramBuild, ProgramSpec
 from mapbench.measure.usersource import Variant, parse_fills, parse_map_sizes, parse_variant
 from mapbench.present import ab
 
