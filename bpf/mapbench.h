@@ -165,6 +165,25 @@ static __always_inline __u64 mb_slowdown(__u64 x)
 }
 #endif
 
+/*
+ * The article's build variants of a family's accessor (the function that does the map
+ * operation: storage_op, get_state), as the kernel engine's --calls and --restrict ask:
+ *   MB_CALLS_SUBPROG  the accessor is a BPF-to-BPF call (__noinline) instead of inlined
+ *   MB_RESTRICT       the accessor's pointer parameters are `restrict` (no other pointer
+ *                     reaches what they point to), which lets clang drop loads it must keep
+ * The control builds never take them: the control has no accessor to call.
+ */
+#ifdef MB_CALLS_SUBPROG
+#define MB_ACCESSOR static __noinline
+#else
+#define MB_ACCESSOR static __always_inline
+#endif
+#ifdef MB_RESTRICT
+#define MB_RESTRICT_PTR restrict
+#else
+#define MB_RESTRICT_PTR
+#endif
+
 #ifdef __bpf__
 /* What a bpf_loop callback accumulates; each family uses the fields it needs. */
 struct mb_loop_state {

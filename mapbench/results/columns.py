@@ -206,6 +206,16 @@ COLUMNS: tuple[Column, ...] = (
     _c("interfered", pa.bool_(), SAMPLE, "the kept take was hit too (its retakes ran out, or a warm-up)"),
     _c("status", pa.string(), STATUS),
     _c("message", pa.string(), STATUS),
+    # The article's program-level experiments (docs/method.md, "The article's program-level experiments")
+    _config("calls", pa.string(),
+            lambda c: {"inline": "inlined", "subprog": "subprog call"}.get(c["calls"], c["calls"]),
+            "kernel engine: the accessor inlined or a BPF-to-BPF call (--calls); kernel rows before it: inline",
+            context=True),
+    _config("restrict", pa.string(), lambda c: "restrict" if c["restrict"] == "on" else "no restrict",
+            "kernel engine: the accessor's pointers restrict (--restrict); kernel rows before it: off", context=True),
+    _figure("missed_remarks", pa.string(), "max", "clang's missed-optimization remarks compiling the side's "
+            "object, by pass ('gvn 215, licm 17')"),
+    _figure("missed_remarks_total", pa.int64(), "max", "the remarks in all"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -214,7 +224,8 @@ COLUMNS: tuple[Column, ...] = (
 CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
-    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes")
+    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "calls",
+    "restrict")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

@@ -44,7 +44,9 @@ PREALLOC_CHOICE = ("hash", "percpu_hash")
 # The kernel engine's rows from before --mode and --implementation: the engine's own builds, in a
 # mode of their own, "mixed": independent ops, overlapped as far as the loop around each happened to
 # allow (docs/method.md, "Modes"), so that they match neither mode's figures in diff and history.
-KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
+KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench",
+                   # the accessor was always inlined, its pointers never restrict, before --calls, --restrict
+                   "calls": "inline", "restrict": "off"}
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = columns.named(columns.ENVIRONMENT)
 LEGACY_MACHINE_KEYS = list(machine.LEGACY_MACHINE_KEYS)
