@@ -107,6 +107,18 @@ struct mb_sched_counts {
 	__u64 all_events;
 };
 
+/* The programs engine (programs.bpf.c): a chain of up to MB_MAX_CHAIN distinct programs on one
+ * tracepoint, timed per event by a program before them and one after them, one per CPU. */
+#define MB_MAX_CHAIN 1024
+
+struct mb_chain_counts {
+	__u64 started_ns; /* chain_start's clock, for chain_stop of the same event */
+	__u64 events;     /* events chain_stop timed */
+	__u64 ns;         /* their time from chain_start to chain_stop */
+	__u64 runs;       /* runs of the chain's programs */
+	__u64 sum;        /* the numbers of the programs that ran, added */
+};
+
 /* One per CPU (the `results` per-CPU array), so that producers on several CPUs at once each
  * publish their own run. */
 struct mb_result {

@@ -216,6 +216,14 @@ COLUMNS: tuple[Column, ...] = (
     _figure("missed_remarks", pa.string(), "max", "clang's missed-optimization remarks compiling the side's "
             "object, by pass ('gvn 215, licm 17')"),
     _figure("missed_remarks_total", pa.int64(), "max", "the remarks in all"),
+    _config("nr_programs", pa.int32(), lambda c: f"{int(c['nr_programs'])} programs",
+            "programs engine: distinct programs on the event's path (--programs)"),
+    _figure("chain_ns_per_event", pa.float64(), "median", "programs engine: the chain's time per event, net of "
+            "the control's"),
+    _figure("text_pages", pa.int64(), "max", "programs engine: 4 KiB pages the chain's jited code spans "
+            "(/proc/kallsyms)"),
+    _figure("text_regions", pa.int64(), "max", "programs engine: 2 MiB regions (the pack allocator's unit) it spans"),
+    _figure("prog_load_ms", pa.float64(), "median", "programs engine: loading the build's programs, ms"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -225,7 +233,7 @@ CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "calls",
-    "restrict")
+    "restrict", "nr_programs")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
