@@ -224,6 +224,11 @@ COLUMNS: tuple[Column, ...] = (
             "(/proc/kallsyms)"),
     _figure("text_regions", pa.int64(), "max", "programs engine: 2 MiB regions (the pack allocator's unit) it spans"),
     _figure("prog_load_ms", pa.float64(), "median", "programs engine: loading the build's programs, ms"),
+    _config("run_stats", pa.string(), lambda c: f"run stats {c['run_stats']}",
+            "attached and programs engines: BPF run stats on or off while the side ran (--run-stats); attached "
+            "rows before it: on", context=True),
+    _figure("wall_ns_per_event", pa.float64(), "median", "attached engine: the measuring CPU's time per event of "
+            "the load, everything included"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -233,7 +238,7 @@ CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "calls",
-    "restrict", "nr_programs")
+    "restrict", "nr_programs", "run_stats")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

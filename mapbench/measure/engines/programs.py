@@ -27,8 +27,9 @@ from mapbench.binding.libbpf import BpfObject, fdinfo
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
+from mapbench.measure.engines.attached import RUN_STATS, stats_for
 from mapbench.measure.strategies import CONTROL_MACRO
-from mapbench.measure.values import parse_whole_number
+from mapbench.measure.values import parse_choice, parse_whole_number
 
 NAME = "programs"
 DESCRIPTION = "a chain of N distinct programs on one tracepoint: ns per program run, and the pages their code spans"
@@ -57,8 +58,11 @@ def _programs(text) -> int:
 AXES = (
     Axis("programs", "--programs", "nr_programs", _programs, default=(1, 16),
          help=f"programs on the event's path, 1..{MAX_PROGRAMS}; 1,16,256,1024: head to head"),
+    Axis("run_stats", "--run-stats", "run_stats", lambda t: parse_choice(t, "--run-stats", RUN_STATS),
+         default=("off",), help="BPF run stats on or off while a side's samples run; on,off: head to head, the "
+                                "stats' cost per program run"),
 )
-SIDES = ("programs",)
+SIDES = ("programs", "run_stats")
 DEFAULTS = MeasureOptions(samples=5, instances=3, warmup=1, target_ms=30.0)
 
 
@@ -66,19 +70,21 @@ DEFAULTS = MeasureOptions(samples=5, instances=3, warmup=1, target_ms=30.0)
 class ProgramsSpec(Spec):
     nr_programs: int = 1
     isa: str = build.DEFAULT_ISA
+    run_stats: str = "off"  # BPF run stats while its samples run
 
     def __post_init__(self):
         _programs(self.nr_programs)
+        parse_choice(self.run_stats, "--run-stats", RUN_STATS)
 
     def control_key(self) -> tuple:
-        return (self.isa,)  # start and stop alone, whatever the count
+        return (self.isa, self.run_stats)  # start and stop alone, whatever the count, with the side's stats
 
     def used_fields(self) -> set[str]:
-        return {"nr_programs", "isa"}
+        return {"nr_programs", "isa", "run_stats"}
 
     def config_fields(self) -> dict:
         return {"engine": NAME, "family": "programs", "strategy": "chain", "op": "task_rename",
-                "isa": self.isa, "nr_programs": self.nr_programs}
+                "isa": self.isa, "nr_programs": self.nr_programs, "run_stats": self.run_stats}
 
 
 def chain_names(n: int) -> list[str]:
@@ -153,18 +159,28 @@ class ChainBuild:
         for program in (self.start, *self.chain, self.stop):
             stack.enter_context(program.attach())
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, cpu: int | None) -> dict[str, int]:
+        """The chain's counts on `cpu` (None: every CPU's, added), and chain_stop's run stats count."""
         per_cpu = np.frombuffer(self.counts_map.lookup(_ZERO), COUNTS)
-        return {name: int(per_cpu[name].sum()) for name in COUNTS.names if name != "started_ns"}
+        mine = per_cpu if cpu is None else per_cpu[cpu:cpu + 1]
+        return {**{name: int(mine[name].sum()) for name in COUNTS.names if name != "started_ns"},
+                "run_cnt": self.stop.info()["run_cnt"]}
 
     def sample(self, seconds: float) -> Sample:
-        """Attach, rename this thread for `seconds` (each rename one event), detach."""
-        with ExitStack() as links:
+        """Attach, rename this thread for `seconds` (each rename one event), detach. Counted on this
+        thread's CPU when it is pinned to one: a task of another process can rename itself (every exec
+        does) on another CPU, and its chain may be half run when the counts are read."""
+        pinned = os.sched_getaffinity(0)
+        cpu = next(iter(pinned)) if len(pinned) == 1 else None
+        with stats_for(self.spec.run_stats, False), ExitStack() as links:
             self.attach(links)
-            before, t0 = self.counts(), time.monotonic_ns()
+            before, t0 = self.counts(cpu), time.monotonic_ns()
             renames = fire(seconds)
-            after, t1 = self.counts(), time.monotonic_ns()
-        return Sample(renames, t1 - t0, **{k: after[k] - before[k] for k in before})
+            after, t1 = self.counts(cpu), time.monotonic_ns()
+        d = {k: after[k] - before[k] for k in before}
+        # run_cnt grows only while run stats are on (anyone's: the kernel has one switch for all)
+        return Sample(renames, t1 - t0, d["events"], d["ns"], d["runs"], d["sum"],
+                      stats_as_asked=(d["run_cnt"] > 0) == (self.spec.run_stats == "on"))
 
     def close(self) -> None:
         self.obj.close()
@@ -202,6 +218,7 @@ class Sample:
     ns: int
     runs: int  # the chain's programs' runs
     sum: int
+    stats_as_asked: bool = True  # run stats were on or off, as the side asked, before and after
 
     @property
     def ns_per_event(self) -> float:
@@ -247,8 +264,10 @@ class Programs(Engine):
             "control_ns_per_op": control["ns_per_event"] / n if n and control else None,
             "chain_ns_per_event": net if n else s.ns_per_event,
             "events_per_s": s.events / (s.wall_ns / 1e9), "cpu_overhead_share": s.ns / s.wall_ns,
-            "status": "ok" if whole else "incomplete",
-            "message": "" if whole else f"{s.runs} program runs and sum {s.sum} for {s.events} events of {n} programs",
+            "status": "ok" if whole and s.stats_as_asked else "incomplete" if not whole else "stats_not_as_asked",
+            "message": "" if whole and s.stats_as_asked else
+            f"{s.runs} program runs and sum {s.sum} for {s.events} events of {n} programs" if not whole else
+            f"BPF run stats were not {b.spec.run_stats} throughout the sample (another process held them on?)",
         }]
 
 
