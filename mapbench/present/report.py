@@ -777,8 +777,8 @@ def program_level(ratios: list[dict], records: list[dict], df_rows: pd.DataFrame
     for r in _only_differ_in(kernel, "restrict"):
         n, d = _sides(r)
         rn, rd = _record(records, n), _record(records, d)
-        remarks = (f"clang's missed-optimization remarks {rd.get('missed_remarks_total')} -> "
-                   f"{rn.get('missed_remarks_total')} ({rd.get('missed_remarks')} -> {rn.get('missed_remarks')})"
+        remarks = (f"clang's missed-optimization remarks {int(rd['missed_remarks_total'])} -> "
+                   f"{int(rn['missed_remarks_total'])} ({rd['missed_remarks']} -> {rn['missed_remarks']})"
                    if rn.get("missed_remarks") and rd.get("missed_remarks") else "remarks not recorded")
         out.append(f"`restrict` on the accessor's pointers, {_kernel_point(d)}: restrict {n['restrict']} / "
                    f"{d['restrict']} = {_r(r)} per op ({_verdict(r)}); {remarks}; the program "

@@ -94,3 +94,14 @@ def test_run_stats_asked_on_count_every_run():
         s = b.sample(0.01)
         assert s.stats_as_asked and s.events > 0
         assert b.stop.info()["run_cnt"] >= s.events
+
+
+def test_a_control_sample_with_stats_not_as_asked_is_no_control():
+    import numpy as np
+    s = attached.Sample(1000, 10, 10**9, 5, np.zeros(32, np.uint64), 10, 500, 20, stats_as_asked=False)
+    assert attached.ENGINE.control_figures(s) == {}
+    assert programs.ENGINE.control_figures(Sample(10, 10**6, 10, 500, 0, 0, stats_as_asked=False)) == {}
+    b = SimpleNamespace(control=False, spec=AttachedSpec("pid_hash", run_stats="off"), sizes={},
+                        built=SimpleNamespace(sha256="x"))
+    (row,) = attached.ENGINE.rows(b, attached.Sample(0, 0, 10**9, 5, np.zeros(32, np.uint64), 10, 500, 20), {})
+    assert row["ns_per_op"] is None and row["status"] == "stats_not_as_asked"

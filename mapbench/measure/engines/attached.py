@@ -288,15 +288,20 @@ class Attached(Engine):
         return build.sample(seconds, session)
 
     def control_figures(self, s: Sample) -> dict[str, list[float]]:
+        if not s.stats_as_asked:  # another process held run stats on: not the control of its sides
+            return {}
         return {"ns_per_op": [s.ns_per_event], "run_stats_ns_per_event": [s.run_stats_ns_per_event],
                 "wall_ns_per_event": [s.wall_ns_per_event]}
 
     def rows(self, b: AttachedBuild, s: Sample, control: dict[str, float] | None) -> list[dict]:
         control = control or {}
         fields = {**b.spec.config_fields(), **({"strategy": "control"} if b.control else {})}
+        # a side whose control kept no sample (each ran with the stats not as asked) has no net figure
+        orphan = not b.control and "ns_per_op" not in control
         return [{
             **fields, **b.sizes, "object_sha256": b.built.sha256, "ops": s.target_events, "elapsed_ns": s.target_ns,
-            "ns_per_op": s.ns_per_event - control.get("ns_per_op", 0.0), "gross_ns_per_op": s.ns_per_event,
+            "ns_per_op": None if orphan else s.ns_per_event - control.get("ns_per_op", 0.0),
+            "gross_ns_per_op": s.ns_per_event,
             "control_ns_per_op": control.get("ns_per_op"),
             "run_stats_ns_per_event": (s.run_stats_ns_per_event - control.get("run_stats_ns_per_event", 0.0)
                                        if b.spec.run_stats == "on" else None),
@@ -307,10 +312,10 @@ class Attached(Engine):
             "delay_median_ns": histogram_median_ns(s.hist),
             "delays_recorded": int(s.hist.sum()), "load_round_trips": s.rounds,
             "delay_hist": s.hist.tolist(),
-            **({} if s.stats_as_asked else {
-                "status": "stats_not_as_asked",
-                "message": f"BPF run stats were not {b.spec.run_stats} throughout the sample "
-                           "(another process held them on?)"}),
+            **({} if s.stats_as_asked and not orphan else {
+                "status": "stats_not_as_asked", "ns_per_op": None if orphan else s.ns_per_event - control["ns_per_op"],
+                "message": f"BPF run stats were not {b.spec.run_stats} throughout the "
+                           + ("control's samples" if orphan else "sample") + " (another process held them on?)"}),
         }]
 
 

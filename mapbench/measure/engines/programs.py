@@ -248,20 +248,23 @@ class Programs(Engine):
         return build.sample(seconds)
 
     def control_figures(self, s: Sample) -> dict[str, list[float]]:
-        return {"ns_per_event": [s.ns_per_event]}
+        # a control sample run with the stats not as asked (another process held them on) is not
+        # the control of its sides
+        return {"ns_per_event": [s.ns_per_event]} if s.stats_as_asked else {}
 
     def rows(self, b: ChainBuild, s: Sample, control: dict[str, float] | None) -> list[dict]:
         n = 0 if b.control else b.spec.nr_programs
         fields = {**b.spec.config_fields(), **({"strategy": "control", "nr_programs": 0} if b.control else {})}
-        net = s.ns_per_event - control["ns_per_event"] if control else None
+        net = s.ns_per_event - control["ns_per_event"] if control and "ns_per_event" in control else None
         # every event ran every program of the chain, each adding its own number once
         whole = s.events > 0 and s.runs == n * s.events and s.sum == s.events * n * (n - 1) // 2
+        whole = whole and (net is not None or b.control)
         return [{
             **fields, **b.sizes, **b.layout, "object_sha256": b.built.sha256, "prog_load_ms": b.load_ms,
             "ops": s.events * max(n, 1), "elapsed_ns": s.ns,
             "ns_per_op": net / n if n and net is not None else None,
             "gross_ns_per_op": s.ns_per_event / n if n else s.ns_per_event,
-            "control_ns_per_op": control["ns_per_event"] / n if n and control else None,
+            "control_ns_per_op": control["ns_per_event"] / n if n and net is not None else None,
             "chain_ns_per_event": net if n else s.ns_per_event,
             "events_per_s": s.events / (s.wall_ns / 1e9), "cpu_overhead_share": s.ns / s.wall_ns,
             "status": "ok" if whole and s.stats_as_asked else "incomplete" if not whole else "stats_not_as_asked",
