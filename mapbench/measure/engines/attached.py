@@ -28,6 +28,7 @@ from mapbench.binding.libbpf import BpfObject, run_stats
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
+from mapbench.measure.runstats import RUN_STATS, stats_for
 from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES
 from mapbench.measure.values import parse_choice, parse_whole_number
 
@@ -74,15 +75,6 @@ AXES = (
 SIDES = ("strategies", "isas", "run_stats")
 DEFAULTS = MeasureOptions(samples=3, instances=2, warmup=1, target_ms=300.0)
 MIN_SAMPLE_MS = 50  # below this a sample holds too few events for run stats to mean much
-RUN_STATS = ("on", "off")
-
-
-def stats_for(wanted: str, held: bool) -> contextlib.AbstractContextManager:
-    """Run stats as a side asks, for one sample: on (an fd of our own, unless the load holds one),
-    or off. Off is only what this process does: another one may hold them on (the kernel has one
-    switch for all, and /proc/sys/kernel/bpf_stats_enabled shows only the sysctl's own setting), so
-    a sample checks that its programs' run_cnt grew only if asked."""
-    return run_stats() if wanted == "on" and not held else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from mapbench.binding.libbpf import BpfObject, fdinfo
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
-from mapbench.measure.engines.attached import RUN_STATS, stats_for
+from mapbench.measure.runstats import RUN_STATS, stats_for
 from mapbench.measure.strategies import CONTROL_MACRO
 from mapbench.measure.values import parse_choice, parse_whole_number
 
