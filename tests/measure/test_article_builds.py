@@ -26,7 +26,7 @@ def test_remarks_are_counted_by_pass_the_most_first():
     ({"strategy": "pid_hash", "op": "get", "restrict": "on"}, "--restrict on"),
     ({"strategy": "hash", "calls": "outline"}, "--calls"),
     ({"strategy": "hash", "restrict": "yes"}, "--restrict"),
-    ({"strategy": "hash", "implementation": "minimal", "calls": "subprog"}, "--calls"),
+    ({"strategy": "hash", "implementation": "minimal", "restrict": "on"}, "--restrict"),
 ])
 def test_variants_outside_an_accessor_are_refused_in_one_line(fields, flag):
     with pytest.raises(BadInput, match=flag):
@@ -73,3 +73,16 @@ def test_every_variant_does_the_same_work(strategy, op):
     assert all(remarks), "clang's remarks were recorded for every build"
     # clang says it declined to inline only where the accessor is __noinline
     assert not dict(remarks[0]).get("inline") and dict(remarks[1]).get("inline")
+
+
+@pytest.mark.kernel
+def test_the_minimal_reference_takes_calls_too():
+    """--implementation minimal --calls subprog: the independent check of the call's cost."""
+    results = []
+    for calls in ("inline", "subprog"):
+        spec = KernelSpec.of("hash", map_size=500, hit_ratio=0.5, implementation="minimal", calls=calls)
+        with LoadedBuild(spec, False, instance_config(spec, 0)) as b:
+            r = b.run(3000, 7)
+            results.append((r.hits, r.checksum))
+            assert bool(dict(b.built.missed_remarks).get("inline")) == (calls == "subprog")
+    assert results[0] == results[1]
