@@ -738,7 +738,8 @@ def _only_differ_in(ratios: list[dict], key: str) -> list[dict]:
 
 
 def _kernel_point(c: dict) -> str:
-    return f"{c['strategy']} {c['op']} at {int(c['map_size']):,} entries, {c['mode']} mode"
+    minimal = " (the minimal reference)" if c.get("implementation") == "minimal" else ""
+    return f"{c['strategy']} {c['op']}{minimal} at {int(c['map_size']):,} entries, {c['mode']} mode"
 
 
 def _stats_pairs(df_rows: pd.DataFrame, comparison: str, strategy: str) -> pd.DataFrame:
