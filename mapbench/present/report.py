@@ -791,15 +791,17 @@ def program_level(ratios: list[dict], records: list[dict], df_rows: pd.DataFrame
         if not series:
             continue
         d = series[0]["denominator_config"]
-        layout = "; ".join(f"{int(c['nr_programs']):,}: {_count(rec['text_pages'], 'page')} in "
-                           f"{_count(rec['text_regions'], 'region')} of 2 MiB"
+        layout = "; ".join(f"{int(c['nr_programs']):,}: {rec['chain_ns_per_event']:,.0f} ns per event, "
+                           f"{int(rec['prog_jited_bytes']):,} B jited in {_count(rec['text_pages'], 'page')} "
+                           + ("of one 2 MiB region" if int(rec["text_regions"]) == 1
+                              else f"across {int(rec['text_regions'])} regions of 2 MiB")
                            for c in [d, *(r["numerator_config"] for r in series)]
                            if (rec := _record(records, c)).get("text_pages") is not None
                            and not pd.isna(rec["text_pages"]))
         out.append(f"Distinct programs on one event's path (programs engine, run stats {stats}), ns per program run "
                    f"against {d['nr_programs']} program: " + "; ".join(
                        f"{r['numerator_config']['nr_programs']:,}: {_r(r)} ({_short_verdict(r)})" for r in series)
-                   + f". Their code, packed: {layout} (a page per program without the pack allocator).")
+                   + f". The chains, packed: {layout} (a page per program without the pack allocator).")
     for r in _only_differ_in(chains, "run_stats"):
         n, d = _sides(r)
         on, off = (_record(records, c).get("median_ns_per_op") for c in (n, d))

@@ -41,11 +41,14 @@ def test_a_ratio_that_differs_in_more_than_the_axis_says_nothing_of_it():
 def test_the_programs_series_names_pages_per_count_and_the_stats_cost(tmp_path):
     base = {"engine": "programs", "strategy": "chain", "isa": "v3", "nr_programs": 1, "run_stats": "off"}
     many, on = {**base, "nr_programs": 1024}, {**base, "run_stats": "on"}
-    records = [_summary(base, 54, text_pages=1, text_regions=1), _summary(many, 64, text_pages=49, text_regions=1),
-               _summary(on, 125, text_pages=1, text_regions=1)]
+    layout = {"text_regions": 1, "prog_jited_bytes": 106}
+    records = [_summary(base, 54, text_pages=1, chain_ns_per_event=54, **layout),
+               _summary(many, 64, text_pages=49, chain_ns_per_event=65536, **{**layout, "prog_jited_bytes": 123508}),
+               _summary(on, 125, text_pages=1, chain_ns_per_event=125, **layout)]
     lines = program_level([_ratio(many, base, 1.18), _ratio(on, base, 2.3)], records, pd.DataFrame())
     assert "1,024: 1.180 (1.121 .. 1.239) (dearer)" in lines[0]
-    assert "1: 1 page in 1 region of 2 MiB; 1,024: 49 pages in 1 region of 2 MiB" in lines[0]
+    assert ("1: 54 ns per event, 106 B jited in 1 page of one 2 MiB region; "
+            "1,024: 65,536 ns per event, 123,508 B jited in 49 pages of one 2 MiB region") in lines[0]
     assert "71 ns more per program run (125 vs 54 ns)" in lines[1]
     paths = plots.program_chain(pd.DataFrame(records), tmp_path)
     assert [p.name for p in paths] == ["program_chain.png", "program_chain.svg"] and all(p.exists() for p in paths)
