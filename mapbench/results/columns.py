@@ -209,10 +209,10 @@ COLUMNS: tuple[Column, ...] = (
     # The article's program-level experiments (docs/method.md, "The article's program-level experiments")
     _config("calls", pa.string(),
             lambda c: {"inline": "inlined", "subprog": "subprog call"}.get(c["calls"], c["calls"]),
-            "kernel engine: the accessor inlined or a BPF-to-BPF call (--calls); kernel rows before it: inline",
-            context=True),
+            "kernel engine: the accessor inlined or a BPF-to-BPF call (--calls); kernel rows before it: inline. Not "
+            "in a ratio's context, as implementation is not: named where the sides differ in it"),
     _config("restrict", pa.string(), lambda c: "restrict" if c["restrict"] == "on" else "no restrict",
-            "kernel engine: the accessor's pointers restrict (--restrict); kernel rows before it: off", context=True),
+            "kernel engine: the accessor's pointers restrict (--restrict); kernel rows before it: off"),
     _figure("missed_remarks", pa.string(), "max", "clang's missed-optimization remarks compiling the side's "
             "object, by pass ('gvn 215, licm 17')"),
     _figure("missed_remarks_total", pa.int64(), "max", "the remarks in all"),
@@ -226,7 +226,7 @@ COLUMNS: tuple[Column, ...] = (
     _figure("prog_load_ms", pa.float64(), "median", "programs engine: loading the build's programs, ms"),
     _config("run_stats", pa.string(), lambda c: f"run stats {c['run_stats']}",
             "attached and programs engines: BPF run stats on or off while the side ran (--run-stats); attached "
-            "rows before it: on", context=True),
+            "rows before it: on"),
     _figure("wall_ns_per_event", pa.float64(), "median", "attached engine: the measuring CPU's time per event of "
             "the load, everything included"),
 )
