@@ -117,6 +117,7 @@ struct mb_chain_counts {
 	__u64 ns;         /* their time from chain_start to chain_stop */
 	__u64 runs;       /* runs of the chain's programs */
 	__u64 sum;        /* the numbers of the programs that ran, added */
+	__u64 pad;        /* always 0: the chain's programs skip their padding on it */
 };
 
 /* One per CPU (the `results` per-CPU array), so that producers on several CPUs at once each

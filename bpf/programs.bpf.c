@@ -8,6 +8,10 @@
  * the first N of the chain, and only start and stop for the control.
  * Each program adds its own number to a per-CPU sum: its code differs from every other's, so
  * each has its own tag and its own kallsyms entry, and the sum says every one of them ran.
+ * Then it jumps over its padding (c->pad is 0, which the verifier cannot know, so the padding is
+ * kept): one instruction, or with -DMB_SPREAD about a page of them (1100 x 4 bytes jited on
+ * x86-64), so that each program's code (entry, then exit past the padding) lies on pages of its own
+ * instead of a few programs to a page: the same instructions run, spread out.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -51,6 +55,12 @@ int BPF_PROG(chain_stop)
 	return 0;
 }
 
+#ifdef MB_SPREAD
+#define MB_PAD ".rept 1100\n\tr0 += 1\n\t.endr"
+#else
+#define MB_PAD "r0 += 1"
+#endif
+
 /* Program number 0b<bits> of the chain, p<bits>: 0b is clang's binary literal. */
 #define LINK(bits)                                                   \
 	SEC("tp_btf/task_rename")                                    \
@@ -62,6 +72,8 @@ int BPF_PROG(chain_stop)
 		if (c) {                                             \
 			c->runs++;                                   \
 			c->sum += 0b##bits;                          \
+			if (c->pad)                                  \
+				asm volatile(MB_PAD ::: "r0");       \
 		}                                                    \
 		return 0;                                            \
 	}

@@ -283,11 +283,14 @@ def program_chain(s: pd.DataFrame, out_dir: Path) -> list[Path]:
     if c.nr_programs.nunique() < 2:
         return []
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for setting, g in c.groupby("run_stats"):
-        left.plot(g.nr_programs, g.median_ns_per_op, marker="o", label=f"run stats {setting}")
+    c = c.assign(code_layout=c.code_layout.fillna("packed"))
+    for (setting, layout), g in c.groupby(["run_stats", "code_layout"]):
+        left.plot(g.nr_programs, g.median_ns_per_op, marker="o", label=f"{layout} code, run stats {setting}")
         left.fill_between(g.nr_programs, g.ci_low, g.ci_high, alpha=0.2, lw=0)
+    for layout, g in c.groupby("code_layout"):
+        pages = g.groupby("nr_programs").text_pages.max()
+        right.plot(pages.index, pages.values, marker="o", label=f"{layout} (measured, /proc/kallsyms)")
     packed = c.groupby("nr_programs").text_pages.max()
-    right.plot(packed.index, packed.values, marker="o", label="packed (measured, /proc/kallsyms)")
     right.plot(packed.index, packed.index, ls="--", color="grey", label="a page per program")
     for ax, ylabel in ((left, "ns per program run (net, median)"), (right, "4 KiB pages of code")):
         ax.set_xscale("log")

@@ -802,6 +802,14 @@ def program_level(ratios: list[dict], records: list[dict], df_rows: pd.DataFrame
                    f"against {d['nr_programs']} program: " + "; ".join(
                        f"{r['numerator_config']['nr_programs']:,}: {_r(r)} ({_short_verdict(r)})" for r in series)
                    + f". The chains, packed: {layout} (a page per program without the pack allocator).")
+    for r in _only_differ_in(chains, "code_layout"):
+        n, d = _sides(r)
+        rn, rd = _record(records, n), _record(records, d)
+        pages = (f"; the chain's code {_count(rd['text_pages'], 'page')} -> {_count(rn['text_pages'], 'page')} "
+                 f"({_count(rd['text_regions'], 'region')} -> {_count(rn['text_regions'], 'region')} of 2 MiB)"
+                 if rn.get("text_pages") is not None and rd.get("text_pages") is not None else "")
+        out.append(f"The same programs spread a page apart / packed, a chain of {n['nr_programs']:,} programs "
+                   f"(programs engine): {_r(r)} per program run ({_verdict(r)}){pages}.")
     for r in _only_differ_in(chains, "run_stats"):
         n, d = _sides(r)
         on, off = (_record(records, c).get("median_ns_per_op") for c in (n, d))

@@ -229,6 +229,8 @@ COLUMNS: tuple[Column, ...] = (
             "rows before it: on"),
     _figure("wall_ns_per_event", pa.float64(), "median", "attached engine: the measuring CPU's time per event of "
             "the load, everything included"),
+    _config("code_layout", pa.string(), lambda c: f"{c['code_layout']} code",
+            "programs engine: each program as small as it is (packed) or padded to about a page (spread, --layout)"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -238,7 +240,7 @@ CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "calls",
-    "restrict", "nr_programs", "run_stats")
+    "restrict", "nr_programs", "run_stats", "code_layout")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

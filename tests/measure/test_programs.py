@@ -105,3 +105,12 @@ def test_a_control_sample_with_stats_not_as_asked_is_no_control():
                         built=SimpleNamespace(sha256="x"))
     (row,) = attached.ENGINE.rows(b, attached.Sample(0, 0, 10**9, 5, np.zeros(32, np.uint64), 10, 500, 20), {})
     assert row["ns_per_op"] is None and row["status"] == "stats_not_as_asked"
+
+
+@pytest.mark.kernel
+def test_spread_programs_run_the_same_and_lie_on_pages_of_their_own():
+    with ChainBuild(ProgramsSpec(4, layout="spread"), False) as spread, ChainBuild(ProgramsSpec(4), False) as packed:
+        a, b = spread.sample(0.01), packed.sample(0.01)
+        assert a.runs == 4 * a.events and b.runs == 4 * b.events
+        assert spread.sizes["prog_jited_bytes"] > 4 * 4096 > packed.sizes["prog_jited_bytes"]
+        assert spread.layout["text_pages"] >= 4 >= packed.layout["text_pages"]

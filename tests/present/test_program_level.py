@@ -39,7 +39,8 @@ def test_a_ratio_that_differs_in_more_than_the_axis_says_nothing_of_it():
 
 
 def test_the_programs_series_names_pages_per_count_and_the_stats_cost(tmp_path):
-    base = {"engine": "programs", "strategy": "chain", "isa": "v3", "nr_programs": 1, "run_stats": "off"}
+    base = {"engine": "programs", "strategy": "chain", "isa": "v3", "nr_programs": 1, "run_stats": "off",
+            "code_layout": "packed"}
     many, on = {**base, "nr_programs": 1024}, {**base, "run_stats": "on"}
     layout = {"text_regions": 1, "prog_jited_bytes": 106}
     records = [_summary(base, 54, text_pages=1, chain_ns_per_event=54, **layout),
@@ -52,3 +53,14 @@ def test_the_programs_series_names_pages_per_count_and_the_stats_cost(tmp_path):
     assert "71 ns more per program run (125 vs 54 ns)" in lines[1]
     paths = plots.program_chain(pd.DataFrame(records), tmp_path)
     assert [p.name for p in paths] == ["program_chain.png", "program_chain.svg"] and all(p.exists() for p in paths)
+
+
+def test_the_layout_line_names_the_pages_of_both():
+    packed = {"engine": "programs", "strategy": "chain", "isa": "v3", "nr_programs": 1024, "run_stats": "off",
+              "code_layout": "packed"}
+    spread = {**packed, "code_layout": "spread"}
+    records = [_summary(packed, 78, text_pages=49, text_regions=1), _summary(spread, 101, text_pages=1154,
+                                                                            text_regions=3)]
+    (line,) = program_level([_ratio(spread, packed, 1.3)], records, pd.DataFrame())
+    assert "spread a page apart / packed, a chain of 1,024 programs" in line
+    assert "49 pages -> 1,154 pages (1 region -> 3 regions of 2 MiB)" in line

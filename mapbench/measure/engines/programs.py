@@ -41,7 +41,10 @@ PACK_REGION = 2 << 20  # the pack allocator's unit on x86-64: 2 MiB (kernel/bpf/
 KALLSYMS = Path("/proc/kallsyms")
 # struct mb_chain_counts (bpf/mapbench.h), one per CPU
 COUNTS = np.dtype([("started_ns", np.uint64), ("events", np.uint64), ("ns", np.uint64), ("runs", np.uint64),
-                   ("sum", np.uint64)])
+                   ("sum", np.uint64), ("pad", np.uint64)])
+# packed: each program as small as it is, a few to a page; spread: each padded (never run) to about
+# a page, so that the same instructions lie on a page of their own per program (bpf/programs.bpf.c)
+LAYOUTS = ("packed", "spread")
 PR_SET_NAME, PR_GET_NAME = 15, 16
 MIN_SAMPLE_MS = 5
 _ZERO = bytes(4)
@@ -61,8 +64,11 @@ AXES = (
     Axis("run_stats", "--run-stats", "run_stats", lambda t: parse_choice(t, "--run-stats", RUN_STATS),
          default=("off",), help="BPF run stats on or off while a side's samples run; on,off: head to head, the "
                                 "stats' cost per program run"),
+    Axis("layouts", "--layout", "layout", lambda t: parse_choice(t, "--layout", LAYOUTS), default=("packed",),
+         help="packed (each program as small as it is) or spread (each padded to about a page, the padding never "
+              "run); packed,spread: head to head"),
 )
-SIDES = ("programs", "run_stats")
+SIDES = ("programs", "run_stats", "layouts")
 DEFAULTS = MeasureOptions(samples=5, instances=3, warmup=1, target_ms=30.0)
 
 
@@ -71,20 +77,23 @@ class ProgramsSpec(Spec):
     nr_programs: int = 1
     isa: str = build.DEFAULT_ISA
     run_stats: str = "off"  # BPF run stats while its samples run
+    layout: str = "packed"
 
     def __post_init__(self):
         _programs(self.nr_programs)
         parse_choice(self.run_stats, "--run-stats", RUN_STATS)
+        parse_choice(self.layout, "--layout", LAYOUTS)
 
     def control_key(self) -> tuple:
         return (self.isa, self.run_stats)  # start and stop alone, whatever the count, with the side's stats
 
     def used_fields(self) -> set[str]:
-        return {"nr_programs", "isa", "run_stats"}
+        return {"nr_programs", "isa", "run_stats", "layout"}
 
     def config_fields(self) -> dict:
         return {"engine": NAME, "family": "programs", "strategy": "chain", "op": "task_rename",
-                "isa": self.isa, "nr_programs": self.nr_programs, "run_stats": self.run_stats}
+                "isa": self.isa, "nr_programs": self.nr_programs, "run_stats": self.run_stats,
+                "code_layout": self.layout}
 
 
 def chain_names(n: int) -> list[str]:
@@ -119,7 +128,8 @@ class ChainBuild:
 
     def __init__(self, spec: ProgramsSpec, control: bool):
         self.spec, self.control = spec, control
-        self.built = build.compile_object(SOURCE, CONTROL_MACRO, spec.isa)
+        spread = spec.layout == "spread" and not control  # the control's start and stop are the same in both
+        self.built = build.compile_object(SOURCE, CONTROL_MACRO, spec.isa, ("MB_SPREAD",) if spread else ())
         self.obj = BpfObject(self.built.path)
         try:
             names = [] if control else chain_names(spec.nr_programs)
@@ -254,7 +264,8 @@ class Programs(Engine):
 
     def rows(self, b: ChainBuild, s: Sample, control: dict[str, float] | None) -> list[dict]:
         n = 0 if b.control else b.spec.nr_programs
-        fields = {**b.spec.config_fields(), **({"strategy": "control", "nr_programs": 0} if b.control else {})}
+        fields = {**b.spec.config_fields(),
+                  **({"strategy": "control", "nr_programs": 0, "code_layout": "packed"} if b.control else {})}
         net = s.ns_per_event - control["ns_per_event"] if control and "ns_per_event" in control else None
         # every event ran every program of the chain, each adding its own number once
         whole = s.events > 0 and s.runs == n * s.events and s.sum == s.events * n * (n - 1) // 2
