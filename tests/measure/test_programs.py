@@ -60,6 +60,9 @@ def test_a_sample_is_ok_only_when_every_program_ran_once_per_event_with_stats_as
     assert short["status"] == "incomplete"
     (stats,) = programs.ENGINE.rows(b, Sample(10, 10**6, 10, 5000, 40, 60, stats_as_asked=False), control)
     assert stats["status"] == "stats_not_as_asked" and "run stats" in stats["message"]
+    (orphan,) = programs.ENGINE.rows(b, Sample(10, 10**6, 10, 5000, 40, 60), {})  # no control sample kept
+    assert orphan["status"] == "stats_not_as_asked" and orphan["ns_per_op"] is None
+    assert "control's samples" in orphan["message"]
 
 
 def test_the_attached_session_holds_stats_only_when_every_side_wants_them(monkeypatch):

@@ -269,7 +269,13 @@ class Programs(Engine):
         net = s.ns_per_event - control["ns_per_event"] if control and "ns_per_event" in control else None
         # every event ran every program of the chain, each adding its own number once
         whole = s.events > 0 and s.runs == n * s.events and s.sum == s.events * n * (n - 1) // 2
-        whole = whole and (net is not None or b.control)
+        status, message = "ok", ""
+        if not whole:
+            status, message = "incomplete", f"{s.runs} program runs and sum {s.sum} for {s.events} events of {n} programs"
+        elif not s.stats_as_asked or (net is None and not b.control):
+            status = "stats_not_as_asked"
+            message = (f"BPF run stats were not {b.spec.run_stats} throughout the "
+                       + ("sample" if not s.stats_as_asked else "control's samples") + " (another process held them on?)")
         return [{
             **fields, **b.sizes, **b.layout, "object_sha256": b.built.sha256, "prog_load_ms": b.load_ms,
             "ops": s.events * max(n, 1), "elapsed_ns": s.ns,
@@ -278,10 +284,7 @@ class Programs(Engine):
             "control_ns_per_op": control["ns_per_event"] / n if n and net is not None else None,
             "chain_ns_per_event": net if n else s.ns_per_event,
             "events_per_s": s.events / (s.wall_ns / 1e9), "cpu_overhead_share": s.ns / s.wall_ns,
-            "status": "ok" if whole and s.stats_as_asked else "incomplete" if not whole else "stats_not_as_asked",
-            "message": "" if whole and s.stats_as_asked else
-            f"{s.runs} program runs and sum {s.sum} for {s.events} events of {n} programs" if not whole else
-            f"BPF run stats were not {b.spec.run_stats} throughout the sample (another process held them on?)",
+            "status": status, "message": message,
         }]
 
 
