@@ -271,11 +271,13 @@ class Programs(Engine):
         whole = s.events > 0 and s.runs == n * s.events and s.sum == s.events * n * (n - 1) // 2
         status, message = "ok", ""
         if not whole:
-            status, message = "incomplete", f"{s.runs} program runs and sum {s.sum} for {s.events} events of {n} programs"
+            status = "incomplete"
+            message = f"{s.runs} program runs and sum {s.sum} for {s.events} events of {n} programs"
         elif not s.stats_as_asked or (net is None and not b.control):
             status = "stats_not_as_asked"
             message = (f"BPF run stats were not {b.spec.run_stats} throughout the "
-                       + ("sample" if not s.stats_as_asked else "control's samples") + " (another process held them on?)")
+                       + ("sample" if not s.stats_as_asked else "control's samples")
+                       + " (another process held them on?)")
         return [{
             **fields, **b.sizes, **b.layout, "object_sha256": b.built.sha256, "prog_load_ms": b.load_ms,
             "ops": s.events * max(n, 1), "elapsed_ns": s.ns,
