@@ -108,6 +108,19 @@ struct mb_sched_counts {
 	__u64 all_events;
 };
 
+/* The programs engine (programs.bpf.c): a chain of up to MB_MAX_CHAIN distinct programs on one
+ * tracepoint, timed per event by a program before them and one after them, one per CPU. */
+#define MB_MAX_CHAIN 1024
+
+struct mb_chain_counts {
+	__u64 started_ns; /* chain_start's clock, for chain_stop of the same event */
+	__u64 events;     /* events chain_stop timed */
+	__u64 ns;         /* their time from chain_start to chain_stop */
+	__u64 runs;       /* runs of the chain's programs */
+	__u64 sum;        /* the numbers of the programs that ran, added */
+	__u64 pad;        /* always 0: the chain's programs skip their padding on it */
+};
+
 /* One per CPU (the `results` per-CPU array), so that producers on several CPUs at once each
  * publish their own run. */
 struct mb_result {
@@ -164,6 +177,25 @@ static __always_inline __u64 mb_slowdown(__u64 x)
 {
 	return 0;
 }
+#endif
+
+/*
+ * The article's build variants of a family's accessor (the function that does the map
+ * operation: storage_op, get_state), as the kernel engine's --calls and --restrict ask:
+ *   MB_CALLS_SUBPROG  the accessor is a BPF-to-BPF call (__noinline) instead of inlined
+ *   MB_RESTRICT       the accessor's pointer parameters are `restrict` (no other pointer
+ *                     reaches what they point to), which lets clang drop loads it must keep
+ * The control builds never take them: the control has no accessor to call.
+ */
+#ifdef MB_CALLS_SUBPROG
+#define MB_ACCESSOR static __noinline
+#else
+#define MB_ACCESSOR static __always_inline
+#endif
+#ifdef MB_RESTRICT
+#define MB_RESTRICT_PTR restrict
+#else
+#define MB_RESTRICT_PTR
 #endif
 
 #ifdef __bpf__

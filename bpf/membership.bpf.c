@@ -91,7 +91,8 @@ static __always_inline void write_value(__u64 *value, __u32 key)
 
 /* The map operation on the key at at->key; 1 when it found (or wrote) the entry. A lookup reads
  * the whole value and an update writes it, so the cost of touching the value is counted. */
-static __always_inline int storage_op(__u32 key, struct mb_where *at, struct mb_loop_state *st, __u32 op)
+MB_ACCESSOR int storage_op(__u32 key, struct mb_where *MB_RESTRICT_PTR at,
+			   struct mb_loop_state *MB_RESTRICT_PTR st, __u32 op)
 {
 #if MB_STORAGE == MB_BLOOM
 	__u32 *elem = at->elem; /* built in one_draw, by the control too: building it is not counted */

@@ -9,6 +9,8 @@
  *   MB_TASK_STORAGE  a get (created on first use) of the current task's record; no draw
  *   MB_LPM_TRIE      a lookup in an LPM trie of /32 keys (prefix.h), the u32 key as the address
  *   MB_CONTROL       the same loop (and draws, beside a lookup), no operation
+ * lookup and get are MB_ACCESSOR (mapbench.h): --calls subprog makes them a BPF-to-BPF call, the
+ * independent check of the families' figure for the call.
  * The draws are the membership family's uniform ones, so numpy predicts every hit
  * (mapbench/keys.py); latency mode chains the ops as every family does (mb_chain).
  */
@@ -37,7 +39,7 @@ struct {
 #endif
 
 /* A lookup (hash, bloom) of a u32 key drawn onto the stack; 1 when it found the key. */
-static __always_inline int lookup(__u64 i, struct mb_loop_state *st, __u64 chain)
+MB_ACCESSOR int lookup(__u64 i, struct mb_loop_state *st, __u64 chain)
 {
 	__u64 r = mb_mix(cfg.seed + st->start + i);
 	__u32 idx = (r >> 32) % cfg.map_size;
@@ -74,7 +76,7 @@ static __always_inline int lookup(__u64 i, struct mb_loop_state *st, __u64 chain
 }
 
 /* A get of the current task's record (task storage): no draw, the task is the key. */
-static __always_inline int get(struct mb_loop_state *st, __u64 chain)
+MB_ACCESSOR int get(struct mb_loop_state *st, __u64 chain)
 {
 #if MB_STORAGE == MB_TASK_STORAGE
 	struct task_state *s = bpf_task_storage_get(&states, (void *)bpf_get_current_task_btf() + chain, NULL,

@@ -36,7 +36,7 @@ struct {
 #endif
 
 /* chain: latency mode's zero, which the task pointer (the pid hash's key: pid) waits for */
-static __always_inline struct task_state *get_state(__u32 pid, __u64 chain)
+MB_ACCESSOR struct task_state *get_state(__u32 pid, __u64 chain)
 {
 #if MB_STORAGE == MB_PID_HASH
 	struct task_state *s = bpf_map_lookup_elem(&states, &pid);

@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
+import json
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -40,6 +42,16 @@ class BuiltObject:
     sha256: str
     isa: str
     storage: str
+    # clang's missed-optimization remarks (-Rpass-missed=.*) while compiling it: (pass, count)
+    missed_remarks: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def missed_remarks_total(self) -> int:
+        return sum(n for _, n in self.missed_remarks)
+
+    def missed_remarks_text(self) -> str:
+        """'gvn 215, licm 17, ...': by pass, the most first."""
+        return ", ".join(f"{name} {n}" for name, n in self.missed_remarks)
 
 
 def cache_dir() -> Path:
@@ -106,15 +118,31 @@ def check_isa(isa: str) -> str:
     return isa
 
 
-def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltObject:
-    """Compile bpf/<source> with -DMB_STORAGE=<storage> for BPF ISA <isa> (cached)."""
+# clang prints one remark a line on stderr, ending with the pass that missed: '... not eliminated
+# [-Rpass-missed=gvn]'. They change no code, so they stay out of the object's cache key.
+REMARKS_FLAG = "-Rpass-missed=.*"
+_REMARK = re.compile(r"\[-Rpass-missed=([\w.-]+)\]")
+
+
+def count_remarks(stderr: str) -> tuple[tuple[str, int], ...]:
+    """clang's missed-optimization remarks by pass, the most first (then by name)."""
+    counts: dict[str, int] = {}
+    for name in _REMARK.findall(stderr):
+        counts[name] = counts.get(name, 0) + 1
+    return tuple(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA, defines: tuple[str, ...] = ()) -> BuiltObject:
+    """Compile bpf/<source> with -DMB_STORAGE=<storage> and -D<each of defines> for BPF ISA <isa>
+    (cached), recording clang's missed-optimization remarks beside the object."""
     check_isa(isa)
     src_dir = source_dir()
     src = src_dir / source
     header = vmlinux_header()
     # MAPBENCH_CFLAGS: extra clang flags, e.g. -DMB_SLOWDOWN=20 to inject a known regression
     extra = shlex.split(os.environ.get("MAPBENCH_CFLAGS", ""))
-    flags = ["-target", "bpf", "-g", "-O2", f"-mcpu={isa}", f"-DMB_STORAGE={storage}", *extra]
+    flags = ["-target", "bpf", "-g", "-O2", f"-mcpu={isa}", f"-DMB_STORAGE={storage}",
+             *(f"-D{d}" for d in defines), *extra]
     key = _sha256(
         b"\0".join(
             [
@@ -127,14 +155,18 @@ def compile_object(source: str, storage: str, isa: str = DEFAULT_ISA) -> BuiltOb
         )
     )[:16]
     out = cache_dir() / "objects" / f"{src.name.removesuffix('.bpf.c')}-{storage}-{isa}-{key}.o"
-    if not out.exists():
+    remarks = out.with_name(out.stem + ".remarks.json")
+    if not out.exists() or not remarks.exists():  # objects cached before remarks were kept: once more
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             tmp_obj = Path(tmp) / out.name
-            cmd = [tool("clang"), *flags, f"-I{header.parent}", f"-I{src_dir}",
+            cmd = [tool("clang"), *flags, REMARKS_FLAG, f"-I{header.parent}", f"-I{src_dir}",
                    "-c", str(src), "-o", str(tmp_obj)]
             res = children.run(cmd)
             if res.returncode != 0:
                 raise BuildFailed(f"clang failed to compile {src.name} ({storage}, {isa})", res.stderr)
+            _atomic_write(remarks, json.dumps(dict(count_remarks(res.stderr))).encode())
             os.replace(tmp_obj, out)
-    return BuiltObject(path=out, sha256=_sha256(out.read_bytes()), isa=isa, storage=storage)
+    counted = tuple(sorted(json.loads(remarks.read_text()).items(), key=lambda kv: (-kv[1], kv[0])))
+    return BuiltObject(path=out, sha256=_sha256(out.read_bytes()), isa=isa, storage=storage,
+                       missed_remarks=counted)

@@ -277,6 +277,34 @@ def attached(s: pd.DataFrame, out_dir: Path) -> list[Path]:
                    "runqslower on live scheduler events: pid-keyed hash vs task storage", out_dir / "attached")
 
 
+def program_chain(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The programs engine: ns per program run (median, 95 % CI) and the 4 KiB pages the chain's
+    code spans, against the number of distinct programs on the path, per run stats setting."""
+    c = s[(s.engine == "programs") & s.text_pages.notna()].sort_values("nr_programs")
+    if c.nr_programs.nunique() < 2:
+        return []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    c = c.assign(code_layout=c.code_layout.fillna("packed"))
+    for (setting, layout), g in c.groupby(["run_stats", "code_layout"]):
+        left.plot(g.nr_programs, g.median_ns_per_op, marker="o", label=f"{layout} code, run stats {setting}")
+        left.fill_between(g.nr_programs, g.ci_low, g.ci_high, alpha=0.2, lw=0)
+    for layout, g in c.groupby("code_layout"):
+        pages = g.groupby("nr_programs").text_pages.max()
+        right.plot(pages.index, pages.values, marker="o", label=f"{layout} (measured, /proc/kallsyms)")
+    packed = c.groupby("nr_programs").text_pages.max()
+    right.plot(packed.index, packed.index, ls="--", color="grey", label="a page per program")
+    for ax, ylabel in ((left, "ns per program run (net, median)"), (right, "4 KiB pages of code")):
+        ax.set_xscale("log")
+        ax.set_xlabel("distinct programs on the path")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    right.set_yscale("log")
+    fig.suptitle("Many programs on one path: time per program run, and the pages the pack allocator puts them in",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_dir / "program_chain")
+
+
 def bloom_fp(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     from mapbench.results.store import measured
 
@@ -495,7 +523,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for i, mode in enumerate(modes):
         for make in (kernel_scaling, map_types, key_sizes, scaling, churn_memory):
             paths += make(own[own["mode"] == mode], out_dir / mode if i else out_dir)
-    for make in (batch_sizes, attached):
+    for make in (batch_sizes, attached, program_chain):
         paths += make(s, out_dir)
     paths += bloom_fp(df, out_dir)
     paths += memory_latency(s, df, out_dir)

@@ -690,7 +690,8 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
     found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
              + contention(ratios, records) + per_task(ratios)
-             + syscalls(ratios, df) + article(ratios, df) + prefix_family(ratios, records))
+             + syscalls(ratios, df) + article(ratios, df) + prefix_family(ratios, records)
+             + program_level(ratios, records, df_rows))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:
@@ -750,4 +751,120 @@ def prefix_family(ratios, records) -> list[str]:
         what = f"lookup, hit ratio {n['hit_ratio']:g}" if n.get("op") == "lookup" else n.get("op")
         out.append(f"Trie or {other} at {_prefix_point(d)}, {what}, {_mode(r)}: {other} / trie = {_r(r)}"
                    f"{_ns_pair(records, r)}: {verdict}.")
+def _record(records: list[dict], config: dict) -> dict:
+    """This run's summary of one configuration ({} if it has none)."""
+    for r in records:
+        if all(r.get(k) == v for k, v in config.items() if k in r):
+            return r
+    return {}
+
+
+def _bytes_change(records: list[dict], r: dict, what: str) -> str:
+    """'2,736 -> 2,832 B' of a figure of both sides' summaries, or '' where one lacks it."""
+    d, n = (_record(records, c).get(what) for c in (r["denominator_config"], r["numerator_config"]))
+    if d is None or n is None or pd.isna(d) or pd.isna(n):
+        return ""
+    return f"{int(d):,} -> {int(n):,} B" + (" (the same)" if d == n else "")
+
+
+def _only_differ_in(ratios: list[dict], key: str) -> list[dict]:
+    """The ratios whose sides differ in `key` and in nothing else of their configuration."""
+    def alone(r):
+        n, d = _sides(r)
+        return {k for k in set(n) | set(d) if str(n.get(k)) != str(d.get(k))} == {key}
+    return [r for r in _differ_in(ratios, key) if alone(r)]
+
+
+def _kernel_point(c: dict) -> str:
+    minimal = " (the minimal reference)" if c.get("implementation") == "minimal" else ""
+    return f"{c['strategy']} {c['op']}{minimal} at {int(c['map_size']):,} entries, {c['mode']} mode"
+
+
+def _stats_pairs(df_rows: pd.DataFrame, comparison: str, strategy: str) -> pd.DataFrame:
+    """One attached comparison's samples of one strategy, the stats-on side beside the stats-off
+    one, paired by load and sample as head_to_head pairs them."""
+    rows = measured(df_rows[(df_rows.comparison == comparison) & (df_rows.strategy == strategy)])
+    keys = ["run_id", "instance", "sample"]
+    on = rows[rows.run_stats == "on"].set_index(keys)
+    off = rows[rows.run_stats == "off"].set_index(keys)
+    return on[["run_stats_ns_per_event", "wall_ns_per_event"]].join(
+        off[["ns_per_op", "wall_ns_per_event"]], rsuffix="_off", how="inner")
+
+
+def _count(n, what: str) -> str:
+    return f"{int(n):,} {what}" + ("" if int(n) == 1 else "s")
+
+
+def _fmt(ratio) -> str:
+    """A stats.paired_ratio as fmt_ratio reads it."""
+    return render.fmt_ratio({"ratio": ratio[0], "ci_low": ratio[1], "ci_high": ratio[2], "loads": ratio[3]})
+
+
+def program_level(ratios: list[dict], records: list[dict], df_rows: pd.DataFrame) -> list[str]:
+    """The article's program-level experiments (issue 22): BPF-to-BPF calls against inlining,
+    `restrict` and clang's missed-optimization remarks, many distinct programs on one path (the
+    pack allocator), and what BPF run stats cost."""
+    from mapbench.results.stats import paired_ratio
+
+    out = []
+    kernel = _where(ratios, engine="kernel")
+    for r in _only_differ_in(kernel, "calls"):
+        n, d = _sides(r)
+        out.append(f"BPF-to-BPF call / inlined accessor, {_kernel_point(d)}: {n['calls']} / {d['calls']} = {_r(r)} "
+                   f"per op ({_verdict(r)}); the program {_bytes_change(records, r, 'prog_xlated_bytes')} "
+                   f"xlated, {_bytes_change(records, r, 'prog_jited_bytes')} jited.")
+    for r in _only_differ_in(kernel, "restrict"):
+        n, d = _sides(r)
+        rn, rd = _record(records, n), _record(records, d)
+        remarks = (f"clang's missed-optimization remarks {int(rd['missed_remarks_total'])} -> "
+                   f"{int(rn['missed_remarks_total'])} ({rd['missed_remarks']} -> {rn['missed_remarks']})"
+                   if rn.get("missed_remarks") and rd.get("missed_remarks") else "remarks not recorded")
+        out.append(f"`restrict` on the accessor's pointers, {_kernel_point(d)}: restrict {n['restrict']} / "
+                   f"{d['restrict']} = {_r(r)} per op ({_verdict(r)}); {remarks}; the program "
+                   f"{_bytes_change(records, r, 'prog_xlated_bytes')} xlated.")
+    chains = _where(ratios, engine="programs")
+    for stats in sorted({c.get("run_stats") for r in chains for c in _sides(r)} - {None}):
+        series = sorted(_only_differ_in(_where(chains, run_stats=stats), "nr_programs"),
+                        key=lambda r: r["numerator_config"]["nr_programs"])
+        if not series:
+            continue
+        d = series[0]["denominator_config"]
+        layout = "; ".join(f"{int(c['nr_programs']):,}: {rec['chain_ns_per_event']:,.0f} ns per event, "
+                           f"{int(rec['prog_jited_bytes']):,} B jited in {_count(rec['text_pages'], 'page')} "
+                           + ("of one 2 MiB region" if int(rec["text_regions"]) == 1
+                              else f"across {int(rec['text_regions'])} regions of 2 MiB")
+                           for c in [d, *(r["numerator_config"] for r in series)]
+                           if (rec := _record(records, c)).get("text_pages") is not None
+                           and not pd.isna(rec["text_pages"]))
+        out.append(f"Distinct programs on one event's path (programs engine, run stats {stats}), ns per program run "
+                   f"against {d['nr_programs']} program: " + "; ".join(
+                       f"{r['numerator_config']['nr_programs']:,}: {_r(r)} ({_short_verdict(r)})" for r in series)
+                   + f". The chains, packed: {layout} (a page per program without the pack allocator).")
+    for r in _only_differ_in(chains, "code_layout"):
+        n, d = _sides(r)
+        rn, rd = _record(records, n), _record(records, d)
+        pages = (f"; the chain's code {_count(rd['text_pages'], 'page')} -> {_count(rn['text_pages'], 'page')} "
+                 f"({_count(rd['text_regions'], 'region')} -> {_count(rn['text_regions'], 'region')} of 2 MiB)"
+                 if rn.get("text_pages") is not None and rd.get("text_pages") is not None else "")
+        out.append(f"The same programs spread a page apart / packed, a chain of {n['nr_programs']:,} programs "
+                   f"(programs engine): {_r(r)} per program run ({_verdict(r)}){pages}.")
+    for r in _only_differ_in(chains, "run_stats"):
+        n, d = _sides(r)
+        on, off = (_record(records, c).get("median_ns_per_op") for c in (n, d))
+        cost = f": {on - off:.0f} ns more per program run ({on:.0f} vs {off:.0f} ns)" if on and off else ""
+        out.append(f"BPF run stats on / off, a chain of {d['nr_programs']:,} programs (programs engine): "
+                   f"{_r(r)} per program run ({_verdict(r)}){cost}.")
+    for r in _only_differ_in(_where(ratios, engine="attached"), "run_stats"):
+        n, d = _sides(r)
+        line = (f"BPF run stats on / off, attached {n['strategy']} ({int(n['nr_tasks'])} tasks, "
+                f"{int(n['map_size']):,} pids): the in-program figure per event {_r(r)} ({_verdict(r)})")
+        pairs = _stats_pairs(df_rows, r["comparison"], n["strategy"]) if "comparison" in r else pd.DataFrame()
+        if not pairs.empty:
+            loads = [f"{run}/{i}" for run, i, _ in pairs.index]
+            rs = paired_ratio(pairs["run_stats_ns_per_event"], pairs["ns_per_op"], loads)
+            wall = paired_ratio(pairs["wall_ns_per_event"], pairs["wall_ns_per_event_off"], loads)
+            added = pairs["wall_ns_per_event"].median() - pairs["wall_ns_per_event_off"].median()
+            line += (f"; run stats' run_time_ns/run_cnt (stats on) / the program's own timer (stats off) = "
+                     f"{_fmt(rs)}; the CPU's time per event of the load, on / off = {_fmt(wall)} ({added:+.0f} ns)")
+        out.append(line + ".")
     return out

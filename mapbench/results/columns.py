@@ -222,6 +222,31 @@ COLUMNS: tuple[Column, ...] = (
                                                                               f"/{c['prefix_lens']}"),
             "prefix family: 'table' (a routing table's length mix), 'hosts' (half host entries) or one prefix length",
             context=True),
+    # The article's program-level experiments (docs/method.md, "The article's program-level experiments")
+    _config("calls", pa.string(),
+            lambda c: {"inline": "inlined", "subprog": "subprog call"}.get(c["calls"], c["calls"]),
+            "kernel engine: the accessor inlined or a BPF-to-BPF call (--calls); kernel rows before it: inline. Not "
+            "in a ratio's context, as implementation is not: named where the sides differ in it"),
+    _config("restrict", pa.string(), lambda c: "restrict" if c["restrict"] == "on" else "no restrict",
+            "kernel engine: the accessor's pointers restrict (--restrict); kernel rows before it: off"),
+    _figure("missed_remarks", pa.string(), "max", "clang's missed-optimization remarks compiling the side's "
+            "object, by pass ('gvn 215, licm 17')"),
+    _figure("missed_remarks_total", pa.int64(), "max", "the remarks in all"),
+    _config("nr_programs", pa.int32(), lambda c: f"{int(c['nr_programs'])} programs",
+            "programs engine: distinct programs on the event's path (--programs)"),
+    _figure("chain_ns_per_event", pa.float64(), "median", "programs engine: the chain's time per event, net of "
+            "the control's"),
+    _figure("text_pages", pa.int64(), "max", "programs engine: 4 KiB pages the chain's jited code spans "
+            "(/proc/kallsyms)"),
+    _figure("text_regions", pa.int64(), "max", "programs engine: 2 MiB regions (the pack allocator's unit) it spans"),
+    _figure("prog_load_ms", pa.float64(), "median", "programs engine: loading the build's programs, ms"),
+    _config("run_stats", pa.string(), lambda c: f"run stats {c['run_stats']}",
+            "attached and programs engines: BPF run stats on or off while the side ran (--run-stats); attached "
+            "rows before it: on"),
+    _figure("wall_ns_per_event", pa.float64(), "median", "attached engine: the measuring CPU's time per event of "
+            "the load, everything included"),
+    _config("code_layout", pa.string(), lambda c: f"{c['code_layout']} code",
+            "programs engine: each program as small as it is (packed) or padded to about a page (spread, --layout)"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -231,7 +256,7 @@ CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "setup",
-    "min_delay_us", "addr_family", "prefix_lens")
+    "min_delay_us", "addr_family", "prefix_lens", "calls", "restrict", "nr_programs", "run_stats", "code_layout")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

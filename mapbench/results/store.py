@@ -46,7 +46,11 @@ PREALLOC_CHOICE = ("hash", "percpu_hash")
 # The kernel engine's rows from before --mode and --implementation: the engine's own builds, in a
 # mode of their own, "mixed": independent ops, overlapped as far as the loop around each happened to
 # allow (docs/method.md, "Modes"), so that they match neither mode's figures in diff and history.
-KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
+KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench",
+                   # the accessor was always inlined, its pointers never restrict, before --calls, --restrict
+                   "calls": "inline", "restrict": "off"}
+# The attached engine's rows from before --run-stats: every sample ran with BPF run stats on.
+ATTACHED_DEFAULTS = {"run_stats": "on"}
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = columns.named(columns.ENVIRONMENT)
 LEGACY_MACHINE_KEYS = list(machine.LEGACY_MACHINE_KEYS)
@@ -160,10 +164,11 @@ def as_measured(table: pa.Table) -> pa.Table:
                          pc.is_null(table["no_prealloc"]))
         filled = pc.if_else(legacy, pa.scalar(False), table["no_prealloc"])
         table = table.set_column(names.index("no_prealloc"), "no_prealloc", filled)
-    for name, value in KERNEL_DEFAULTS.items():
-        if {"engine", name} <= set(names):
-            legacy = pc.and_(pc.equal(table["engine"], "kernel"), pc.is_null(table[name]))
-            table = table.set_column(names.index(name), name, pc.if_else(legacy, pa.scalar(value), table[name]))
+    for engine, defaults in (("kernel", KERNEL_DEFAULTS), ("attached", ATTACHED_DEFAULTS)):
+        for name, value in defaults.items():
+            if {"engine", name} <= set(names):
+                legacy = pc.and_(pc.equal(table["engine"], engine), pc.is_null(table[name]))
+                table = table.set_column(names.index(name), name, pc.if_else(legacy, pa.scalar(value), table[name]))
     # The attached engine's rows without a mode: without target_event_share they are from before
     # it timed the load's events inside the programs (BPF run stats of every task's events: another
     # figure, so another configuration); with it, the load's events.

@@ -14,6 +14,7 @@ trampoline included) are kept beside it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -26,6 +27,7 @@ from mapbench.binding.libbpf import BpfObject, pingpong, run_stats
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
+from mapbench.measure.runstats import RUN_STATS, stats_for
 from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES
 from mapbench.measure.values import parse_choice, parse_whole_number
 
@@ -75,8 +77,11 @@ AXES = (
     Axis("isas", "--isa", "isa", build.check_isa),
     Axis("min_delays", "--min-delay-us", "min_delay_us", _min_delay,
          help="report (histogram) only run-queue delays at least this long, as runqslower's min_us; 0: every one"),
+    Axis("run_stats", "--run-stats", "run_stats", lambda t: parse_choice(t, "--run-stats", RUN_STATS),
+         default=("on",), help="BPF run stats on (run_time_ns, run_cnt beside the figure) or off while a side's "
+                               "samples run; on,off: head to head, the stats' cost"),
 )
-SIDES = ("strategies", "isas")
+SIDES = ("strategies", "isas", "run_stats")
 DEFAULTS = MeasureOptions(samples=3, instances=2, warmup=1, target_ms=300.0)
 MIN_SAMPLE_MS = 50  # below this a sample holds too few events for run stats to mean much
 
@@ -88,9 +93,11 @@ class AttachedSpec(Spec):
     nr_tasks: int = 8  # load generator threads (pairs)
     isa: str = build.DEFAULT_ISA
     min_delay_us: int = 0  # the report path runs for delays at least this long
+    run_stats: str = "on"  # BPF run stats while its samples run
 
     def __post_init__(self):
         parse_choice(self.strategy, "--map", STRATEGY_NAMES)
+        parse_choice(self.run_stats, "--run-stats", RUN_STATS)
         _size(self.map_size)
         _tasks(self.nr_tasks)
         build.check_isa(self.isa)
@@ -102,18 +109,18 @@ class AttachedSpec(Spec):
         return any(plan.sized for plan in STRATEGIES[self.strategy].maps)
 
     def control_key(self) -> tuple:
-        return (self.isa,)  # the control's empty programs differ only by ISA
+        return (self.isa, self.run_stats)  # the control's empty programs, with the side's run stats
 
     def used_fields(self) -> set[str]:
         # map_size names the pid population of the comparison, on both sides of the pair
-        return {"strategy", "isa", "nr_tasks", "map_size", "min_delay_us"}
+        return {"strategy", "isa", "nr_tasks", "map_size", "min_delay_us", "run_stats"}
 
     def config_fields(self) -> dict:
         return {"engine": NAME, "family": "runqslower", "strategy": self.strategy, "op": "sched_event",
                 "map_size": self.map_size, "value_size": 8, "hit_ratio": 1.0, "isa": self.isa,
                 "key_distribution": "live", "nr_tasks": self.nr_tasks,
                 "mode": "load events",  # timed inside the programs, the load's events only
-                "min_delay_us": self.min_delay_us}
+                "min_delay_us": self.min_delay_us, "run_stats": self.run_stats}
 
 
 def make_spec(fields: dict) -> AttachedSpec:
@@ -178,14 +185,16 @@ class AttachedBuild:
         res = self.obj.map(".bss").read("struct mb_sched_result")
         return np.array(list(res.delay_hist), dtype=np.uint64)
 
-    def sample(self, seconds: float) -> Sample:
-        """Attach, drive the load for `seconds`, detach: what the programs did meanwhile."""
-        with ExitStack() as links:
+    def sample(self, seconds: float, stats_held: bool = False) -> Sample:
+        """Attach, drive the load for `seconds`, detach: what the programs did meanwhile, with run
+        stats on or off as the spec says (`stats_held`: the load holds them on)."""
+        with stats_for(self.spec.run_stats, stats_held), ExitStack() as links:
             self.attach(links)
             t0, (rt0, rc0), c0, h0 = time.monotonic_ns(), self.stats(), self.counts(), self.delay_histogram()
             rounds = pingpong(self.spec.nr_tasks, seconds)
             t1, (rt1, rc1), c1, h1 = time.monotonic_ns(), self.stats(), self.counts(), self.delay_histogram()
-        return Sample(rt1 - rt0, rc1 - rc0, t1 - t0, rounds, h1 - h0, **{n: c1[n] - c0[n] for n in COUNTS.names})
+        return Sample(rt1 - rt0, rc1 - rc0, t1 - t0, rounds, h1 - h0, **{n: c1[n] - c0[n] for n in COUNTS.names},
+                      stats_as_asked=(rc1 > rc0) == (self.spec.run_stats == "on"))
 
     def close(self) -> None:
         self.obj.close()
@@ -216,6 +225,13 @@ class Sample:
     target_events: int  # the programs' own counts: the load generator's events,
     target_ns: int  # their bodies timed inside the programs,
     all_events: int  # and every event the programs ran on
+    stats_as_asked: bool = True  # run stats were on or off, as the side asked, before and after
+
+    @property
+    def wall_ns_per_event(self) -> float:
+        """The measuring CPU's time per event of the load, everything included: the load generator,
+        the scheduler, the programs and, when on, the run stats' work around every program run."""
+        return self.wall_ns / self.target_events if self.target_events else float("nan")
 
     @property
     def ns_per_event(self) -> float:
@@ -250,11 +266,14 @@ class Attached(Engine):
         check_options(opts)
 
     def session(self, sides, opts: MeasureOptions, host: Host):
-        """BPF run stats on while the load runs. The load generator's threads inherit the
+        """BPF run stats on while the load runs, when every side asks for them (else each sample
+        of a side that does turns them on: stats_for). The load generator's threads inherit the
         runner's pinning: with every task on one CPU each event is a local wakeup or switch, the
         same work from run to run; left to roam, the share of cross-CPU wakeups (and so the cost
         per event) changed from run to run by half."""
-        return run_stats()
+        if all(s.run_stats == "on" for s in sides):
+            return _held(run_stats())
+        return contextlib.nullcontext(False)
 
     def open(self, spec: AttachedSpec, control: bool, load: int) -> AttachedBuild:
         return AttachedBuild(spec, control)
@@ -263,26 +282,44 @@ class Attached(Engine):
         return opts.target_ms / 1000  # seconds of load per sample: events, not loops, are what it counts
 
     def sample(self, build: AttachedBuild, number: int, seconds: float, session) -> Sample:
-        return build.sample(seconds)
+        return build.sample(seconds, session)
 
     def control_figures(self, s: Sample) -> dict[str, list[float]]:
-        return {"ns_per_op": [s.ns_per_event], "run_stats_ns_per_event": [s.run_stats_ns_per_event]}
+        if not s.stats_as_asked:  # another process held run stats on: not the control of its sides
+            return {}
+        return {"ns_per_op": [s.ns_per_event], "run_stats_ns_per_event": [s.run_stats_ns_per_event],
+                "wall_ns_per_event": [s.wall_ns_per_event]}
 
     def rows(self, b: AttachedBuild, s: Sample, control: dict[str, float] | None) -> list[dict]:
         control = control or {}
         fields = {**b.spec.config_fields(), **({"strategy": "control"} if b.control else {})}
+        # a side whose control kept no sample (each ran with the stats not as asked) has no net figure
+        orphan = not b.control and "ns_per_op" not in control
         return [{
             **fields, **b.sizes, "object_sha256": b.built.sha256, "ops": s.target_events, "elapsed_ns": s.target_ns,
-            "ns_per_op": s.ns_per_event - control.get("ns_per_op", 0.0), "gross_ns_per_op": s.ns_per_event,
+            "ns_per_op": None if orphan else s.ns_per_event - control.get("ns_per_op", 0.0),
+            "gross_ns_per_op": s.ns_per_event,
             "control_ns_per_op": control.get("ns_per_op"),
-            "run_stats_ns_per_event": s.run_stats_ns_per_event - control.get("run_stats_ns_per_event", 0.0),
+            "run_stats_ns_per_event": (s.run_stats_ns_per_event - control.get("run_stats_ns_per_event", 0.0)
+                                       if b.spec.run_stats == "on" else None),
+            "wall_ns_per_event": s.wall_ns_per_event,
             "target_event_share": s.target_event_share,
             "events_per_s": s.target_events / (s.wall_ns / 1e9),
             "cpu_overhead_share": s.cpu_overhead_share,
             "delay_median_ns": histogram_median_ns(s.hist),
             "delays_recorded": int(s.hist.sum()), "load_round_trips": s.rounds,
             "delay_hist": s.hist.tolist(),
+            **({} if s.stats_as_asked and not orphan else {
+                "status": "stats_not_as_asked", "ns_per_op": None if orphan else s.ns_per_event - control["ns_per_op"],
+                "message": f"BPF run stats were not {b.spec.run_stats} throughout the "
+                           + ("control's samples" if orphan else "sample") + " (another process held them on?)"}),
         }]
+
+
+@contextlib.contextmanager
+def _held(stats):
+    with stats:
+        yield True
 
 
 ENGINE = Attached()

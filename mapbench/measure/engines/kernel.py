@@ -33,6 +33,7 @@ from mapbench.measure.strategies import (
     MAX_HASH_FUNCS,
     MEMBERSHIP,
     MINIMAL_SOURCE,
+    PER_TASK,
     PREFIX,
     STRATEGIES,
     bloom_fp_theory,
@@ -72,6 +73,14 @@ OVERLAPS = ("same", "disjoint")
 MODES = ("throughput", "latency")
 # mapbench: the engine's builds; minimal: the reference, the op alone (bpf/minimal.bpf.c)
 IMPLEMENTATIONS = ("mapbench", "minimal")
+# The article's build variants of a family's accessor (bpf/mapbench.h, MB_ACCESSOR): inlined or a
+# BPF-to-BPF call; its pointer parameters restrict or not. The control builds take neither.
+CALLS = ("inline", "subprog")
+RESTRICT = ("off", "on")
+# the families whose source has an accessor of MB_ACCESSOR (map_count's get is in its loop), and
+# those whose accessor takes pointers (per_task's get_state takes a pid)
+ACCESSOR_FAMILIES = (MEMBERSHIP, PER_TASK)
+RESTRICT_FAMILIES = (MEMBERSHIP,)
 ZIPF_TABLE_LEN = 1 << 20  # zipf draws the programs walk (4 MiB); draw i takes entry table[i % len]
 
 
@@ -179,8 +188,13 @@ AXES = (
     Axis("prefix_lens", "--prefix-lens", "prefix_lens", prefixes.parse_prefix_lens,
          help="lpm_trie: 'table' (a routing table's prefix-length mix, the default) or one length n (every "
               "prefix /n); exact_hash holds full-length (/32, /128) keys"),
+    Axis("calls", "--calls", "calls", lambda t: parse_choice(t, "--calls", CALLS),
+         help="membership and per_task: the accessor inlined (__always_inline) or a BPF-to-BPF call "
+              "(__noinline); inline,subprog: head to head"),
+    Axis("restrict", "--restrict", "restrict", lambda t: parse_choice(t, "--restrict", RESTRICT),
+         help="membership: the accessor's pointer parameters `restrict` (on) or not (off); on,off: head to head"),
 )
-SIDES = ("strategies", "isas", "producers", "implementations")
+SIDES = ("strategies", "isas", "producers", "implementations", "calls", "restrict")
 DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
 
 
@@ -215,6 +229,8 @@ class KernelSpec(Spec):
     implementation: str = "mapbench"
     addr_family: str = "ipv4"  # prefix family: IPv4 or IPv6 keys
     prefix_lens: str = prefixes.TABLE  # prefix family: the length mix ('table') or one length
+    calls: str = "inline"  # the accessor inlined, or a BPF-to-BPF call (subprog)
+    restrict: str = "off"  # the accessor's pointer parameters restrict (on)
 
     @classmethod
     def of(cls, strategy: str, host: Host | None = None, check_memory_use: bool = True, **fields) -> KernelSpec:
@@ -238,7 +254,7 @@ class KernelSpec(Spec):
     def used_fields(self) -> set[str]:
         """The spec fields that change what this configuration measures."""
         s = STRATEGIES[self.strategy]
-        used = {"strategy", "op", "isa", "seed", "mode", "implementation"} | s.params
+        used = {"strategy", "op", "isa", "seed", "mode", "implementation", "calls", "restrict"} | s.params
         if s.fixed_size is None:
             used.add("map_size")
         if s.family is not MAP_COUNT:
@@ -305,6 +321,7 @@ class KernelSpec(Spec):
                 else None,
                 "no_prealloc": self.no_prealloc if "no_prealloc" in used else None,
                 "mode": self.mode, "implementation": self.implementation,
+                "calls": self.calls, "restrict": self.restrict,
                 **(self._prefix_fields() if self.family is PREFIX else {})}
 
     def _prefix_fields(self) -> dict:
@@ -312,6 +329,11 @@ class KernelSpec(Spec):
         data = prefixes.DATA_BYTES[self.addr_family]
         return {"addr_family": self.addr_family, "prefix_lens": self.prefix_lens,
                 "key_size": 4 + data if self.strategy == "lpm_trie" else data}
+
+    def defines(self) -> tuple[str, ...]:
+        """The macros of its builds' accessor (bpf/mapbench.h): the control builds take none."""
+        return (("MB_CALLS_SUBPROG",) if self.calls == "subprog" else ()) + (
+            ("MB_RESTRICT",) if self.restrict == "on" else ())
 
 
 def complete(spec: KernelSpec, host: Host, check_memory_use: bool = True) -> KernelSpec:
@@ -379,6 +401,13 @@ def complete(spec: KernelSpec, host: Host, check_memory_use: bool = True) -> Ker
     _bounded("--task-maps", 1, lib.MB_MAX_TASK_MAPS)(spec.nr_maps)
     parse_choice(spec.mode, "--mode", MODES)
     parse_choice(spec.implementation, "--implementation", IMPLEMENTATIONS)
+    parse_choice(spec.calls, "--calls", CALLS)
+    parse_choice(spec.restrict, "--restrict", RESTRICT)
+    for flag, value, families in (("--calls", spec.calls, ACCESSOR_FAMILIES), ("--restrict", spec.restrict,
+                                                                              RESTRICT_FAMILIES)):
+        if value != ("inline" if flag == "--calls" else "off") and s.family not in families:
+            raise BadInput(f"{flag} {value} applies to the {' and '.join(f.name for f in families)} "
+                           f"strategies (their accessor), not {spec.strategy}")
     if spec.implementation == "minimal":
         _check_minimal(spec, s)
     spec = _complete_prefix(spec, s)
@@ -416,7 +445,7 @@ def _complete_prefix(spec: KernelSpec, s) -> KernelSpec:
 
 # What the minimal reference programs do (bpf/minimal.bpf.c): one op on the default shape, one producer
 _MINIMAL_SHAPE = {"key_size": 4, "value_size": 8, "fill": 1.0, "bloom_value_size": 4, "key_distribution": "uniform",
-                  "producers": 1, "writers": 0}
+                  "producers": 1, "writers": 0, "restrict": "off"}  # its accessor takes --calls
 
 
 def _check_minimal(spec: KernelSpec, s) -> None:
@@ -602,7 +631,7 @@ class LoadedBuild:
         strategy = STRATEGIES[spec.strategy]
         self.plans = () if control else strategy.maps
         self.built = build.compile_object(spec.source, CONTROL_MACRO if control else strategy.macro,
-                                          spec.isa)
+                                          spec.isa, () if control else spec.defines())
         self.cgroup = None
         self.obj = BpfObject(self.built.path)
         try:
@@ -855,7 +884,7 @@ def _row(b: LoadedBuild, r: RunResult, smp: Sample, producer: int, role, control
         fp_theory = bloom_fp_theory(spec.map_size, spec.nr_hash_funcs, spec.entries)
     fields = spec.config_fields()
     if b.control:
-        fields.update(strategy="control", value_size=None, nr_hash_funcs=None)
+        fields.update(strategy="control", value_size=None, nr_hash_funcs=None, calls="inline", restrict="off")
     # A write can fail (insert of a present key, delete of an absent one): its figures are per
     # successful op, the failed ones' time included (docs/method.md, "Writes that fail").
     can_fail = not b.control and op in WRITE_OPS
@@ -890,4 +919,5 @@ def _row(b: LoadedBuild, r: RunResult, smp: Sample, producer: int, role, control
                             else None),
         "fdinfo_bytes_per_entry": memlock / held if memlock is not None and held else None,
         "bloom_fp_rate": fp_rate, "bloom_fp_theory": fp_theory,
+        "missed_remarks": b.built.missed_remarks_text(), "missed_remarks_total": b.built.missed_remarks_total,
     }
