@@ -751,6 +751,9 @@ def prefix_family(ratios, records) -> list[str]:
         what = f"lookup, hit ratio {n['hit_ratio']:g}" if n.get("op") == "lookup" else n.get("op")
         out.append(f"Trie or {other} at {_prefix_point(d)}, {what}, {_mode(r)}: {other} / trie = {_r(r)}"
                    f"{_ns_pair(records, r)}: {verdict}.")
+    return out
+
+
 def _record(records: list[dict], config: dict) -> dict:
     """This run's summary of one configuration ({} if it has none)."""
     for r in records:
