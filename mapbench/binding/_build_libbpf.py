@@ -219,6 +219,8 @@ size_t mb_log_take(char *buf, size_t size);
 int mb_pidfd_open(int pid);
 long long mb_pingpong(int nr_tasks, double seconds);
 __u64 mb_chase(void **start, __u64 steps, void **end);
+#define MB_OP_CACHE ...
+struct mb_lru_counts { __u64 inserted; __u64 entries; __u64 first_eviction; ...; };
 """
 )
 

@@ -206,6 +206,16 @@ COLUMNS: tuple[Column, ...] = (
     _c("interfered", pa.bool_(), SAMPLE, "the kept take was hit too (its retakes ran out, or a warm-up)"),
     _c("status", pa.string(), STATUS),
     _c("message", pa.string(), STATUS),
+    # LRU under pressure (kernel engine, --op cache; docs/method.md, "LRU under pressure")
+    _config("working_set", pa.float64(), lambda c: f"working set {c['working_set']:g}x",
+            "--op cache: distinct keys drawn as a multiple of --size (the capacity)", context=True),
+    _config("lru_lists", pa.string(), lambda c: f"{c['lru_lists']} LRU lists",
+            "LRU hashes: common (one list, per-CPU free lists) or percpu (BPF_F_NO_COMMON_LRU)"),
+    _figure("ideal_hit_ratio", pa.float64(), "mean", "an exact LRU of the same capacity on the same draws"),
+    _figure("evictions", pa.int64(), doc="--op cache: entries the kernel evicted during the sample"),
+    _figure("first_eviction_entries", pa.int64(), "max",
+            "--op cache: entries the map held when it first evicted (null: it had not)"),
+    _figure("first_eviction_share", pa.float64(), "max", "first_eviction_entries / --size"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -214,7 +224,8 @@ COLUMNS: tuple[Column, ...] = (
 CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
-    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes")
+    "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "working_set",
+    "lru_lists")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 
