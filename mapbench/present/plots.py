@@ -481,6 +481,44 @@ def per_kernel(df: pd.DataFrame, path: Path) -> list[Path]:
     return _save(fig, path)
 
 
+def lru_pressure(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """LRU under pressure (--op cache): hit ratio against working set per map and list kind, an
+    exact LRU's of the same capacity dashed, and ns per op below; one column per map size and
+    producer count."""
+    k = s[(s.engine == "kernel") & (s.op == "cache")].copy()
+    if k.empty:
+        return []
+    k["side"] = [f"{t}" + (f", {lists} lists" if isinstance(lists, str) else "")
+                 for t, lists in zip(k.strategy, k.lru_lists)]
+    k["column"] = [f"{int(n):,} entries, {int(p)} producer{'s' if p > 1 else ''}"
+                   for n, p in zip(k.map_size, k.producers)]
+    columns = sorted(k.column.unique(), key=lambda c: (len(c), c))
+    palette = dict(zip(sorted(k.side.unique()), sns.color_palette(n_colors=k.side.nunique())))
+    fig, axes = plt.subplots(2, len(columns), figsize=(4.6 * len(columns), 6.4), squeeze=False, sharex=True)
+    for j, column in enumerate(columns):
+        g = k[k.column == column]
+        hit, ns = axes[0, j], axes[1, j]
+        for side, h in g.groupby("side"):
+            h = h.sort_values("working_set")
+            hit.plot(h.working_set, 100 * h.measured_hit_ratio, marker="o", color=palette[side], label=side)
+            ns.plot(h.working_set, h.median_ns_per_op, marker="o", color=palette[side], label=side)
+            ns.fill_between(h.working_set, h.ci_low, h.ci_high, alpha=0.2, color=palette[side], lw=0)
+        ideal = g.dropna(subset=["ideal_hit_ratio"]).groupby("working_set").ideal_hit_ratio.mean()
+        if not ideal.empty:
+            hit.plot(ideal.index, 100 * ideal.values, "k--", label="exact LRU, same capacity and draws")
+        hit.set_title(column, fontsize=10)
+        hit.set_ylabel("hit ratio (%)")
+        ns.set_ylabel("ns per op (net, median)")
+        ns.set_xlabel("working set (x capacity)")
+        ns.set_xscale("log", base=2)
+        ns.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        hit.legend(fontsize=7)
+    fig.suptitle(f"{_kernel_engine(k)}: LRU under pressure, lookup then insert on a miss "
+                 "(sides of a column measured head to head; band: 95 % CI)", y=1.01)
+    fig.tight_layout()
+    return _save(fig, out_dir / "lru_pressure")
+
+
 def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     sns.set_theme(style="whitegrid", context="notebook")
     s = pd.DataFrame(summaries(df))
@@ -489,7 +527,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths = []
     # The kernel engine's own builds (the minimal reference is the report's table), one set of plots
     # per mode: the first in render.MODE_ORDER here, the others in a folder named after theirs.
-    own = s[(s.engine == "kernel") & (s.implementation == "mapbench")]
+    own = s[(s.engine == "kernel") & (s.implementation == "mapbench") & (s.op != "cache")]  # cache: lru_pressure
     modes = sorted(own["mode"].dropna().unique(), key=mode_rank)
     for i, mode in enumerate(modes):
         for make in (kernel_scaling, map_types, key_sizes, scaling, churn_memory):
@@ -497,6 +535,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for make in (batch_sizes, attached):
         paths += make(s, out_dir)
     paths += bloom_fp(df, out_dir)
+    paths += lru_pressure(s, out_dir)
     paths += memory_latency(s, df, out_dir)
     paths += question_plots(df, out_dir)
     return paths

@@ -511,6 +511,44 @@ def per_task(ratios) -> list[str]:
     return out
 
 
+def _pct(x) -> str:
+    return "-" if x is None or pd.isna(x) else f"{100 * x:.1f} %"
+
+
+def lru_pressure(records: list[dict], ratios) -> list[str]:
+    """LRU under pressure (--op cache, docs/method.md, "LRU under pressure"): for each LRU map, list
+    kind and size, its hit ratio against an exact LRU's of the same capacity on the same draws by
+    working set, how full it was when it first evicted; per-CPU lists against one common list."""
+    out = []
+    cache = [r for r in records if r.get("op") == "cache" and r.get("engine") == "kernel"
+             and r.get("strategy") != "control"]
+    groups: dict[tuple, list] = {}
+    for r in cache:
+        key = (r["strategy"], r.get("lru_lists"), r["map_size"], r["producers"], r["mode"])
+        groups.setdefault(key, []).append(r)
+    for (strategy, lists, size, producers, mode), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        rs = sorted(rs, key=lambda r: r["working_set"])
+        hits = "; ".join(f"at {r['working_set']:g}x capacity {_pct(r.get('measured_hit_ratio'))}"
+                         + (f" against an ideal {_pct(r.get('ideal_hit_ratio'))}"
+                            if r.get("ideal_hit_ratio") is not None and not pd.isna(r["ideal_hit_ratio"]) else "")
+                         + f" ({render.fmt_ns(r['median_ns_per_op'])} ns per op)" for r in rs)
+        first = [r for r in rs if r.get("first_eviction_entries") is not None
+                 and not pd.isna(r["first_eviction_entries"])]
+        evicts = (f"; it first evicted holding {int(min(r['first_eviction_entries'] for r in first)):,} of {size:,} "
+                  f"entries ({_pct(min(r['first_eviction_share'] for r in first))} full)" if first
+                  else "; it never evicted")
+        lists = f" ({lists} LRU lists)" if isinstance(lists, str) else " (no LRU: a full map refuses inserts)"
+        out.append(f"**LRU under pressure, {strategy.replace('_', ' ')}{lists}, {size:,} entries, "
+                   f"{producers} producer{'s' if producers > 1 else ''}, {mode} mode: it hits {hits}{evicts}.**")
+    for r in _where(ratios, engine="kernel", op="cache"):
+        n, d = _sides(r)
+        if n.get("lru_lists") == d.get("lru_lists") or n["strategy"] != d["strategy"]:
+            continue
+        out.append(f"LRU lists, {n['strategy'].replace('_', ' ')} at {n['working_set']:g}x of {n['map_size']:,} "
+                   f"entries: {n['lru_lists']} / {d['lru_lists']} lists = {_r(r)} per op ({_verdict(r)}).")
+    return out
+
+
 def article(ratios, df: pd.DataFrame) -> list[str]:
     """The experiments of the article mapbench grew from (Dmitrii Dolgov, "Running Fast and Slow:
     Experiments with BPF Program Performance", P99 CONF 2023): BPF ISAs, and task storage spread
@@ -689,7 +727,7 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
     found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
              + contention(ratios, records) + per_task(ratios)
-             + syscalls(ratios, df) + article(ratios, df))
+             + syscalls(ratios, df) + article(ratios, df) + lru_pressure(records, ratios))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:

@@ -213,9 +213,9 @@ COLUMNS: tuple[Column, ...] = (
             "LRU hashes: common (one list, per-CPU free lists) or percpu (BPF_F_NO_COMMON_LRU)"),
     _figure("ideal_hit_ratio", pa.float64(), "mean", "an exact LRU of the same capacity on the same draws"),
     _figure("evictions", pa.int64(), doc="--op cache: entries the kernel evicted during the sample"),
-    _figure("first_eviction_entries", pa.int64(), "max",
+    _figure("first_eviction_entries", pa.int64(), "median",
             "--op cache: entries the map held when it first evicted (null: it had not)"),
-    _figure("first_eviction_share", pa.float64(), "max", "first_eviction_entries / --size"),
+    _figure("first_eviction_share", pa.float64(), "median", "first_eviction_entries / --size"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries

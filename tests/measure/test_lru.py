@@ -120,3 +120,20 @@ class _Build:
         self.spec, self.control = spec, False
         self.sizes, self.memory, self.memory_source, self.cgroup_per_entry = {}, None, None, False
         self.built = type("Built", (), {"sha256": ""})()
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(possible_cpus() < 2, reason="free nodes strand on other CPUs only with several CPUs")
+def test_inserts_from_cpus_in_turn_evict_before_the_map_is_full():
+    """Bursts of inserts from each CPU in turn (an affinity migration's pattern): each CPU keeps up to
+    target_free free nodes (kernel/bpf/bpf_lru_list.c; at most LOCAL_FREE_TARGET), and a CPU whose
+    own list is empty shrinks the common list rather than take them, so the map evicts before it is
+    full: by at most what the other CPUs hold and the few free nodes it took itself with the shrink,
+    one target_free each."""
+    spec = KernelSpec.of("lru_hash", map_size=1000, op="cache", working_set=64)
+    with LoadedBuild(spec, False, instance_config(spec, 0)) as b:
+        runs = [b.run(100, i * 100, cpu=i % 2) for i in range(20)]
+        smp = Sample(runs[-1:], **b.after_sample(runs[-1:]))
+    cpus = possible_cpus()
+    assert smp.first_eviction is not None
+    assert spec.map_size - cpus * LOCAL_FREE_TARGET <= smp.first_eviction < spec.map_size
