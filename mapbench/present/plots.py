@@ -513,8 +513,8 @@ def lru_pressure(s: pd.DataFrame, out_dir: Path) -> list[Path]:
         ns.set_xscale("log", base=2)
         ns.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         hit.legend(fontsize=7)
-    fig.suptitle(f"{_kernel_engine(k)}: LRU under pressure, lookup then insert on a miss "
-                 "(sides of a column measured head to head; band: 95 % CI)", y=1.01)
+    fig.suptitle(textwrap.fill(f"{_kernel_engine(k)}: LRU under pressure, lookup then insert on a miss "
+                               "(sides of a column measured head to head; band: 95 % CI)", 70), y=1.03)
     fig.tight_layout()
     return _save(fig, out_dir / "lru_pressure")
 
