@@ -91,6 +91,19 @@ struct mb_lru_counts {
 	__u64 first_eviction; /* entries held just after the first insert that evicted one (0: none yet) */
 };
 
+/* The task-creation family (taskcreate.bpf.c): whose new tasks count, and which op is timed. */
+struct mb_create_config {
+	__u32 target_tgid; /* the load's thread group: its threads are the fresh tasks */
+	__u32 op;          /* MB_OP_INSERT (a record on fork) or MB_OP_DELETE (its removal at exit) */
+};
+
+/* What the task-creation programs saw of the load's tasks, in their .bss. */
+struct mb_create_result {
+	__u64 created; /* records made on fork */
+	__u64 exited;  /* the load's tasks that exited */
+	__u64 removed; /* of those, the ones whose record was there at exit (deleted, or left to the kernel) */
+};
+
 /* The per-task record of the per-task and map-count families. */
 struct task_state {
 	__u64 last_seen;

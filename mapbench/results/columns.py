@@ -216,6 +216,11 @@ COLUMNS: tuple[Column, ...] = (
     _figure("first_eviction_entries", pa.int64(), "median",
             "--op cache: entries the map held when it first evicted (null: it had not)"),
     _figure("first_eviction_share", pa.float64(), "median", "first_eviction_entries / --size"),
+    # task creation (create engine; docs/method.md, "Task creation")
+    _figure("bytes_per_task", pa.float64(), "median",
+            "create engine: the cgroup's usage while the sample's tasks all lived, less before, per task"),
+    _figure("records_left", pa.int64(), "max", "create engine: records made on fork not there at exit"),
+    _figure("memory_after_bytes", pa.int64(), "median", "create engine: the cgroup's usage once the tasks exited"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
