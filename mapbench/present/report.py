@@ -549,6 +549,34 @@ def lru_pressure(records: list[dict], ratios) -> list[str]:
     return out
 
 
+def task_creation(records: list[dict], ratios) -> list[str]:
+    """Fresh tasks (the create engine, docs/method.md, "Task creation"): a record made on fork and
+    removed at exit, task storage against a pid-keyed hash, per op, with memory per live task."""
+    out = []
+    mine = [r for r in records if r.get("engine") == "create" and r.get("strategy") != "control"]
+    for r in sorted(_at_newest_isa(_differ_in(_where(ratios, engine="create"), "strategy")),
+                    key=lambda r: (r["numerator_config"]["op"] == "delete", r["numerator_config"]["map_size"])):
+        n, d = _sides(r)
+        ns = {c["strategy"]: next((x for x in mine if all(x.get(k) == c.get(k) for k in
+                                                           ("strategy", "op", "map_size", "nr_tasks", "isa"))), None)
+              for c in (n, d)}
+        storage, pid = ns.get("task_storage"), ns.get("pid_hash")
+        if storage is None or pid is None:
+            continue
+        what = "deleting its record at exit" if n["op"] == "delete" else "making its record on fork"
+        memory = ""
+        if storage.get("bytes_per_task") is not None and not pd.isna(storage["bytes_per_task"]):
+            memory = (f"; task storage held {storage['bytes_per_task']:.0f} B per live task (the cgroup), where the "
+                      f"pid hash had preallocated {render.fmt_bytes(pid['map_memory_bytes'])} for its "
+                      f"{n['map_size']:,} dummy pids and room for live tasks (fdinfo)"
+                      if pid.get("map_memory_bytes") is not None and not pd.isna(pid["map_memory_bytes"]) else "")
+        out.append(f"**Fresh tasks ({d['nr_tasks']:,} threads at once, the hash holding {d['map_size']:,} other "
+                   f"pids), {what}: task storage {render.fmt_ns(storage['median_ns_per_op'])} ns against "
+                   f"{render.fmt_ns(pid['median_ns_per_op'])} ns for the pid hash ({n['strategy']} / "
+                   f"{d['strategy']} = {_r(r)}, {_verdict(r)}){memory}.**")
+    return out
+
+
 def article(ratios, df: pd.DataFrame) -> list[str]:
     """The experiments of the article mapbench grew from (Dmitrii Dolgov, "Running Fast and Slow:
     Experiments with BPF Program Performance", P99 CONF 2023): BPF ISAs, and task storage spread
@@ -727,7 +755,8 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     lines += ["", f"## Conclusions {across.scope(df_rows)}", ""]
     found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
              + contention(ratios, records) + per_task(ratios)
-             + syscalls(ratios, df) + article(ratios, df) + lru_pressure(records, ratios))
+             + syscalls(ratios, df) + article(ratios, df) + lru_pressure(records, ratios)
+             + task_creation(records, ratios))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:

@@ -29,7 +29,6 @@ from mapbench.binding.libbpf import BpfObject, run_stats
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build, memcg
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
-from mapbench.measure.engines.attached import COUNTS, DUMMY_PID_BASE, LIVE_TASK_ROOM
 from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES
 from mapbench.measure.values import parse_choice, parse_whole_number
 
@@ -43,6 +42,12 @@ OPS = ("create", "insert", "delete")
 MAX_TASKS = 10_000  # threads alive at once in a sample
 MAX_SIZE = 10_000_000
 EXIT_WAIT_S = 5.0  # how long a sample waits for its threads' exits to reach the programs
+# The pid hash as the attached engine sizes it (engines/attached.py; not imported, so that the
+# engines stay one floor): dummies above any pid_max (at most 2^22), room for live tasks beside.
+DUMMY_PID_BASE = 0x40000000
+LIVE_TASK_ROOM = 65536
+# struct mb_sched_counts (bpf/mapbench.h), one per CPU in the `counts` map, checked against the map
+COUNTS = np.dtype([("target_events", np.uint64), ("target_ns", np.uint64), ("all_events", np.uint64)])
 _ZERO = bytes(4)
 
 
