@@ -540,12 +540,13 @@ def lru_pressure(records: list[dict], ratios) -> list[str]:
         lists = f" ({lists} LRU lists)" if isinstance(lists, str) else " (no LRU: a full map refuses inserts)"
         out.append(f"**LRU under pressure, {strategy.replace('_', ' ')}{lists}, {size:,} entries, "
                    f"{producers} producer{'s' if producers > 1 else ''}, {mode} mode: it hits {hits}{evicts}.**")
-    for r in _where(ratios, engine="kernel", op="cache"):
+    for r in _differ_in(_where(ratios, engine="kernel", op="cache"), "lru_lists"):
         n, d = _sides(r)
-        if n.get("lru_lists") == d.get("lru_lists") or n["strategy"] != d["strategy"]:
+        if any(n.get(k) != d.get(k) for k in n if k != "lru_lists"):  # the lists alone differ
             continue
+        producers = f", {n['producers']} producers" if n["producers"] > 1 else ""
         out.append(f"LRU lists, {n['strategy'].replace('_', ' ')} at {n['working_set']:g}x of {n['map_size']:,} "
-                   f"entries: {n['lru_lists']} / {d['lru_lists']} lists = {_r(r)} per op ({_verdict(r)}).")
+                   f"entries{producers}: {n['lru_lists']} / {d['lru_lists']} lists = {_r(r)} per op ({_verdict(r)}).")
     return out
 
 
