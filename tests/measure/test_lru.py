@@ -137,3 +137,18 @@ def test_inserts_from_cpus_in_turn_evict_before_the_map_is_full():
     cpus = possible_cpus()
     assert smp.first_eviction is not None
     assert spec.map_size - cpus * LOCAL_FREE_TARGET <= smp.first_eviction < spec.map_size
+
+
+@pytest.mark.kernel
+def test_the_minimal_reference_caches_the_same_keys():
+    """bpf/minimal.bpf.c's cache op (lookup, insert on a miss) draws the same keys: at half the
+    capacity its hits are an exact LRU's too."""
+    spec = KernelSpec.of("lru_hash", map_size=4096, op="cache", working_set=0.5, implementation="minimal")
+    samples, _ = _samples(spec, n=2)
+    for r, smp in samples:
+        assert r.hits == r.ideal_hits and smp.evictions is None
+
+
+def test_minimal_runs_an_lru_hash_as_a_cache_only():
+    with pytest.raises(BadInput, match="--implementation minimal has"):
+        KernelSpec.of("lru_hash", map_size=1000, op="lookup", implementation="minimal")
