@@ -490,8 +490,8 @@ def lru_pressure(s: pd.DataFrame, out_dir: Path) -> list[Path]:
         return []
     k["side"] = [f"{t}" + (f", {lists} lists" if isinstance(lists, str) else "")
                  for t, lists in zip(k.strategy, k.lru_lists)]
-    k["column"] = [f"{int(n):,} entries, {int(p)} producer{'s' if p > 1 else ''}"
-                   for n, p in zip(k.map_size, k.producers)]
+    k["column"] = [f"{int(n):,} entries, {d} keys, {int(p)} producer{'s' if p > 1 else ''}"
+                   for n, p, d in zip(k.map_size, k.producers, k.key_distribution)]
     columns = sorted(k.column.unique(), key=lambda c: (len(c), c))
     palette = dict(zip(sorted(k.side.unique()), sns.color_palette(n_colors=k.side.nunique())))
     fig, axes = plt.subplots(2, len(columns), figsize=(4.6 * len(columns), 6.4), squeeze=False, sharex=True)

@@ -524,9 +524,10 @@ def lru_pressure(records: list[dict], ratios) -> list[str]:
              and r.get("strategy") != "control"]
     groups: dict[tuple, list] = {}
     for r in cache:
-        key = (r["strategy"], r.get("lru_lists"), r["map_size"], r["producers"], r["mode"])
+        key = (r["strategy"], r.get("lru_lists"), r["map_size"], r["producers"], r["mode"], r["key_distribution"],
+               r.get("zipf_s"))
         groups.setdefault(key, []).append(r)
-    for (strategy, lists, size, producers, mode), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (strategy, lists, size, producers, mode, drawn, s), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
         rs = sorted(rs, key=lambda r: r["working_set"])
         hits = "; ".join(f"at {r['working_set']:g}x capacity {_pct(r.get('measured_hit_ratio'))}"
                          + (f" against an ideal {_pct(r.get('ideal_hit_ratio'))}"
@@ -538,7 +539,8 @@ def lru_pressure(records: list[dict], ratios) -> list[str]:
                   f"entries ({_pct(min(r['first_eviction_share'] for r in first))} full)" if first
                   else "; it never evicted")
         lists = f" ({lists} LRU lists)" if isinstance(lists, str) else " (no LRU: a full map refuses inserts)"
-        out.append(f"**LRU under pressure, {strategy.replace('_', ' ')}{lists}, {size:,} entries, "
+        keys = f"zipf keys (s={s:g})" if drawn == "zipf" else f"{drawn} keys"
+        out.append(f"**LRU under pressure, {strategy.replace('_', ' ')}{lists}, {size:,} entries, {keys}, "
                    f"{producers} producer{'s' if producers > 1 else ''}, {mode} mode: it hits {hits}{evicts}.**")
     for r in _differ_in(_where(ratios, engine="kernel", op="cache"), "lru_lists"):
         n, d = _sides(r)

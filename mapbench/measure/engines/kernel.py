@@ -609,6 +609,7 @@ class LoadedBuild:
             for name, value in config.items():
                 setattr(cfg, name, value)
             table = draw_table(spec, config) if spec.family is MEMBERSHIP else None
+            self.table = table  # the ideal LRU's draws walk it too
             if table is not None:
                 self.obj.map("draw_table").set_max_entries(len(table))
             for plan in self.plans:
@@ -657,7 +658,7 @@ class LoadedBuild:
         r = slots[cpu]
         ideal = None
         if self.ideal is not None and not window_ns:  # the draws this run made, in order, as the kernel saw them
-            drawn, _ = keys.draw_indexes(self.config, start, r.loops, None, first, nr)
+            drawn, _ = keys.draw_indexes(self.config, start, r.loops, self.table, first, nr)
             ideal = self.ideal.access(drawn, insert=not reader)
         return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, r.loops,
                          r.start_ns, cpu, ideal)
