@@ -70,10 +70,12 @@ def _samples(spec, n=4, draws=60_000):
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("strategy", ["lru_hash", "lru_percpu_hash"])
-def test_a_working_set_that_fits_hits_exactly_as_an_exact_lru(strategy):
-    """Half the capacity: nothing is ever evicted, so each key misses once, on first use, in both."""
-    spec = KernelSpec.of(strategy, map_size=4096, op="cache", working_set=0.5)
+@pytest.mark.parametrize("strategy,keys", [("lru_hash", "uniform"), ("lru_percpu_hash", "uniform"),
+                                          ("lru_hash", "zipf")])
+def test_a_working_set_that_fits_hits_exactly_as_an_exact_lru(strategy, keys):
+    """Half the capacity: nothing is ever evicted, so each key misses once, on first use, in both
+    (zipf: the ideal walks the same draw table as the program)."""
+    spec = KernelSpec.of(strategy, map_size=4096, op="cache", working_set=0.5, key_distribution=keys)
     samples, capacity = _samples(spec)
     assert capacity == 4096  # no spare room beside the capacity asked about
     for r, smp in samples:
