@@ -210,7 +210,8 @@ COLUMNS: tuple[Column, ...] = (
     _config("working_set", pa.float64(), lambda c: f"working set {c['working_set']:g}x",
             "--op cache: distinct keys drawn as a multiple of --size (the capacity)", context=True),
     _config("lru_lists", pa.string(), lambda c: f"{c['lru_lists']} LRU lists",
-            "LRU hashes: common (one list, per-CPU free lists) or percpu (BPF_F_NO_COMMON_LRU)"),
+            "LRU hashes: common (one list, per-CPU free lists) or percpu (BPF_F_NO_COMMON_LRU); rows from "
+            "before the axis: store.as_measured (LRU_LISTS_CHOICE)"),
     _figure("ideal_hit_ratio", pa.float64(), "mean", "an exact LRU of the same capacity on the same draws"),
     _figure("evictions", pa.int64(), doc="--op cache: entries the kernel evicted during the sample"),
     _figure("first_eviction_entries", pa.int64(), "median",

@@ -45,6 +45,7 @@ PREALLOC_CHOICE = ("hash", "percpu_hash")
 # mode of their own, "mixed": independent ops, overlapped as far as the loop around each happened to
 # allow (docs/method.md, "Modes"), so that they match neither mode's figures in diff and history.
 KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench"}
+LRU_LISTS_CHOICE = ("lru_hash", "lru_percpu_hash")  # the strategies that take --lru-lists
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = columns.named(columns.ENVIRONMENT)
 LEGACY_MACHINE_KEYS = list(machine.LEGACY_MACHINE_KEYS)
@@ -165,6 +166,13 @@ def as_measured(table: pa.Table) -> pa.Table:
         legacy = pc.and_(pc.equal(table["engine"], "attached"), pc.is_null(table["mode"]))
         implied = pc.if_else(pc.is_null(table["target_event_share"]), pa.scalar("run stats"), pa.scalar("load events"))
         table = table.set_column(names.index("mode"), "mode", pc.if_else(legacy, implied, table["mode"]))
+    # The kernel engine's LRU hashes from before --lru-lists had one common LRU list
+    if {"engine", "strategy", "lru_lists"} <= set(names):
+        legacy = pc.and_(pc.and_(pc.equal(table["engine"], "kernel"),
+                                 pc.is_in(table["strategy"], pa.array(LRU_LISTS_CHOICE))),
+                         pc.is_null(table["lru_lists"]))
+        filled = pc.if_else(legacy, pa.scalar("common"), table["lru_lists"])
+        table = table.set_column(names.index("lru_lists"), "lru_lists", filled)
     return _legacy_machines(table)
 
 

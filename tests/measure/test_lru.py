@@ -154,3 +154,14 @@ def test_the_minimal_reference_caches_the_same_keys():
 def test_minimal_runs_an_lru_hash_as_a_cache_only():
     with pytest.raises(BadInput, match="--implementation minimal has"):
         KernelSpec.of("lru_hash", map_size=1000, op="lookup", implementation="minimal")
+
+
+def test_lru_rows_from_before_the_lists_axis_read_as_one_common_list():
+    import pyarrow as pa
+
+    from mapbench.results.store import as_measured
+
+    table = pa.table({"engine": ["kernel", "kernel", "syscall", "kernel"],
+                      "strategy": ["lru_hash", "hash", "lru_hash", "lru_percpu_hash"],
+                      "lru_lists": pa.array([None, None, None, "percpu"], pa.string())})
+    assert as_measured(table)["lru_lists"].to_pylist() == ["common", None, None, "percpu"]
