@@ -213,7 +213,8 @@ COLUMNS: tuple[Column, ...] = (
             "LRU hashes: common (one list, per-CPU free lists) or percpu (BPF_F_NO_COMMON_LRU); rows from "
             "before the axis: store.as_measured (LRU_LISTS_CHOICE)"),
     _figure("ideal_hit_ratio", pa.float64(), "mean", "an exact LRU of the same capacity on the same draws"),
-    _figure("evictions", pa.int64(), doc="--op cache: entries the kernel evicted during the sample"),
+    _figure("evictions", pa.int64(), doc="--op cache: entries the map evicted during the sample (the map's: "
+            "the same on each producer's row)"),
     _figure("first_eviction_entries", pa.int64(), "median",
             "--op cache: entries the map held when it first evicted (null: it had not)"),
     _figure("first_eviction_share", pa.float64(), "median", "first_eviction_entries / --size"),
