@@ -492,7 +492,7 @@ def lru_pressure(s: pd.DataFrame, out_dir: Path) -> list[Path]:
                  for t, lists in zip(k.strategy, k.lru_lists)]
     k["column"] = [f"{int(n):,} entries, {d} keys, {int(p)} producer{'s' if p > 1 else ''}"
                    for n, p, d in zip(k.map_size, k.producers, k.key_distribution)]
-    columns = sorted(k.column.unique(), key=lambda c: (len(c), c))
+    columns = list(k.sort_values(["map_size", "key_distribution", "producers"]).column.unique())
     palette = dict(zip(sorted(k.side.unique()), sns.color_palette(n_colors=k.side.nunique())))
     fig, axes = plt.subplots(2, len(columns), figsize=(4.6 * len(columns), 6.4), squeeze=False, sharex=True)
     for j, column in enumerate(columns):
@@ -505,7 +505,7 @@ def lru_pressure(s: pd.DataFrame, out_dir: Path) -> list[Path]:
             ns.fill_between(h.working_set, h.ci_low, h.ci_high, alpha=0.2, color=palette[side], lw=0)
         ideal = g.dropna(subset=["ideal_hit_ratio"]).groupby("working_set").ideal_hit_ratio.mean()
         if not ideal.empty:
-            hit.plot(ideal.index, 100 * ideal.values, "k--", label="exact LRU, same capacity and draws")
+            hit.plot(ideal.index, 100 * ideal.values, "k--", marker="x", label="exact LRU, same capacity and draws")
         hit.set_title(column, fontsize=10)
         hit.set_ylabel("hit ratio (%)")
         ns.set_ylabel("ns per op (net, median)")
