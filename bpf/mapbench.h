@@ -26,6 +26,7 @@
 #define MB_OP_DELETE 3
 #define MB_OP_DELETE_INSERT 4 /* kernel membership: delete a present key, then insert it again */
 #define MB_OP_INSERT 5        /* kernel membership: insert a key that may be absent (BPF_NOEXIST) */
+#define MB_OP_CACHE 6         /* kernel membership: look the key up; on a miss insert it, as an LRU cache's user does */
 
 /* hit_thresh is a fraction of this: a lookup hits when the low bits of the draw fall below it. */
 #define MB_HIT_SCALE (1u << 20)
@@ -80,6 +81,28 @@ struct mb_run_args {
 #define MB_CLOCK_EVERY 64
 /* The longest a producer waits at the gate for the others (also at most 2^23 looks at it). */
 #define MB_GATE_WAIT_NS 250000000ULL
+
+/* The cache op (--op cache) of the membership family, in its .bss (shared by every CPU): what
+ * the loader reads after each sample to count evictions, and how full the map was when it first
+ * evicted. The element count is the kernel's (bpf_map_sum_elem_count). */
+struct mb_lru_counts {
+	__u64 inserted;       /* cache inserts that succeeded, on every CPU */
+	__u64 entries;        /* the map's element count when a run last ended */
+	__u64 first_eviction; /* entries held just after the first insert that evicted one (0: none yet) */
+};
+
+/* The task-creation family (taskcreate.bpf.c): whose new tasks count, and which op is timed. */
+struct mb_create_config {
+	__u32 target_tgid; /* the load's thread group: its threads are the fresh tasks */
+	__u32 op;          /* MB_OP_INSERT (a record on fork) or MB_OP_DELETE (its removal at exit) */
+};
+
+/* What the task-creation programs saw of the load's tasks, in their .bss. */
+struct mb_create_result {
+	__u64 created; /* records made on fork */
+	__u64 exited;  /* the load's tasks that exited */
+	__u64 removed; /* of those, the ones whose record was there at exit (deleted, or left to the kernel) */
+};
 
 /* The per-task record of the per-task and map-count families. */
 struct task_state {

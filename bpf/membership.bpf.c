@@ -89,6 +89,34 @@ static __always_inline void write_value(__u64 *value, __u32 key)
 }
 #endif
 
+#if MB_STORAGE == MB_HASH
+/* The cache op's counts (mapbench.h); the kernel's element count of a hash (kernel/bpf/map_iter.c,
+ * every program type). Weak: a kernel without it fails the cache op at load, not the other ops. */
+struct mb_lru_counts lru = {};
+extern __s64 bpf_map_sum_elem_count(const struct bpf_map *map) __ksym __weak;
+
+/* A cache miss: insert the key (BPF_NOEXIST: a producer that raced in first keeps its entry). Until
+ * the first eviction, compare the kernel's element count with the inserts so far: when it holds
+ * fewer, one was evicted, and the count is how full the map was (an LRU hash can evict before it is
+ * full: kernel/bpf/bpf_lru_list.c keeps free nodes in per-CPU lists; docs/method.md, "LRU under
+ * pressure"). The kfunc runs only before that, so it weighs only on a build's first samples. */
+static __always_inline void cache_insert(struct mb_where *at, __u32 key)
+{
+	__u64 inserted;
+	__s64 held;
+
+	write_value(at->value, key);
+	if (bpf_map_update_elem(&members, at->key, at->value, BPF_NOEXIST) != 0)
+		return;
+	inserted = __sync_fetch_and_add(&lru.inserted, 1) + 1;
+	if (lru.first_eviction)
+		return;
+	held = bpf_map_sum_elem_count((struct bpf_map *)&members);
+	if (held >= 0 && (__u64)held < inserted)
+		lru.first_eviction = held;
+}
+#endif
+
 /* The map operation on the key at at->key; 1 when it found (or wrote) the entry. A lookup reads
  * the whole value and an update writes it, so the cost of touching the value is counted. */
 MB_ACCESSOR int storage_op(__u32 key, struct mb_where *MB_RESTRICT_PTR at,
@@ -121,6 +149,22 @@ MB_ACCESSOR int storage_op(__u32 key, struct mb_where *MB_RESTRICT_PTR at,
 	}
 	if (op == MB_OP_DELETE)
 		return bpf_map_delete_elem(&members, at->key) == 0;
+#if MB_STORAGE == MB_HASH
+	if (op == MB_OP_CACHE) { /* a lookup; on a miss, an insert: only the lookup's hit counts */
+		v = bpf_map_lookup_elem(&members, at->key);
+		if (cfg.latency)
+			st->found = mb_bits(v);
+		if (!v) {
+			cache_insert(at, key);
+			return 0;
+		}
+		sum = v[0];
+		for (__u32 w = 1; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
+			sum += v[w];
+		st->value_checksum ^= sum;
+		return 1;
+	}
+#endif
 #if MB_STORAGE == MB_BLOOM
 	if (bpf_map_peek_elem(&filter, elem) != 0)
 		return 0; /* definitely absent: the hash is not asked */
@@ -192,7 +236,13 @@ static __always_inline int timed(struct mb_run_args *args, void *fn, void *clock
 SEC("raw_tp")
 int run(struct mb_run_args *args)
 {
-	return timed(args, one_op, one_op_clocked);
+	int err = timed(args, one_op, one_op_clocked);
+
+#if MB_STORAGE == MB_HASH
+	if (cfg.op == MB_OP_CACHE)
+		lru.entries = bpf_map_sum_elem_count((struct bpf_map *)&members);
+#endif
+	return err;
 }
 
 static long one_lookup(__u64 i, void *ctx)

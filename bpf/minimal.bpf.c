@@ -4,7 +4,8 @@
  * kernel's selftests bench writes it, to check the engine's figures against. A bpf_loop whose
  * callback draws a u32 key into a variable on the stack and does the operation alone: no
  * scratch map, no shapes, no draw table, no producers.
- *   MB_HASH          a lookup in a hash of u32 keys and u64 values; a hit reads the value
+ *   MB_HASH          a lookup in a hash of u32 keys and u64 values; a hit reads the value;
+ *                    for the cache op (any hash type the loader makes it), a miss inserts the key
  *   MB_BLOOM         a peek in a bloom filter of u32 elements, then, on "maybe", the hash lookup
  *   MB_TASK_STORAGE  a get (created on first use) of the current task's record; no draw
  *   MB_LPM_TRIE      a lookup in an LPM trie of /32 keys (prefix.h), the u32 key as the address
@@ -66,8 +67,16 @@ MB_ACCESSOR int lookup(__u64 i, struct mb_loop_state *st, __u64 chain)
 #endif
 	if (cfg.latency)
 		st->found = mb_bits(v);
-	if (!v)
+	if (!v) {
+#if MB_STORAGE == MB_HASH
+		if (cfg.op == MB_OP_CACHE) {
+			__u64 value = 0;
+
+			bpf_map_update_elem(&members, &key, &value, BPF_NOEXIST);
+		}
+#endif
 		return 0;
+	}
 	st->value_checksum ^= *v;
 	return 1;
 #else

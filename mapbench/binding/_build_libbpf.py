@@ -236,6 +236,12 @@ size_t mb_log_take(char *buf, size_t size);
 int mb_pidfd_open(int pid);
 long long mb_pingpong(int nr_tasks, double seconds);
 __u64 mb_chase(void **start, __u64 steps, void **end);
+#define MB_OP_CACHE ...
+struct mb_lru_counts { __u64 inserted; __u64 entries; __u64 first_eviction; ...; };
+struct mb_create_config { __u32 target_tgid; __u32 op; ...; };
+struct mb_create_result { __u64 created; __u64 exited; __u64 removed; ...; };
+void *mb_threads_start(int n);
+int mb_threads_finish(void *handle);
 """
 )
 

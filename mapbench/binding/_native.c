@@ -369,3 +369,66 @@ __u64 mb_chase(void **start, __u64 steps, void **end)
 	*end = p;
 	return began;
 }
+
+/*
+ * Fresh tasks for the create engine (mapbench/measure/engines/create.py): n threads of this
+ * process, started together and alive until released. Each blocks reading a pipe whose write end
+ * only mb_threads_finish closes, so every read returns 0 at once and every thread exits. When
+ * pthread_create returns, the thread's task exists (the fork tracepoint has fired). A killed
+ * process takes its threads with it.
+ */
+struct mb_threads {
+	int n, fds[2];
+	pthread_t ids[];
+};
+
+int mb_threads_finish(void *handle);
+
+static void *mb_wait_release(void *arg)
+{
+	char byte;
+	int fd = *(int *)arg;
+
+	while (read(fd, &byte, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+/* Start n threads; NULL and errno set on failure (those started are released and joined). */
+void *mb_threads_start(int n)
+{
+	struct mb_threads *t = calloc(1, sizeof(*t) + n * sizeof(pthread_t));
+	int err = 0;
+
+	if (!t)
+		return NULL;
+	if (pipe(t->fds)) {
+		free(t);
+		return NULL;
+	}
+	for (t->n = 0; t->n < n; t->n++) {
+		err = pthread_create(&t->ids[t->n], NULL, mb_wait_release, &t->fds[0]);
+		if (err)
+			break;
+	}
+	if (err) {
+		mb_threads_finish(t);
+		errno = err;
+		return NULL;
+	}
+	return t;
+}
+
+/* Release the threads, join them, free the handle: the threads started. */
+int mb_threads_finish(void *handle)
+{
+	struct mb_threads *t = handle;
+	int n = t->n;
+
+	close(t->fds[1]);
+	for (int i = 0; i < n; i++)
+		pthread_join(t->ids[i], NULL);
+	close(t->fds[0]);
+	free(t);
+	return n;
+}

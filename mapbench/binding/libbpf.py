@@ -36,6 +36,7 @@ BPF_MAP_TYPE = {
 BTF_KINDS = {1: "int", 2: "ptr", 3: "array", 4: "struct", 5: "union", 6: "enum", 7: "fwd", 19: "enum64"}
 PERCPU_TYPES = {BPF_MAP_TYPE[t] for t in BPF_MAP_TYPE if "percpu" in t}
 BPF_F_NO_PREALLOC = 1  # include/uapi/linux/bpf.h
+BPF_F_NO_COMMON_LRU = 2  # include/uapi/linux/bpf.h: an LRU hash with a list per CPU
 
 
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mapbench.binding.libbpf import BPF_F_NO_PREALLOC
+from mapbench.binding.libbpf import BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC
 from mapbench.errors import BadInput
 from mapbench.measure import keys, prefixes
 
@@ -63,6 +63,8 @@ def _member_keys(spec, config) -> np.ndarray:
 
 
 def _fill_members(m, spec, config) -> None:
+    if spec.op == "cache":  # a cache starts empty: its misses fill it
+        return
     members = _member_keys(spec, config)
     key = members if config.get("index_keys") else keys.key_words(members, spec.key_size // 4)
     values = keys.value_words(members, spec.value_size // 8)
@@ -81,6 +83,8 @@ def _configure_members(map_type: str):
         m.set_value_size(spec.value_size)
         if spec.no_prealloc:
             m.set_map_flags(BPF_F_NO_PREALLOC)
+        if spec.lru_lists == "percpu":  # an LRU list per CPU, each max_entries / possible CPUs long
+            m.set_map_flags(BPF_F_NO_COMMON_LRU)
     return configure
 
 
@@ -169,17 +173,20 @@ class Strategy:
 SHAPE = frozenset({"key_size", "value_size", "fill"})  # the shape axes of a keyed membership map
 _MAP_TYPES = (  # the membership family's map types: (name, what it is, params, spare)
     ("hash", "hash map holding the set", SHAPE | {"no_prealloc"}, lambda n: 0),
-    ("lru_hash", "LRU hash holding the set (room for per-CPU free lists beside it)", SHAPE, _lru_room),
+    ("lru_hash", "LRU hash holding the set (room for per-CPU free lists beside it)", SHAPE | {"lru_lists"},
+     _lru_room),
     ("percpu_hash", "per-CPU hash holding the set", SHAPE | {"no_prealloc"}, lambda n: 0),
-    ("lru_percpu_hash", "per-CPU LRU hash holding the set", SHAPE, _lru_room),
+    ("lru_percpu_hash", "per-CPU LRU hash holding the set", SHAPE | {"lru_lists"}, _lru_room),
     ("array", "array indexed by entry number", frozenset({"value_size"}), lambda n: 0),
     ("percpu_array", "per-CPU array indexed by entry number", frozenset({"value_size"}), lambda n: 0),
 )
 # array_map_delete_elem() is -EINVAL: an array has every index from creation to the end
 _NO_DELETE = "the kernel refuses deletes from arrays (EINVAL): every index exists from creation on"
 _ARRAY_REFUSES = (("delete_insert", _NO_DELETE), ("delete", _NO_DELETE),
-                  ("insert", "an array has every index: an insert (BPF_NOEXIST) is always EEXIST"))
-MEMBERSHIP_OPS = ("lookup", "update", "delete_insert", "insert", "delete")
+                  ("insert", "an array has every index: an insert (BPF_NOEXIST) is always EEXIST"),
+                  ("cache", "an array has every index: a cache of it never misses nor evicts"))
+# cache: look the key up, insert it on a miss (what an LRU cache's user does; --working-set)
+MEMBERSHIP_OPS = ("lookup", "update", "delete_insert", "insert", "delete", "cache")
 
 
 def _membership_bytes(spec, percpu: bool = False) -> int:

@@ -510,6 +510,73 @@ def per_kernel(df: pd.DataFrame, path: Path) -> list[Path]:
     return _save(fig, path)
 
 
+def lru_pressure(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """LRU under pressure (--op cache): hit ratio against working set per map and list kind, an
+    exact LRU's of the same capacity dashed, and ns per op below; one column per map size and
+    producer count."""
+    k = s[(s.engine == "kernel") & (s.op == "cache")].copy()
+    if k.empty:
+        return []
+    k["side"] = [f"{t}" + (f", {lists} lists" if isinstance(lists, str) else "")
+                 for t, lists in zip(k.strategy, k.lru_lists)]
+    k["column"] = [f"{int(n):,} entries, {d} keys, {int(p)} producer{'s' if p > 1 else ''}"
+                   for n, p, d in zip(k.map_size, k.producers, k.key_distribution)]
+    columns = list(k.sort_values(["map_size", "key_distribution", "producers"]).column.unique())
+    palette = dict(zip(sorted(k.side.unique()), sns.color_palette(n_colors=k.side.nunique())))
+    fig, axes = plt.subplots(2, len(columns), figsize=(4.6 * len(columns), 6.4), squeeze=False, sharex=True)
+    for j, column in enumerate(columns):
+        g = k[k.column == column]
+        hit, ns = axes[0, j], axes[1, j]
+        for side, h in g.groupby("side"):
+            h = h.sort_values("working_set")
+            hit.plot(h.working_set, 100 * h.measured_hit_ratio, marker="o", color=palette[side], label=side)
+            ns.plot(h.working_set, h.median_ns_per_op, marker="o", color=palette[side], label=side)
+            ns.fill_between(h.working_set, h.ci_low, h.ci_high, alpha=0.2, color=palette[side], lw=0)
+        ideal = g.dropna(subset=["ideal_hit_ratio"]).groupby("working_set").ideal_hit_ratio.mean()
+        if not ideal.empty:
+            hit.plot(ideal.index, 100 * ideal.values, "k--", marker="x", label="exact LRU, same capacity and draws")
+        hit.set_title(column, fontsize=10)
+        hit.set_ylabel("hit ratio (%)")
+        ns.set_ylabel("ns per op (net, median)")
+        ns.set_xlabel("working set (x capacity)")
+        ns.set_xscale("log", base=2)
+        ns.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        hit.legend(fontsize=7)
+    fig.suptitle(textwrap.fill(f"{_kernel_engine(k)}: LRU under pressure, lookup then insert on a miss "
+                               "(sides of a column measured head to head; band: 95 % CI)", 70), y=1.03)
+    fig.tight_layout()
+    return _save(fig, out_dir / "lru_pressure")
+
+
+def task_creation(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """The create engine: ns per record made on fork and removed at exit, task storage beside the
+    pid hash, one panel per tasks-at-once and hash size, with the 95 % CI as error bars."""
+    k = s[(s.engine == "create") & (s.strategy != "control")].copy()
+    if k.empty:
+        return []
+    k["stage"] = ["removed at exit" if op == "delete" else "made on fork" for op in k.op]
+    k["panel"] = [f"{int(t):,} threads at once, hash of {int(n):,} pids" for t, n in zip(k.nr_tasks, k.map_size)]
+    panels = sorted(k.panel.unique())
+    stages = ["made on fork", "removed at exit"]
+    strategies = sorted(k.strategy.unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    width = 0.8 / len(strategies)
+    for ax, panel in zip(axes.flat, panels):
+        for j, (strategy, colour) in enumerate(zip(strategies, sns.color_palette(n_colors=len(strategies)))):
+            g = k[(k.panel == panel) & (k.strategy == strategy)].set_index("stage").reindex(stages)
+            x = np.arange(len(stages)) + (j - (len(strategies) - 1) / 2) * width
+            ax.bar(x, g.median_ns_per_op, width, color=colour, label=strategy,
+                   yerr=[g.median_ns_per_op - g.ci_low, g.ci_high - g.median_ns_per_op], capsize=2)
+        ax.set_xticks(range(len(stages)), stages)
+        ax.set_title(panel, fontsize=10)
+        ax.set_ylabel("ns per task (net, median)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Create engine: a record for each fresh task (bars of a panel measured head to head; 95 % CI)",
+                 y=1.02)
+    fig.tight_layout()
+    return _save(fig, out_dir / "task_creation")
+
+
 def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     sns.set_theme(style="whitegrid", context="notebook")
     s = pd.DataFrame(summaries(df))
@@ -518,7 +585,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths = []
     # The kernel engine's own builds (the minimal reference is the report's table), one set of plots
     # per mode: the first in render.MODE_ORDER here, the others in a folder named after theirs.
-    own = s[(s.engine == "kernel") & (s.implementation == "mapbench")]
+    own = s[(s.engine == "kernel") & (s.implementation == "mapbench") & (s.op != "cache")]  # cache: lru_pressure
     modes = sorted(own["mode"].dropna().unique(), key=mode_rank)
     for i, mode in enumerate(modes):
         for make in (kernel_scaling, map_types, key_sizes, scaling, churn_memory):
@@ -526,6 +593,8 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     for make in (batch_sizes, attached, program_chain):
         paths += make(s, out_dir)
     paths += bloom_fp(df, out_dir)
+    paths += lru_pressure(s, out_dir)
+    paths += task_creation(s, out_dir)
     paths += memory_latency(s, df, out_dir)
     paths += question_plots(df, out_dir)
     paths += prefix_family(s, out_dir)

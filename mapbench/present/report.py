@@ -512,6 +512,75 @@ def per_task(ratios) -> list[str]:
     return out
 
 
+def _pct(x) -> str:
+    return "-" if x is None or pd.isna(x) else f"{100 * x:.1f} %"
+
+
+def lru_pressure(records: list[dict], ratios) -> list[str]:
+    """LRU under pressure (--op cache, docs/method.md, "LRU under pressure"): for each LRU map, list
+    kind and size, its hit ratio against an exact LRU's of the same capacity on the same draws by
+    working set, how full it was when it first evicted; per-CPU lists against one common list."""
+    out = []
+    cache = [r for r in records if r.get("op") == "cache" and r.get("engine") == "kernel"
+             and r.get("strategy") != "control"]
+    groups: dict[tuple, list] = {}
+    for r in cache:
+        key = (r["strategy"], r.get("lru_lists"), r["map_size"], r["producers"], r["mode"], r["key_distribution"],
+               r.get("zipf_s"))
+        groups.setdefault(key, []).append(r)
+    for (strategy, lists, size, producers, mode, drawn, s), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        rs = sorted(rs, key=lambda r: r["working_set"])
+        hits = "; ".join(f"at {r['working_set']:g}x capacity {_pct(r.get('measured_hit_ratio'))}"
+                         + (f" against an ideal {_pct(r.get('ideal_hit_ratio'))}"
+                            if r.get("ideal_hit_ratio") is not None and not pd.isna(r["ideal_hit_ratio"]) else "")
+                         + f" ({render.fmt_ns(r['median_ns_per_op'])} ns per op)" for r in rs)
+        first = [r for r in rs if r.get("first_eviction_entries") is not None
+                 and not pd.isna(r["first_eviction_entries"])]
+        evicts = (f"; it first evicted holding {int(min(r['first_eviction_entries'] for r in first)):,} of {size:,} "
+                  f"entries ({_pct(min(r['first_eviction_share'] for r in first))} full)" if first
+                  else "; it never evicted")
+        lists = f" ({lists} LRU lists)" if isinstance(lists, str) else " (no LRU: a full map refuses inserts)"
+        keys = f"zipf keys (s={s:g})" if drawn == "zipf" else f"{drawn} keys"
+        out.append(f"**LRU under pressure, {strategy.replace('_', ' ')}{lists}, {size:,} entries, {keys}, "
+                   f"{producers} producer{'s' if producers > 1 else ''}, {mode} mode: it hits {hits}{evicts}.**")
+    for r in _differ_in(_where(ratios, engine="kernel", op="cache"), "lru_lists"):
+        n, d = _sides(r)
+        if any(n.get(k) != d.get(k) for k in n if k != "lru_lists"):  # the lists alone differ
+            continue
+        producers = f", {n['producers']} producers" if n["producers"] > 1 else ""
+        out.append(f"LRU lists, {n['strategy'].replace('_', ' ')} at {n['working_set']:g}x of {n['map_size']:,} "
+                   f"entries{producers}: {n['lru_lists']} / {d['lru_lists']} lists = {_r(r)} per op ({_verdict(r)}).")
+    return out
+
+
+def task_creation(records: list[dict], ratios) -> list[str]:
+    """Fresh tasks (the create engine, docs/method.md, "Task creation"): a record made on fork and
+    removed at exit, task storage against a pid-keyed hash, per op, with memory per live task."""
+    out = []
+    mine = [r for r in records if r.get("engine") == "create" and r.get("strategy") != "control"]
+    for r in sorted(_at_newest_isa(_differ_in(_where(ratios, engine="create"), "strategy")),
+                    key=lambda r: (r["numerator_config"]["op"] == "delete", r["numerator_config"]["map_size"])):
+        n, d = _sides(r)
+        ns = {c["strategy"]: next((x for x in mine if all(x.get(k) == c.get(k) for k in
+                                                           ("strategy", "op", "map_size", "nr_tasks", "isa"))), None)
+              for c in (n, d)}
+        storage, pid = ns.get("task_storage"), ns.get("pid_hash")
+        if storage is None or pid is None:
+            continue
+        what = "deleting its record at exit" if n["op"] == "delete" else "making its record on fork"
+        memory = ""
+        if storage.get("bytes_per_task") is not None and not pd.isna(storage["bytes_per_task"]):
+            memory = (f"; task storage held {storage['bytes_per_task']:.0f} B per live task (the cgroup), where the "
+                      f"pid hash had preallocated {render.fmt_bytes(pid['map_memory_bytes'])} for its "
+                      f"{n['map_size']:,} dummy pids and room for live tasks (fdinfo)"
+                      if pid.get("map_memory_bytes") is not None and not pd.isna(pid["map_memory_bytes"]) else "")
+        out.append(f"**Fresh tasks ({d['nr_tasks']:,} threads at once, the hash holding {d['map_size']:,} other "
+                   f"pids), {what}: task storage {render.fmt_ns(storage['median_ns_per_op'])} ns against "
+                   f"{render.fmt_ns(pid['median_ns_per_op'])} ns for the pid hash ({n['strategy']} / "
+                   f"{d['strategy']} = {_r(r)}, {_verdict(r)}){memory}.**")
+    return out
+
+
 def article(ratios, df: pd.DataFrame) -> list[str]:
     """The experiments of the article mapbench grew from (Dmitrii Dolgov, "Running Fast and Slow:
     Experiments with BPF Program Performance", P99 CONF 2023): BPF ISAs, and task storage spread
@@ -691,7 +760,8 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
     found = (reference(ratios) + modes(ratios) + membership(ratios) + shapes(ratios, records)
              + contention(ratios, records) + per_task(ratios)
              + syscalls(ratios, df) + article(ratios, df) + prefix_family(ratios, records)
-             + program_level(ratios, records, df_rows))
+             + program_level(ratios, records, df_rows) + lru_pressure(records, ratios)
+             + task_creation(records, ratios))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:

@@ -247,6 +247,23 @@ COLUMNS: tuple[Column, ...] = (
             "the load, everything included"),
     _config("code_layout", pa.string(), lambda c: f"{c['code_layout']} code",
             "programs engine: each program as small as it is (packed) or padded to about a page (spread, --layout)"),
+    # LRU under pressure (kernel engine, --op cache; docs/method.md, "LRU under pressure")
+    _config("working_set", pa.float64(), lambda c: f"working set {c['working_set']:g}x",
+            "--op cache: distinct keys drawn as a multiple of --size (the capacity)", context=True),
+    _config("lru_lists", pa.string(), lambda c: f"{c['lru_lists']} LRU lists",
+            "LRU hashes: common (one list, per-CPU free lists) or percpu (BPF_F_NO_COMMON_LRU); rows from "
+            "before the axis: store.as_measured (LRU_LISTS_CHOICE)"),
+    _figure("ideal_hit_ratio", pa.float64(), "mean", "an exact LRU of the same capacity on the same draws"),
+    _figure("evictions", pa.int64(), doc="--op cache: entries the map evicted during the sample (the map's: "
+            "the same on each producer's row)"),
+    _figure("first_eviction_entries", pa.int64(), "median",
+            "--op cache: entries the map held when it first evicted (null: it had not)"),
+    _figure("first_eviction_share", pa.float64(), "median", "first_eviction_entries / --size"),
+    # task creation (create engine; docs/method.md, "Task creation")
+    _figure("bytes_per_task", pa.float64(), "median",
+            "create engine: the cgroup's usage while the sample's tasks all lived, less before, per task"),
+    _figure("records_left", pa.int64(), "max", "create engine: records made on fork not there at exit"),
+    _figure("memory_after_bytes", pa.int64(), "median", "create engine: the cgroup's usage once the tasks exited"),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -256,7 +273,8 @@ CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "setup",
-    "min_delay_us", "addr_family", "prefix_lens", "calls", "restrict", "nr_programs", "run_stats", "code_layout")
+    "min_delay_us", "addr_family", "prefix_lens", "calls", "restrict", "nr_programs", "run_stats", "code_layout",
+    "working_set", "lru_lists")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

@@ -51,6 +51,7 @@ KERNEL_DEFAULTS = {"mode": "mixed", "implementation": "mapbench",
                    "calls": "inline", "restrict": "off"}
 # The attached engine's rows from before --run-stats: every sample ran with BPF run stats on.
 ATTACHED_DEFAULTS = {"run_stats": "on"}
+LRU_LISTS_CHOICE = ("lru_hash", "lru_percpu_hash")  # the strategies that take --lru-lists
 # The environment columns: where and with what a row was measured.
 ENV_KEYS = columns.named(columns.ENVIRONMENT)
 LEGACY_MACHINE_KEYS = list(machine.LEGACY_MACHINE_KEYS)
@@ -176,6 +177,13 @@ def as_measured(table: pa.Table) -> pa.Table:
         legacy = pc.and_(pc.equal(table["engine"], "attached"), pc.is_null(table["mode"]))
         implied = pc.if_else(pc.is_null(table["target_event_share"]), pa.scalar("run stats"), pa.scalar("load events"))
         table = table.set_column(names.index("mode"), "mode", pc.if_else(legacy, implied, table["mode"]))
+    # The kernel engine's LRU hashes from before --lru-lists had one common LRU list
+    if {"engine", "strategy", "lru_lists"} <= set(names):
+        legacy = pc.and_(pc.and_(pc.equal(table["engine"], "kernel"),
+                                 pc.is_in(table["strategy"], pa.array(LRU_LISTS_CHOICE))),
+                         pc.is_null(table["lru_lists"]))
+        filled = pc.if_else(legacy, pa.scalar("common"), table["lru_lists"])
+        table = table.set_column(names.index("lru_lists"), "lru_lists", filled)
     return _legacy_machines(table)
 
 

@@ -108,7 +108,8 @@ def test_the_minimal_reference_has_a_control_of_its_own_and_task_storage_draws_n
 
 
 @pytest.mark.parametrize("fields, needle", [
-    ({"strategy": "pid_hash"}, "has hash lookup, bloom lookup, task_storage get, lpm_trie lookup, not pid_hash get"),
+    ({"strategy": "pid_hash"},
+     "has hash lookup, bloom lookup, task_storage get, lpm_trie lookup and the hash types' cache, not pid_hash get"),
     ({"strategy": "hash", "op": "update"}, "not hash update"),
     ({"strategy": "hash", "key_size": 8}, "runs --key-size 4 only, not 8"),
     ({"strategy": "hash", "value_size": 64}, "runs --value-size 8 only"),

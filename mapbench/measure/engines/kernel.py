@@ -20,8 +20,8 @@ import numpy as np
 
 from mapbench.binding._libbpf import ffi, lib
 from mapbench.binding.libbpf import BpfObject
-from mapbench.errors import BadInput
-from mapbench.measure import build, keys, memcg, prefixes
+from mapbench.errors import BadInput, EnvironmentProblem
+from mapbench.measure import build, keys, lru, memcg, prefixes
 from mapbench.measure.cpus import Producers
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
 from mapbench.measure.keys import MAX_ZIPF_ENTRIES
@@ -65,7 +65,8 @@ WINDOW_DRAWS = BPF_LOOP_MAX * lib.MB_CLOCK_EVERY
 # zipf: entry of rank k with probability proportional to 1/k^s (membership family).
 KEY_DISTRIBUTIONS = ("uniform", "sequential", "zipf")
 OP_CODES = {"lookup": lib.MB_OP_LOOKUP, "update": lib.MB_OP_UPDATE, "get": lib.MB_OP_GET,
-            "delete_insert": lib.MB_OP_DELETE_INSERT, "insert": lib.MB_OP_INSERT, "delete": lib.MB_OP_DELETE}
+            "delete_insert": lib.MB_OP_DELETE_INSERT, "insert": lib.MB_OP_INSERT, "delete": lib.MB_OP_DELETE,
+            "cache": lib.MB_OP_CACHE}
 WRITE_OPS = ("update", "delete_insert", "insert", "delete")  # what --writers may do
 OVERLAPS = ("same", "disjoint")
 # throughput: independent ops back to back, as far as the CPU overlaps them; latency: each op's key
@@ -82,6 +83,18 @@ RESTRICT = ("off", "on")
 ACCESSOR_FAMILIES = (MEMBERSHIP, PER_TASK)
 RESTRICT_FAMILIES = (MEMBERSHIP,)
 ZIPF_TABLE_LEN = 1 << 20  # zipf draws the programs walk (4 MiB); draw i takes entry table[i % len]
+# --op cache: distinct keys drawn, as a multiple of the map's capacity (--size); LRU lists: one
+# common list with per-CPU free lists, or one list per CPU (BPF_F_NO_COMMON_LRU)
+MAX_WORKING_SET = 64.0
+LRU_LISTS = ("common", "percpu")
+
+
+def _working_set(text) -> float:
+    value = parse_number(text, "--working-set")
+    if not 0.0 < value <= MAX_WORKING_SET:
+        raise BadInput(f"--working-set {text} is outside (0, {MAX_WORKING_SET:g}]: distinct keys as a "
+                       "multiple of --size")
+    return value
 
 
 def _hit_ratio(text) -> float:
@@ -193,8 +206,12 @@ AXES = (
               "(__noinline); inline,subprog: head to head"),
     Axis("restrict", "--restrict", "restrict", lambda t: parse_choice(t, "--restrict", RESTRICT),
          help="membership: the accessor's pointer parameters `restrict` (on) or not (off); on,off: head to head"),
+    Axis("working_sets", "--working-set", "working_set", _working_set,
+         help="--op cache: distinct keys drawn as a multiple of --size (0.5: half of them fit, 4: a quarter)"),
+    Axis("lru_lists", "--lru-lists", "lru_lists", lambda t: parse_choice(t, "--lru-lists", LRU_LISTS),
+         help="LRU hashes: one common LRU list (the default) or one per CPU (percpu: BPF_F_NO_COMMON_LRU)"),
 )
-SIDES = ("strategies", "isas", "producers", "implementations", "calls", "restrict")
+SIDES = ("strategies", "isas", "producers", "implementations", "calls", "restrict", "lru_lists")
 DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
 
 
@@ -231,6 +248,8 @@ class KernelSpec(Spec):
     prefix_lens: str = prefixes.TABLE  # prefix family: the length mix ('table') or one length
     calls: str = "inline"  # the accessor inlined, or a BPF-to-BPF call (subprog)
     restrict: str = "off"  # the accessor's pointer parameters restrict (on)
+    working_set: float = 1.0  # --op cache: distinct keys drawn, as a multiple of map_size
+    lru_lists: str = "common"  # LRU hashes: "percpu" is BPF_F_NO_COMMON_LRU
 
     @classmethod
     def of(cls, strategy: str, host: Host | None = None, check_memory_use: bool = True, **fields) -> KernelSpec:
@@ -245,6 +264,11 @@ class KernelSpec(Spec):
     def entries(self) -> int:
         """Entries present in the map: --fill of map_size (max_entries), at least one."""
         return max(1, round(self.fill * self.map_size))
+
+    @property
+    def draw_range(self) -> int:
+        """Entries the key stream draws from: those present, or for --op cache the working set."""
+        return max(1, round(self.working_set * self.map_size)) if self.op == "cache" else self.entries
 
     @property
     def hit_thresh(self) -> int:
@@ -264,6 +288,8 @@ class KernelSpec(Spec):
             if self.key_distribution == "zipf":
                 used.add("zipf_s")
         used.add("producers")
+        if self.op == "cache":
+            used.add("working_set")
         if s.family is MEMBERSHIP:
             used |= {"writers", "overlap"} if self.producers > 1 or self.slice_of > 1 else {"writers"}
             if self.writers:
@@ -295,7 +321,7 @@ class KernelSpec(Spec):
         return (self.family.name, self.isa, self.map_size, self.entries, self.hit_thresh, self.key_distribution,
                 self.zipf_s, self.key_size, self.bloom_value_size, self.nr_maps, STRATEGIES[self.strategy].index_keys,
                 self.producers, self.overlap, self.mode, self.implementation, STRATEGIES[self.strategy].keyless,
-                self.addr_family)
+                self.addr_family, self.draw_range)
 
     @property
     def source(self) -> str:
@@ -321,6 +347,8 @@ class KernelSpec(Spec):
                 else None,
                 "no_prealloc": self.no_prealloc if "no_prealloc" in used else None,
                 "mode": self.mode, "implementation": self.implementation,
+                "working_set": float(self.working_set) if "working_set" in used else None,
+                "lru_lists": self.lru_lists if "lru_lists" in used else None,
                 "calls": self.calls, "restrict": self.restrict,
                 **(self._prefix_fields() if self.family is PREFIX else {})}
 
@@ -386,9 +414,18 @@ def complete(spec: KernelSpec, host: Host, check_memory_use: bool = True) -> Ker
     if spec.key_distribution != "zipf":
         spec = dataclasses.replace(spec, zipf_s=0.99)
     for name, default in (("nr_hash_funcs", DEFAULT_HASH_FUNCS), ("bloom_value_size", 4), ("nr_maps", 1),
-                          ("no_prealloc", False), ("key_size", 4), ("value_size", 8), ("fill", 1.0)):
+                          ("no_prealloc", False), ("key_size", 4), ("value_size", 8), ("fill", 1.0),
+                          ("lru_lists", "common")):
         if name not in s.params:
             spec = dataclasses.replace(spec, **{name: default})
+    parse_choice(spec.lru_lists, "--lru-lists", LRU_LISTS)
+    _working_set(spec.working_set)
+    if spec.op == "cache":  # a cache starts empty and draws from its working set: --fill says nothing
+        spec = dataclasses.replace(spec, fill=1.0)
+        if spec.draw_range > 2**31:
+            raise BadInput(f"--working-set {spec.working_set:g} of --size {spec.map_size} is above 2^31 keys")
+    else:
+        spec = dataclasses.replace(spec, working_set=1.0)
     parse_key_size(spec.key_size)
     parse_value_size(spec.value_size)
     parse_fill(spec.fill)
@@ -450,9 +487,11 @@ _MINIMAL_SHAPE = {"key_size": 4, "value_size": 8, "fill": 1.0, "bloom_value_size
 
 def _check_minimal(spec: KernelSpec, s) -> None:
     """--implementation minimal: what the reference programs do, or a one-line BadInput."""
-    if not s.minimal or spec.op != s.ops[0]:
+    cache = spec.op == "cache" and s.macro == "MB_HASH"  # a hash type as a cache: lookup, insert on a miss
+    if not cache and (not s.minimal or spec.op != s.ops[0]):
         has = ", ".join(f"{name} {x.ops[0]}" for name, x in STRATEGIES.items() if x.minimal)
-        raise BadInput(f"--implementation minimal has {has}, not {spec.strategy} {spec.op}")
+        raise BadInput(f"--implementation minimal has {has} and the hash types' cache, not {spec.strategy} "
+                       f"{spec.op}")
     for name, value in _MINIMAL_SHAPE.items():
         if getattr(spec, name) != value:
             flag = next(a.flag for a in AXES if a.field == name)
@@ -500,6 +539,7 @@ class RunResult:
     nr_loops: int  # draws done
     start_ns: int = 0  # CLOCK_MONOTONIC when its loop started
     cpu: int | None = None
+    ideal_hits: int | None = None  # --op cache, one producer: an exact LRU's hits on the same draws
 
     @property
     def ns_per_op(self) -> float:
@@ -524,6 +564,8 @@ class Sample:
     memlock: int | None = None
     memory_current: int | None = None
     memory_peak: int | None = None
+    evictions: int | None = None  # --op cache: entries the map evicted during the sample
+    first_eviction: int | None = None  # --op cache: entries held when it first evicted (None: not yet)
 
     @property
     def common_window_ns(self) -> int:
@@ -556,7 +598,7 @@ def instance_config(spec: KernelSpec, instance: int) -> dict:
     rng = np.random.default_rng([spec.seed, instance])
     config = {
         "seed": int(rng.integers(0, 2**63)),
-        "map_size": spec.entries,
+        "map_size": spec.draw_range,
         "hit_thresh": spec.hit_thresh,
         "key_mult": int(rng.integers(0, 2**31)) * 2 + 1,
         "key_salt": int(rng.integers(0, 2**32)),
@@ -644,20 +686,29 @@ class LoadedBuild:
             # percpu_hash read 1.3 MiB below fdinfo), so per entry, fdinfo is the figure there.
             self.cgroup_per_entry = bool(kind) and not ("percpu" in spec.strategy and kind.name == "cgroup v1")
             self.held = spec.entries  # what the strategy's maps hold: counted from successful writes
+            # --op cache: max_entries is --size itself (the capacity asked about), the map starts empty
+            # and one producer's draws are fed to an exact LRU of that capacity (mapbench/measure/lru.py)
+            cache = spec.op == "cache" and not control
+            spare = (lambda plan: 0) if cache else (lambda plan: plan.spare(spec.map_size))
+            if cache:
+                self.held = 0
+            self.ideal = lru.IdealLru(spec.map_size) if cache and spec.producers == 1 else None
+            self.evicted = 0  # --op cache: evictions up to the last sample
             cfg = self.obj.map(".rodata").data("struct mb_config")
             for name, value in config.items():
                 setattr(cfg, name, value)
             table = (draw_table(spec, config) if spec.family is MEMBERSHIP
                      else prefix_draw_table(spec, config) if spec.source == PREFIX.source else None)
+            self.table = table  # the ideal LRU's draws walk it too
             if table is not None:
                 self.obj.map("draw_table").set_max_entries(len(table))
             for plan in self.plans:
                 m = self.obj.map(plan.name)
                 if plan.sized:
-                    m.set_max_entries(spec.map_size + plan.spare(spec.map_size))
+                    m.set_max_entries(spec.map_size + spare(plan))
                 if plan.configure:
                     plan.configure(m, spec)
-            self.capacity = spec.map_size + (self.plans[0].spare(spec.map_size) if self.plans else 0)
+            self.capacity = spec.map_size + (spare(self.plans[0]) if self.plans else 0)
             if self.cgroup:
                 with self.cgroup.charging():  # a map is charged to the cgroup it is created in, for life
                     for plan in self.plans:
@@ -695,8 +746,12 @@ class LoadedBuild:
         if cpu is None:
             cpu = max(range(len(slots)), key=lambda c: slots[c].start_ns)
         r = slots[cpu]
+        ideal = None
+        if self.ideal is not None and not window_ns:  # the draws this run made, in order, as the kernel saw them
+            drawn, _ = keys.draw_indexes(self.config, start, r.loops, self.table, first, nr)
+            ideal = self.ideal.access(drawn, insert=not reader)
         return RunResult(r.elapsed_ns, r.ops, r.hits, r.filter_positives, r.checksum, r.value_checksum, r.loops,
-                         r.start_ns, cpu)
+                         r.start_ns, cpu, ideal)
 
     def restore(self, start: int, nr: int) -> None:
         """Put back the prefixes that draws start..start+nr-1 of a prefix-family delete took
@@ -728,8 +783,24 @@ class LoadedBuild:
         succeeded = tuple(_succeeded(op, r) for op, r in zip(ops, runs))
         current, peak = self.cgroup.usage() if self.cgroup else (None, None)
         memlock = STRATEGIES[self.spec.strategy].memory_bytes(self) if _writes(self.spec) else self.memory
+        # the minimal reference counts no evictions (bpf/minimal.bpf.c): the op alone
+        cache = self.cache_counts() if self.spec.op == "cache" and self.spec.implementation == "mapbench" else {}
         return {"succeeded": succeeded, "entries_held": self.held, "memlock": memlock, "memory_current": current,
-                "memory_peak": peak}
+                "memory_peak": peak, **cache}
+
+    def cache_counts(self) -> dict:
+        """--op cache: the kernel's element count after the sample, the evictions during it (inserts
+        that succeeded less the growth of the count) and how full the map was at its first eviction."""
+        bss = self.obj.map(".bss")
+        if bss.value_size != ffi.sizeof("struct mb_lru_counts"):
+            raise EnvironmentProblem(f"map .bss holds {bss.value_size} bytes, mapbench reads "
+                                     f"{ffi.sizeof('struct mb_lru_counts')}: bpf/membership.bpf.c and "
+                                     "engines/kernel.py disagree")
+        c = bss.read("struct mb_lru_counts")
+        self.held = int(c.entries)
+        evicted, self.evicted = self.evicted, int(c.inserted) - int(c.entries)
+        return {"entries_held": self.held, "evictions": self.evicted - evicted,
+                "first_eviction": int(c.first_eviction) or None}
 
     def close(self) -> None:
         self.obj.close()
@@ -920,4 +991,15 @@ def _row(b: LoadedBuild, r: RunResult, smp: Sample, producer: int, role, control
         "fdinfo_bytes_per_entry": memlock / held if memlock is not None and held else None,
         "bloom_fp_rate": fp_rate, "bloom_fp_theory": fp_theory,
         "missed_remarks": b.built.missed_remarks_text(), "missed_remarks_total": b.built.missed_remarks_total,
+        **(_cache_columns(b, r, smp) if op == "cache" and not b.control else {}),
     }
+
+
+def _cache_columns(b: LoadedBuild, r: RunResult, smp: Sample) -> dict:
+    """--op cache: the hit ratio beside an exact LRU's on the same draws (one producer), the
+    evictions of the sample and how full the map was when it first evicted."""
+    return {"measured_hit_ratio": r.hits / r.ops,
+            "ideal_hit_ratio": r.ideal_hits / r.ops if r.ideal_hits is not None else None,
+            "evictions": smp.evictions,
+            "first_eviction_entries": smp.first_eviction,
+            "first_eviction_share": smp.first_eviction / b.spec.map_size if smp.first_eviction else None}
