@@ -129,10 +129,10 @@ def test_objects_are_closed_when_a_load_fails(monkeypatch):
     before = set(os.listdir("/proc/self/fd"))
     real = kernel.build.compile_object
 
-    def failing(source, storage, isa="v3"):
+    def failing(source, storage, isa="v3", *defines):
         if storage == "MB_CONTROL":
             raise RuntimeError("injected")
-        return real(source, storage, isa)
+        return real(source, storage, isa, *defines)
 
     monkeypatch.setattr(kernel.build, "compile_object", failing)
     with pytest.raises(RuntimeError, match="injected"):
