@@ -219,6 +219,7 @@ size_t mb_log_take(char *buf, size_t size);
 int mb_pidfd_open(int pid);
 long long mb_pingpong(int nr_tasks, double seconds);
 __u64 mb_chase(void **start, __u64 steps, void **end);
+int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd);
 """
 )
 

@@ -237,6 +237,8 @@ static const struct mb_syscall_op mb_syscall_ops[] = {
 	{ "batch", "lookup_and_delete", 1, 1, mb_batch_lookup_and_delete },
 	{ "batch", "update", 0, 0, mb_batch_update },
 	{ "batch", "delete", 1, 0, mb_batch_delete },
+	/* map-in-map: an update of the outer map whose value is another inner map's fd */
+	{ "elem", "replace_inner", 0, 0, mb_elem_update },
 };
 
 const struct mb_syscall_op *mb_syscall_op(int index)
@@ -367,4 +369,16 @@ __u64 mb_chase(void **start, __u64 steps, void **end)
 	began = mb_now_ns() - began;
 	*end = p;
 	return began;
+}
+
+/*
+ * An outer map of inner maps (BPF_MAP_TYPE_HASH_OF_MAPS or ARRAY_OF_MAPS) for the syscall
+ * engine's replace_inner: created from user space it needs an inner map fd as its template
+ * (bpf_map_create_opts.inner_map_fd). Keys u32, values u32 inner map fds. An fd, or -errno.
+ */
+int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = inner_map_fd);
+
+	return bpf_map_create(map_type, "mb_outer", sizeof(__u32), sizeof(__u32), max_entries, &opts);
 }

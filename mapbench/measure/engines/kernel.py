@@ -171,6 +171,9 @@ AXES = (
          lambda t: parse_choice(t, "--implementation", IMPLEMENTATIONS),
          help="mapbench, or minimal: the reference programs, the op alone (hash and bloom lookups, "
               "task_storage gets); minimal,mapbench: head to head"),
+    Axis("inner_maps", "--inner-maps", "nr_maps", _bounded("--inner-maps", 1, lib.MB_MAX_TASK_MAPS),
+         help="hash_of_maps, array_of_maps, compound_hash: inner maps the entries are spread over "
+              "(the compound key's first word)"),
 )
 SIDES = ("strategies", "isas", "producers", "implementations")
 DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)
