@@ -220,6 +220,17 @@ int mb_pidfd_open(int pid);
 long long mb_pingpong(int nr_tasks, double seconds);
 __u64 mb_chase(void **start, __u64 steps, void **end);
 int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd);
+
+/* the output family (bpf/output.h) and its consumer (_native.c) */
+struct mb_output_config { __u32 event_size; ...; };
+#define MB_MAX_EVENT_SIZE ...
+struct mb_consumer { int map_fd; int perf; int cpu; double rate_per_s; size_t perf_pages; int error; ...; };
+int mb_consumer_start(struct mb_consumer *c);
+void mb_consumer_repace(struct mb_consumer *c);
+void mb_consumer_stop(struct mb_consumer *c);
+__u64 mb_consumer_events(struct mb_consumer *c);
+__u64 mb_consumer_bytes(struct mb_consumer *c);
+__u64 mb_consumer_lost(struct mb_consumer *c);
 """
 )
 

@@ -382,3 +382,131 @@ int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd)
 
 	return bpf_map_create(map_type, "mb_outer", sizeof(__u32), sizeof(__u32), max_entries, &opts);
 }
+
+/*
+ * The output engine's consumer (docs/method.md, "Output: ring buffer and perf buffer"): a thread
+ * pinned to one CPU draining a BPF ring buffer (ring_buffer__poll) or perf buffer
+ * (perf_buffer__poll, per-CPU rings opened by libbpf) while the producers run, counting events
+ * and bytes; the perf buffer's lost records (PERF_RECORD_LOST) are counted as the kernel reports
+ * them. rate_per_s > 0: the consumer takes at most that many events a second (it sleeps before an
+ * event that comes too early), as a consumer with work of its own to do per event would.
+ */
+#include <sched.h>
+#include "output.h"
+
+struct mb_consumer {
+	int map_fd;
+	int perf;            /* 0: ring buffer; 1: perf buffer */
+	int cpu;             /* where the thread runs; -1: anywhere */
+	double rate_per_s;   /* 0: full speed */
+	size_t perf_pages;   /* perf buffer: pages per CPU (a power of two) */
+	atomic_ullong events;
+	atomic_ullong bytes;
+	atomic_ullong lost_reported; /* perf buffer: lost records' counts */
+	atomic_int stop;
+	int error;           /* -errno of the last poll that failed */
+	__u64 started_ns;
+	pthread_t thread;
+	struct ring_buffer *rb;
+	struct perf_buffer *pb;
+};
+
+static void mb_consumer_pace(struct mb_consumer *c)
+{
+	__u64 due, now;
+
+	if (c->rate_per_s <= 0)
+		return;
+	due = c->started_ns + (__u64)(atomic_load(&c->events) * 1e9 / c->rate_per_s);
+	while ((now = mb_now_ns()) < due && !atomic_load(&c->stop)) {
+		struct timespec nap = { 0, (long)(due - now) };
+		nanosleep(&nap, NULL);
+	}
+}
+
+static int mb_ringbuf_event(void *ctx, void *data, size_t size)
+{
+	struct mb_consumer *c = ctx;
+
+	mb_consumer_pace(c);
+	atomic_fetch_add(&c->events, 1);
+	atomic_fetch_add(&c->bytes, size);
+	return 0;
+}
+
+static void mb_perf_event(void *ctx, int cpu, void *data, __u32 size)
+{
+	mb_ringbuf_event(ctx, data, size);
+}
+
+static void mb_perf_lost(void *ctx, int cpu, __u64 count)
+{
+	atomic_fetch_add(&((struct mb_consumer *)ctx)->lost_reported, count);
+}
+
+static void *mb_consume(void *arg)
+{
+	struct mb_consumer *c = arg;
+	int rc;
+
+	if (c->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(c->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	c->started_ns = mb_now_ns();
+	while (!atomic_load(&c->stop)) {
+		rc = c->perf ? perf_buffer__poll(c->pb, 10) : ring_buffer__poll(c->rb, 10);
+		if (rc < 0 && rc != -EINTR)
+			c->error = rc;
+	}
+	return NULL;
+}
+
+/* Open the buffer's reader and start the thread: 0, or -errno (then nothing is left open). */
+int mb_consumer_start(struct mb_consumer *c)
+{
+	int err;
+
+	atomic_store(&c->stop, 0);
+	if (c->perf)
+		c->pb = perf_buffer__new(c->map_fd, c->perf_pages, mb_perf_event, mb_perf_lost, c, NULL);
+	else
+		c->rb = ring_buffer__new(c->map_fd, mb_ringbuf_event, c, NULL);
+	if (c->perf ? !c->pb : !c->rb)
+		return -errno;
+	err = -pthread_create(&c->thread, NULL, mb_consume, c);
+	if (err) {
+		perf_buffer__free(c->pb);
+		ring_buffer__free(c->rb);
+		c->pb = NULL;
+		c->rb = NULL;
+	}
+	return err;
+}
+
+/* Restart the pace from now: a limited-rate consumer does not catch up, at full speed, on the
+ * pauses between samples. */
+void mb_consumer_repace(struct mb_consumer *c)
+{
+	if (c->rate_per_s > 0)
+		c->started_ns = mb_now_ns() - (__u64)(atomic_load(&c->events) * 1e9 / c->rate_per_s);
+}
+
+/* Stop the thread and free the reader (idempotent). */
+void mb_consumer_stop(struct mb_consumer *c)
+{
+	if (c->pb || c->rb) {
+		atomic_store(&c->stop, 1);
+		pthread_join(c->thread, NULL);
+	}
+	perf_buffer__free(c->pb);
+	ring_buffer__free(c->rb);
+	c->pb = NULL;
+	c->rb = NULL;
+}
+
+__u64 mb_consumer_events(struct mb_consumer *c) { return atomic_load(&c->events); }
+__u64 mb_consumer_bytes(struct mb_consumer *c) { return atomic_load(&c->bytes); }
+__u64 mb_consumer_lost(struct mb_consumer *c) { return atomic_load(&c->lost_reported); }

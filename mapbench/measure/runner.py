@@ -35,14 +35,14 @@ from mapbench.errors import BadInput, MapbenchError, Unsupported
 from mapbench.measure import interference, sweep
 from mapbench.measure.cpus import pinned_to, resolve_cpu, rotation
 from mapbench.measure.engine import Comparison, Engine, Host, MeasureOptions, NotMeasured, options_for
-from mapbench.measure.engines import attached, kernel, memory, reference, syscall
+from mapbench.measure.engines import attached, kernel, memory, output, reference, syscall
 from mapbench.measure.environment import load_avg_1m, run_environment
 from mapbench.results import dataset
 from mapbench.results import store as results
 
 # The registry: adding an engine is its module and one entry here.
 ENGINES: dict[str, Engine] = {e.name: e for e in (kernel.ENGINE, syscall.ENGINE, attached.ENGINE, reference.ENGINE,
-                                                   memory.ENGINE)}
+                                                   memory.ENGINE, output.ENGINE)}
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 DATASET = DATA / "results"  # results/dataset.py: kernel=<release>/machine=<id>/<run_id>.parquet
