@@ -457,6 +457,8 @@ static void *mb_consume(void *arg)
 	}
 	c->started_ns = mb_now_ns();
 	while (!atomic_load(&c->stop)) {
+		/* as consumers in the field wait: in epoll, woken by the producers (10 ms: the
+		 * longest it takes to see `stop`) */
 		rc = c->perf ? perf_buffer__poll(c->pb, 10) : ring_buffer__poll(c->rb, 10);
 		if (rc < 0 && rc != -EINTR)
 			c->error = rc;

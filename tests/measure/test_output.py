@@ -28,9 +28,12 @@ def test_every_event_is_consumed_or_counted_lost(rate, size):
     for r in measured:
         assert r["events_emitted"] + r["events_lost"] == r["ops"]
         assert r["events_consumed"] == r["events_emitted"], r  # drained: none left in the buffer
-        assert r["consumed_bytes"] >= r["events_consumed"] * size
-    # a 16 KiB buffer holds a few hundred events: a sample of a few ms overflows it
-    assert any(r["events_lost"] for r in measured if r["strategy"] == "ringbuf")
+        # a ring buffer record holds the event as sent; a perf one pads it (a u32 size, then to 8)
+        exact = r["strategy"] == "ringbuf"
+        assert (r["consumed_bytes"] == r["events_consumed"] * size) if exact else r["consumed_bytes"] >= r[
+            "events_consumed"] * size
+    if rate:  # 16 KiB hold a few hundred events, and the consumer takes some forty in a 2 ms window
+        assert all(r["events_lost"] for r in measured if r["strategy"] == "ringbuf")
 
 
 def test_perf_buffer_has_no_reserve_and_bounds_are_one_line():

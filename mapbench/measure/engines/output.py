@@ -3,11 +3,12 @@ ring buffer (bpf_ringbuf_reserve + submit, or bpf_ringbuf_output) or the perf bu
 (bpf_perf_event_output), with a consumer draining it (docs/method.md, "Output: ring buffer and
 perf buffer").
 
-A raw_tp program (bpf/output.bpf.c) run by BPF_PROG_TEST_RUN emits N events of --event-size bytes
-in a bpf_loop timed with bpf_ktime_get_ns, as the kernel engine times its loops; a native consumer
-thread (_native.c, libbpf's ring_buffer__poll / perf_buffer__poll) pinned to another CPU drains
-the buffer at full speed or at --consumer-rate events a second. A figure is ns per event emitted,
-net of the control build (the same loop building the event, no output). Every event the program
+A raw_tp program (bpf/output.bpf.c) run by BPF_PROG_TEST_RUN emits events of --event-size bytes
+for a window of --sample-ms in a bpf_loop timed with bpf_ktime_get_ns, as the kernel engine's
+producers do; a native consumer thread (_native.c, libbpf's ring_buffer__poll / perf_buffer__poll)
+pinned to another CPU drains the buffer at full speed or at --consumer-rate events a second. A
+figure is ns per event emitted, net of the control build (the same loop building the event, no
+output). Every event the program
 tried to emit is either consumed or lost (no room: counted by the program as the kernel refused
 it); after each sample the consumer drains the buffer before the next one, so a row's counts add up.
 """
@@ -24,9 +25,9 @@ from mapbench.binding._libbpf import ffi, lib
 from mapbench.binding.libbpf import BpfObject, raise_for
 from mapbench.errors import BadInput
 from mapbench.measure import build
-from mapbench.measure.cpus import Producers, resolve_cpu
+from mapbench.measure.cpus import Producers
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
-from mapbench.measure.engines.kernel import BPF_LOOP_MAX, WINDOW_DRAWS, RunResult
+from mapbench.measure.engines.kernel import WINDOW_DRAWS, RunResult
 from mapbench.measure.values import parse_choice, parse_number, parse_whole_number
 
 NAME = "output"
@@ -212,22 +213,23 @@ class OutputBuild:
         self.close()
 
 
-def _sample(b: OutputBuild, number: int, nr_loops: int, window_ns: float, session: dict) -> OutputSample:
-    """One sample: one producer emits nr_loops events; several emit for one shared window (the
-    kernel engine's gate). Then the consumer drains what was emitted."""
+def _sample(b: OutputBuild, number: int, window_ns: float, session: dict) -> OutputSample:
+    """One sample: the producers emit for one window of window_ns (one producer alone, or several
+    meeting at the kernel engine's gate), however many events find room: a run of a fixed count
+    would end early where attempts fail fast. Then the consumer drains what was emitted."""
     b.start_consumer(session["consumer_cpu"])
     before = b.counts()
     if b.consumer is not None:
         lib.mb_consumer_repace(b.consumer)
     n = b.spec.producers
+    b.obj.map("gate").update(bytes(4), bytes(8))
+    jobs = [functools.partial(b.run, WINDOW_DRAWS, ((number + 1) * n + p) * WINDOW_DRAWS, producers=n,
+                              window_ns=int(window_ns)) for p in range(n)]
     if n == 1:
-        runs = [b.run(nr_loops, (number + 1) * nr_loops)]
+        runs = [jobs[0]()]
     else:
         pool = session["pools"][n]
-        b.obj.map("gate").update(bytes(4), bytes(8))
-        runs = pool.run([functools.partial(b.run, WINDOW_DRAWS, ((number + 1) * n + p) * WINDOW_DRAWS,
-                                           cpu=pool.cpus[p], producers=n, window_ns=int(window_ns))
-                         for p in range(n)])
+        runs = pool.run([functools.partial(job, cpu=cpu) for job, cpu in zip(jobs, pool.cpus)])
     emitted = sum(r.hits for r in runs)
     drain_ns = b.drain(before[0] + emitted) if b.consumer is not None else 0
     after = b.counts()
@@ -247,26 +249,21 @@ class Output(Engine):
 
     @contextlib.contextmanager
     def session(self, sides, opts: MeasureOptions, host: Host):
-        """Producer threads per count of producers (the measuring CPU first), and the consumer's
-        CPU: the first usable one that is not the measuring CPU (the measuring one on one CPU)."""
-        measuring = resolve_cpu(opts.cpu)  # the runner's pinning
-        others = [c for c in host.cpus if c != measuring]
+        """Producer threads per count of producers (the measuring CPU first), and the consumer's CPU."""
         with ExitStack() as threads:
             pools = {n: threads.enter_context(Producers(host.producer_cpus(opts.cpu, n)))
                      for n in sorted({s.producers for s in sides}) if n > 1}
-            yield {"pools": pools, "consumer_cpu": others[0] if others else measuring}
+            yield {"pools": pools, "consumer_cpu": consumer_cpu(opts.cpu, host)}
 
     def open(self, spec: OutputSpec, control: bool, load: int) -> OutputBuild:
         return OutputBuild(spec, control)
 
-    def calibrate(self, builds: list[OutputBuild], opts: MeasureOptions, calibration):
-        # the session is not handed to calibrate: the pilots run on one producer, the consumer
-        # starts at the first sample, so a pilot's events wait in the buffer or are lost
-        return calibration or (_calibrate_alone(builds, opts.target_ms * 1e6), opts.target_ms * 1e6)
+    def calibrate(self, builds: list[OutputBuild], opts: MeasureOptions, calibration) -> float:
+        """A sample is a window of --sample-ms: nothing to find."""
+        return opts.target_ms * 1e6
 
     def sample(self, build: OutputBuild, number: int, calibration, session) -> OutputSample:
-        nr_loops, window_ns = calibration
-        return _sample(build, number, nr_loops, window_ns, session)
+        return _sample(build, number, calibration, session)
 
     def control_figures(self, sample: OutputSample) -> dict[str, list[float]]:
         return {"ns_per_op": [r.ns_per_op for r in sample.runs]}
@@ -275,15 +272,13 @@ class Output(Engine):
         return [_row(build, sample, None if build.control else control["ns_per_op"])]
 
 
-def _calibrate_alone(builds: list[OutputBuild], target_ns: float) -> int:
-    """Events per run from the control build alone (no buffer to fill, so no drops to shorten a
-    pilot), scaled by 4: an output costs a few times the loop around it."""
-    control = [b for b in builds if b.control] or builds[:1]
-    n = 4096
-    for _ in range(2):
-        slowest = max(b.run(n, 0).ns_per_loop for b in control)
-        n = int(min(BPF_LOOP_MAX, max(1024, target_ns / max(slowest, 0.1) / 4)))
-    return n
+def consumer_cpu(cpu: int | None, host: Host) -> int:
+    """The consumer's CPU: the first one this process may use that is not the measuring CPU (the
+    runner's: --cpu, else the last one, cpus.default_cpu); the measuring one where it is the only
+    one. From the host's CPUs, read before the runner pinned this thread to the measuring one."""
+    measuring = cpu if cpu is not None else max(host.cpus)
+    others = [c for c in host.cpus if c != measuring]
+    return others[0] if others else measuring
 
 
 ENGINE = Output()
