@@ -732,19 +732,28 @@ def _loss(rec: dict) -> str:
 
 
 def output(ratios, records) -> list[str]:
-    """Ring buffer against perf buffer (docs/method.md, "Output: ring buffer and perf buffer"): per
-    event emitted, with what the buffer lost, by event size, producers and consumer rate."""
-    out = []
+    """Ring buffer against perf buffer (docs/method.md, "Output: ring buffer and perf buffer"): one
+    line per comparison, each side per event emitted against the first (perf_buffer output, in the
+    engine's default order), with what each lost and how many it emitted a second."""
+    groups: dict[str, list] = {}
     for r in _where(ratios, engine="output"):
-        n, d = _sides(r)
-        if (n["strategy"], n["op"]) == (d["strategy"], d["op"]):
-            continue
-        rn, rd = _record(records, n), _record(records, d)
+        groups.setdefault(r["comparison"], []).append(r)
+    out = []
+    for rs in groups.values():
+        d = rs[0]["denominator_config"]
+        sides = "; ".join(f"{r['numerator_config']['strategy']} {r['numerator_config']['op']} costs {_r(r)} of it "
+                          f"({_verdict(r)})" for r in rs)
+        lost = "; ".join(f"{c['strategy']} {c['op']} {_loss(_record(records, c))}"
+                         for c in [d] + [r["numerator_config"] for r in rs])
         out.append(f"**Output, {d['event_size']}-byte events, {d['producers']} producer(s), consumer {_consumer(d)}, "
-                   f"{render.config_label(d, ['buffer_bytes'])}: {n['strategy']} {n['op']} costs {_r(r)} of "
-                   f"{d['strategy']} {d['op']} per event emitted** ({_verdict(r)}; {_loss(rn)} against "
-                   f"{_loss(rd)}){_ns_pair(records, r)}.")
+                   f"{render.config_label(d, ['buffer_bytes'])}, per event emitted against {d['strategy']} {d['op']}"
+                   f"{_ns_pair_one(records, d)}: {sides}.** Lost: {lost}.")
     return out
+
+
+def _ns_pair_one(records, config) -> str:
+    ns = _ns(records, config)
+    return f" ({ns:,.0f} ns in this run)" if ns is not None else ""
 
 
 def map_in_map(ratios, records) -> list[str]:

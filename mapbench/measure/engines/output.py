@@ -77,9 +77,10 @@ def _producers(text):
 
 
 AXES = (
-    Axis("maps", "--map", "strategy", lambda t: parse_choice(t, "--map", MACROS), default=("ringbuf", "perf_buffer"),
+    # the perf buffer first: head-to-head ratios read ring buffer / perf buffer
+    Axis("maps", "--map", "strategy", lambda t: parse_choice(t, "--map", MACROS), default=("perf_buffer", "ringbuf"),
          help="ringbuf (one buffer shared by every CPU) or perf_buffer (one per CPU)"),
-    Axis("ops", "--op", "op", lambda t: parse_choice(t, "--op", OPS), default=OPS,
+    Axis("ops", "--op", "op", lambda t: parse_choice(t, "--op", OPS), default=("output", "reserve_submit"),
          help="reserve_submit (ringbuf: write in place) or output (a copy from a per-CPU buffer)"),
     Axis("event_sizes", "--event-size", "event_size", _event_size,
          help=f"bytes of one event, a multiple of 8 in {MIN_EVENT_SIZE}..4096"),
