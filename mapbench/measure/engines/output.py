@@ -27,7 +27,6 @@ from mapbench.errors import BadInput
 from mapbench.measure import build
 from mapbench.measure.cpus import Producers
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
-from mapbench.measure.engines.kernel import WINDOW_DRAWS, RunResult
 from mapbench.measure.values import parse_choice, parse_number, parse_whole_number
 
 NAME = "output"
@@ -42,6 +41,28 @@ MIN_RATE = 10_000  # events/s: a slower consumer would take seconds to drain a f
 PAGE = 4096
 DRAIN_TIMEOUT_S = 5.0  # beyond what a limited-rate consumer needs for the backlog
 FULL = 0.0  # --consumer-rate full
+# the most events a run in a window may emit: bpf_loop's bound (2^23) of chunks between two reads
+# of the clock (as the kernel engine's WINDOW_DRAWS; not imported, so that engines stay one floor)
+WINDOW_DRAWS = (1 << 23) * lib.MB_CLOCK_EVERY
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one test run reported (struct mb_result of its CPU): ops attempted, hits emitted."""
+
+    elapsed_ns: int
+    ops: int
+    hits: int
+    start_ns: int
+    cpu: int
+
+    @property
+    def ns_per_op(self) -> float:
+        return self.elapsed_ns / self.ops
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + self.elapsed_ns
 
 
 def _event_size(text) -> int:
@@ -189,7 +210,7 @@ class OutputBuild:
         if cpu is None:
             cpu = max(range(len(slots)), key=lambda c: slots[c].start_ns)
         r = slots[cpu]
-        return RunResult(r.elapsed_ns, r.ops, r.hits, 0, r.checksum, 0, r.loops, r.start_ns, cpu)
+        return RunResult(r.elapsed_ns, r.ops, r.hits, r.start_ns, cpu)
 
     def drain(self, expected: int) -> int:
         """Wait until the consumer has taken `expected` events in all (every one emitted), or for
