@@ -759,21 +759,28 @@ def _ns_pair_one(records, config) -> str:
 def map_in_map(ratios, records) -> list[str]:
     """Two lookups through a map of maps against one in a flat hash keyed by the compound key; and
     what replacing an inner map from user space costs per update, and which RCU wait it shows."""
-    out = []
+    groups: dict[str, list] = {}
     for r in _at_newest_isa(_where(ratios, engine="kernel", family="map_in_map")):
-        n, d = _sides(r)
-        if n["strategy"] == d["strategy"]:
-            continue
-        out.append(f"**Map in map, {d['map_size']:,} entries over {d['nr_maps']} inner maps, {_mode(r)}: "
-                   f"{n['strategy']} lookup costs {_r(r)} of {d['strategy']}** ({_verdict(r)}){_ns_pair(records, r)}.")
+        if r["numerator_config"]["strategy"] != r["denominator_config"]["strategy"]:
+            groups.setdefault(r["comparison"], []).append(r)
+    out = []
+    for rs in sorted(groups.values(), key=lambda rs: (_mode(rs[0]), rs[0]["denominator_config"]["nr_maps"],
+                                                      rs[0]["denominator_config"]["map_size"])):
+        d = rs[0]["denominator_config"]
+        out.append(f"**Map in map, {d['map_size']:,} entries over {d['nr_maps']} inner maps, {_mode(rs[0])}, per "
+                   f"lookup against one {d['strategy']}{_ns_pair_one(records, d)}: "
+                   + "; ".join(f"{r['numerator_config']['strategy']} costs {_r(r)} of it ({_verdict(r)})" for r in rs)
+                   + ".**")
     for rec in records:
         if rec.get("engine") == "syscall" and rec.get("op") == "replace_inner" and rec.get("strategy") != "control":
             ns = rec.get("gross_median_ns_per_op") or rec["median_ns_per_op"]
             # a full grace period is several scheduler ticks (ms); an expedited one forces it in tens of us
             wait = ("a full RCU grace period (synchronize_rcu)" if ns >= 1e6
                     else "an expedited RCU grace period (synchronize_rcu_expedited), or none")
-            out.append(f"**Replacing an inner map of a {rec['strategy']} from user space takes {ns / 1e6:.2f} ms per "
-                       f"update ({rec['median_ns_per_op'] / 1e6:.2f} ms more than a plain array update): this kernel "
-                       f"waits for {wait}.** Published: about 15 ms per update before, 88 us after commit ff34657aa72a "
-                       "(Linux 6.19), Superluminal's workload (hardware not stated).")
+            article = "an" if rec["strategy"][0] in "aeiou" else "a"
+            more = rec["median_ns_per_op"] / 1e6
+            out.append(f"**Replacing an inner map of {article} {rec['strategy']} from user space takes "
+                       f"{ns / 1e6:.2f} ms per update ({more:.2f} ms more than a plain array update): this kernel "
+                       f"waits for {wait}.** Published: about 15 ms per update before, 88 us after commit "
+                       "ff34657aa72a (Linux 6.19), Superluminal's workload (hardware not stated).")
     return out
