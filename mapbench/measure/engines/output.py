@@ -254,6 +254,8 @@ def _sample(b: OutputBuild, number: int, window_ns: float, session: dict) -> Out
         runs = pool.run([functools.partial(job, cpu=cpu) for job, cpu in zip(jobs, pool.cpus)])
     emitted = sum(r.hits for r in runs)
     drain_ns = b.drain(before[0] + emitted) if b.consumer is not None else 0
+    if b.consumer is not None and b.consumer.error:  # a poll failed: the counts cannot be trusted
+        raise_for(b.consumer.error, f"polling the {b.spec.strategy} consumer")
     after = b.counts()
     return OutputSample(runs, after[0] - before[0], after[1] - before[1], after[2] - before[2], drain_ns)
 
