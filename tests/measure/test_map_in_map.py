@@ -48,3 +48,13 @@ def test_replace_inner_applies_to_maps_of_maps_only_and_has_a_control():
     side = [r for r in rows if r["strategy"] == "hash_of_maps"]
     assert side and all(r["ns_per_op"] == pytest.approx(r["gross_ns_per_op"] - r["control_ns_per_op"]) for r in side)
     assert any(r["strategy"] == "control" for r in rows)
+
+
+def test_the_c_reference_replaces_inner_maps_too():
+    from mapbench.measure.engines import reference
+
+    sides = [reference.make_spec({"map_type": "hash_of_maps", "driver": "elem", "op": "replace_inner",
+                                  "map_size": 2, "implementation": impl}) for impl in reference.IMPLEMENTATIONS]
+    rows = runner.measure(sides, MeasureOptions(samples=1, instances=1, warmup=0, target_ms=1.0))
+    assert {r["implementation"] for r in rows} == set(reference.IMPLEMENTATIONS)
+    assert all(r["ns_per_op"] > 0 for r in rows)
