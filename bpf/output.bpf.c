@@ -6,8 +6,10 @@
  *   MB_RINGBUF_OUTPUT   bpf_ringbuf_output: the event copied from a per-CPU buffer
  *   MB_PERF_OUTPUT      bpf_perf_event_output to this CPU's perf buffer: copied from the same buffer
  *   MB_CONTROL          the same loop, sequence number written into the per-CPU buffer, no output
- * Flags 0 everywhere: the ring buffer's adaptive wakeup (a consumer is woken when it has caught
- * up), the perf buffer's wakeup per event as libbpf opens it (wakeup_events 1). A draw that the
+ * By default the ring buffer's adaptive wakeup (flags 0: a consumer is woken when it has caught
+ * up) and the perf buffer's wakeup per event as libbpf opens it (wakeup_events 1); with
+ * out_cfg.wakeup_every N, one wakeup per N events for both (sampled notification, as the kernel's
+ * bench --rb-sampled: the ring buffer by flags here, the perf buffer by wakeup_events). A draw that the
  * buffer has no room for is lost: counted here (loops - hits), as the kernel returns it
  * (reserve NULL, output -ENOSPC), so emitted = consumed + lost is exact.
  */
@@ -64,8 +66,9 @@ static long one_event(__u64 i, void *c)
 {
 	struct mb_output_ctx *oc = c;
 	struct mb_loop_state *st = &oc->st;
-	__u32 zero = 0, size = out_cfg.event_size;
+	__u32 zero = 0, size = out_cfg.event_size, every = out_cfg.wakeup_every;
 	__u64 seq = st->start + i;
+	__u64 flags = !every ? 0 : seq % every == every - 1 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 
 	if (size < sizeof(__u64) || size > MB_MAX_EVENT_SIZE)
 		return 1;
@@ -76,7 +79,7 @@ static long one_event(__u64 i, void *c)
 	if (!e)
 		return 0;
 	*e = seq;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, flags);
 	st->hits++;
 #else
 	struct mb_payload *p = bpf_map_lookup_elem(&payload, &zero);
@@ -85,7 +88,7 @@ static long one_event(__u64 i, void *c)
 		return 1;
 	*(__u64 *)p->bytes = seq;
 #if MB_STORAGE == MB_RINGBUF_OUTPUT
-	if (bpf_ringbuf_output(&events, p, size, 0) == 0)
+	if (bpf_ringbuf_output(&events, p, size, flags) == 0)
 		st->hits++;
 #elif MB_STORAGE == MB_PERF_OUTPUT
 	if (bpf_perf_event_output(oc->ctx, &events, BPF_F_CURRENT_CPU, p, size) == 0)

@@ -11,6 +11,9 @@
 
 struct mb_output_config {
 	__u32 event_size; /* bytes of one event: a u64 sequence number, then payload */
+	__u32 wakeup_every; /* ring buffer: 0, flags 0 (adaptive wakeup); N: BPF_RB_FORCE_WAKEUP on every
+			     * Nth event, BPF_RB_NO_WAKEUP on the others (the perf buffer's is its
+			     * wakeup_events, set by the consumer) */
 };
 
 #endif /* MAPBENCH_OUTPUT_H */

@@ -222,9 +222,10 @@ __u64 mb_chase(void **start, __u64 steps, void **end);
 int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd);
 
 /* the output family (bpf/output.h) and its consumer (_native.c) */
-struct mb_output_config { __u32 event_size; ...; };
+struct mb_output_config { __u32 event_size; __u32 wakeup_every; ...; };
 #define MB_MAX_EVENT_SIZE ...
-struct mb_consumer { int map_fd; int perf; int cpu; double rate_per_s; size_t perf_pages; int error; ...; };
+struct mb_consumer { int map_fd; int perf; int cpu; double rate_per_s; size_t perf_pages; int error;
+                     __u32 wakeup_every; ...; };
 int mb_consumer_start(struct mb_consumer *c);
 void mb_consumer_repace(struct mb_consumer *c);
 void mb_consumer_stop(struct mb_consumer *c);

@@ -392,6 +392,7 @@ int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd)
  * event that comes too early), as a consumer with work of its own to do per event would.
  */
 #include <sched.h>
+#include <linux/perf_event.h>
 #include "output.h"
 
 struct mb_consumer {
@@ -400,6 +401,7 @@ struct mb_consumer {
 	int cpu;             /* where the thread runs; -1: anywhere */
 	double rate_per_s;   /* 0: full speed */
 	size_t perf_pages;   /* perf buffer: pages per CPU (a power of two) */
+	__u32 wakeup_every;  /* perf buffer: wakeup_events (0: libbpf's default, every event) */
 	atomic_ullong events;
 	atomic_ullong bytes;
 	atomic_ullong lost_reported; /* perf buffer: lost records' counts */
@@ -444,6 +446,20 @@ static void mb_perf_lost(void *ctx, int cpu, __u64 count)
 	atomic_fetch_add(&((struct mb_consumer *)ctx)->lost_reported, count);
 }
 
+/* A perf buffer opened with wakeup_events N reads raw records: a sample (header, u32 size, data)
+ * or a lost record (header, u64 id, u64 lost), as libbpf's own callback would see them. */
+static enum bpf_perf_event_ret mb_perf_raw(void *ctx, int cpu, struct perf_event_header *e)
+{
+	if (e->type == PERF_RECORD_SAMPLE) {
+		__u32 *size = (__u32 *)(e + 1);
+
+		mb_perf_event(ctx, cpu, size + 1, *size);
+	} else if (e->type == PERF_RECORD_LOST) {
+		mb_perf_lost(ctx, cpu, ((__u64 *)(e + 1))[1]);
+	}
+	return LIBBPF_PERF_EVENT_CONT;
+}
+
 static void *mb_consume(void *arg)
 {
 	struct mb_consumer *c = arg;
@@ -460,6 +476,10 @@ static void *mb_consume(void *arg)
 		/* as consumers in the field wait: in epoll, woken by the producers (10 ms: the
 		 * longest it takes to see `stop`) */
 		rc = c->perf ? perf_buffer__poll(c->pb, 10) : ring_buffer__poll(c->rb, 10);
+		/* nothing woke it in 10 ms: read what a producer left without a wakeup (a
+		 * BPF_RB_NO_WAKEUP record, or fewer than wakeup_events perf records) */
+		if (rc == 0)
+			rc = c->perf ? perf_buffer__consume(c->pb) : ring_buffer__consume(c->rb);
 		if (rc < 0 && rc != -EINTR)
 			c->error = rc;
 	}
@@ -472,7 +492,13 @@ int mb_consumer_start(struct mb_consumer *c)
 	int err;
 
 	atomic_store(&c->stop, 0);
-	if (c->perf)
+	if (c->perf && c->wakeup_every) {
+		struct perf_event_attr attr = {
+			.type = PERF_TYPE_SOFTWARE, .config = PERF_COUNT_SW_BPF_OUTPUT, .size = sizeof(attr),
+			.sample_type = PERF_SAMPLE_RAW, .sample_period = 1, .wakeup_events = c->wakeup_every,
+		};
+		c->pb = perf_buffer__new_raw(c->map_fd, c->perf_pages, &attr, mb_perf_raw, c, NULL);
+	} else if (c->perf)
 		c->pb = perf_buffer__new(c->map_fd, c->perf_pages, mb_perf_event, mb_perf_lost, c, NULL);
 	else
 		c->rb = ring_buffer__new(c->map_fd, mb_ringbuf_event, c, NULL);

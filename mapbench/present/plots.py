@@ -527,8 +527,9 @@ def history_plot(series: list[dict], path: Path) -> list[Path]:
 
 def _output_panel(c: pd.Series) -> str:
     rate = "consumer at full speed" if not c.consumer_rate else f"consumer {c.consumer_rate:,.0f}/s"
+    wakeup = f", a wakeup per {int(c.wakeup_every):,}" if c.wakeup_every == c.wakeup_every and c.wakeup_every else ""
     return f"{fmt_bytes(c.buffer_bytes)} buffer, {rate}, {int(c.producers)} producer" + (
-        "s" if c.producers != 1 else "")
+        "s" if c.producers != 1 else "") + wakeup
 
 
 def output(s: pd.DataFrame, out_dir: Path) -> list[Path]:

@@ -745,8 +745,10 @@ def output(ratios, records) -> list[str]:
                           f"({_verdict(r)})" for r in rs)
         lost = "; ".join(f"{c['strategy']} {c['op']} {_loss(_record(records, c))}"
                          for c in [d] + [r["numerator_config"] for r in rs])
+        setting = ", ".join(filter(None, (render.config_label(d, [k]) for k in ("buffer_bytes", "wakeup_every"))))
         out.append(f"**Output, {d['event_size']}-byte events, {d['producers']} producer(s), consumer {_consumer(d)}, "
-                   f"{render.config_label(d, ['buffer_bytes'])}, per event emitted against {d['strategy']} {d['op']}"
+                   f"{setting}, per event emitted against "
+                   f"{d['strategy']} {d['op']}"
                    f"{_ns_pair_one(records, d)}: {sides}.** Lost: {lost}.")
     return out
 

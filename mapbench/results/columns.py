@@ -222,6 +222,9 @@ COLUMNS: tuple[Column, ...] = (
     _figure("loss_rate", pa.float64(), "mean", "output engine: events lost / events attempted"),
     _figure("emitted_events_per_s", pa.float64(), "median", "output engine: events emitted over the producers' span"),
     _figure("drain_ns", pa.int64(), "median", "output engine: after the runs, until the consumer had every event"),
+    _config("wakeup_every", pa.int32(),
+            lambda c: f"a wakeup per {int(c['wakeup_every']):,} events" if c["wakeup_every"] else "default wakeup",
+            "output engine: 0, each buffer's default notification; N, one wakeup per N events", context=True),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -231,7 +234,7 @@ CONFIGURATION_ORDER = (
     "engine", "family", "strategy", "op", "driver", "implementation", "map_size", "key_size", "value_size", "fill",
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes",
-    "event_size", "consumer_rate", "buffer_bytes")
+    "event_size", "consumer_rate", "buffer_bytes", "wakeup_every")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

@@ -17,11 +17,12 @@ def spec(strategy, op, **fields):
     return output.make_spec({"strategy": strategy, "op": op, **fields}, HOST)
 
 
-@pytest.mark.parametrize("rate, size", [(output.FULL, 64), (20_000, 16), (output.FULL, 4096)])
-def test_every_event_is_consumed_or_counted_lost(rate, size):
-    sides = [spec("ringbuf", "reserve_submit", event_size=size, consumer_rate=rate, buffer_bytes=16384),
-             spec("ringbuf", "output", event_size=size, consumer_rate=rate, buffer_bytes=16384),
-             spec("perf_buffer", "output", event_size=size, consumer_rate=rate, buffer_bytes=16384)]
+@pytest.mark.parametrize("rate, size, wakeup", [(output.FULL, 64, 0), (20_000, 16, 0), (output.FULL, 4096, 0),
+                                                (output.FULL, 64, 500)])
+def test_every_event_is_consumed_or_counted_lost(rate, size, wakeup):
+    shape = {"event_size": size, "consumer_rate": rate, "buffer_bytes": 16384, "wakeup_every": wakeup}
+    sides = [spec("ringbuf", "reserve_submit", **shape), spec("ringbuf", "output", **shape),
+             spec("perf_buffer", "output", **shape)]
     rows = runner.measure(sides, MeasureOptions(samples=2, instances=1, warmup=0, target_ms=2.0))
     measured = [r for r in rows if r["strategy"] != "control"]
     assert len(measured) == 3 * 2
@@ -39,6 +40,6 @@ def test_every_event_is_consumed_or_counted_lost(rate, size):
 def test_perf_buffer_has_no_reserve_and_bounds_are_one_line():
     assert spec("perf_buffer", "reserve_submit") == NotMeasured((), "")
     for parse, value in ((output._event_size, 12), (output._event_size, 8192), (output._rate, 10),
-                         (output._buffer_bytes, 5000)):
+                         (output._buffer_bytes, 5000), (output._wakeup, 0)):
         with pytest.raises(BadInput):
             parse(value)

@@ -53,7 +53,8 @@ CONFIG = {"engine": "kernel", "family": "membership", "strategy": "hash", "op": 
           "key_distribution": "zipf", "zipf_s": 1.1, "seed": 0, "hit_ratio": 0.5, "batch_size": 16,
           "nr_hash_funcs": 3, "isa": "v3", "nr_tasks": 2, "nr_maps": 4, "no_prealloc": False, "producers": 2,
           "writers": 1, "write_op": "update", "overlap": "same", "role": "reader", "mode": "throughput",
-          "working_set_bytes": 2**20, "event_size": 64, "consumer_rate": 0.0, "buffer_bytes": 2**18}
+          "working_set_bytes": 2**20, "event_size": 64, "consumer_rate": 0.0, "buffer_bytes": 2**18,
+          "wakeup_every": 500}
 
 
 def test_every_configuration_column_has_a_label():
@@ -63,7 +64,7 @@ def test_every_configuration_column_has_a_label():
     assert render.config_label(CONFIG) == (
         "kernel hash lookup batch 16 mapbench 1,000 entries 4 B keys 8 B values fill 1 zipf keys s=1.1 seed 0 "
         "hit 0.5 k=3 v3 2 tasks 4 maps prealloc 2 producers 1 writing (update) same entries [readers] throughput mode "
-        "1 MiB working set 64 B events consumer at full speed 256 KiB buffer")
+        "1 MiB working set 64 B events consumer at full speed 256 KiB buffer a wakeup per 500 events")
 
 
 @pytest.fixture

@@ -88,6 +88,15 @@ def _buffer_bytes(text) -> int:
     return value
 
 
+def _wakeup(text) -> int:
+    if str(text).strip().lower() == "default":
+        return 0
+    value = parse_whole_number(text, "--wakeup")
+    if not 1 <= value <= 1 << 20:
+        raise BadInput(f"--wakeup {value} must be 'default' or one wakeup per N events, N in 1..{1 << 20}")
+    return value
+
+
 def _producers(text):
     if str(text).strip().lower() == "all":
         return "all"
@@ -111,6 +120,9 @@ AXES = (
     Axis("buffer_sizes", "--buffer-size", "buffer_bytes", _buffer_bytes,
          help="bytes of the ring buffer; of each CPU's perf buffer (default 256 KiB)"),
     Axis("isas", "--isa", "isa", build.check_isa, help="BPF ISA (clang -mcpu): v1, v2, v3"),
+    Axis("wakeups", "--wakeup", "wakeup_every", _wakeup,
+         help="default (ring buffer: adaptive; perf buffer: every event), or one wakeup per N events "
+              "(ring buffer: BPF_RB_FORCE_WAKEUP / NO_WAKEUP; perf buffer: wakeup_events N)"),
 )
 SIDES = ("maps", "ops")
 DEFAULTS = MeasureOptions(samples=10, instances=5, warmup=2, target_ms=5.0)
@@ -125,13 +137,14 @@ class OutputSpec(Spec):
     consumer_rate: float = FULL
     buffer_bytes: int = 256 * 1024
     isa: str = build.DEFAULT_ISA
+    wakeup_every: int = 0  # 0: each buffer's default notification; N: one wakeup per N events
 
     @property
     def macro(self) -> str:
         return MACROS[self.strategy][self.op]
 
     def used_fields(self) -> set[str]:
-        return {"strategy", "op", "event_size", "producers", "consumer_rate", "buffer_bytes", "isa"}
+        return {"strategy", "op", "event_size", "producers", "consumer_rate", "buffer_bytes", "isa", "wakeup_every"}
 
     def control_key(self) -> tuple:
         return (self.event_size, self.producers, self.isa)
@@ -139,7 +152,8 @@ class OutputSpec(Spec):
     def config_fields(self) -> dict:
         return {"engine": NAME, "family": NAME, "strategy": self.strategy, "op": self.op, "isa": self.isa,
                 "event_size": self.event_size, "producers": self.producers,
-                "consumer_rate": float(self.consumer_rate), "buffer_bytes": self.buffer_bytes}
+                "consumer_rate": float(self.consumer_rate), "buffer_bytes": self.buffer_bytes,
+                "wakeup_every": self.wakeup_every}
 
 
 def make_spec(fields: dict, host: Host) -> OutputSpec | NotMeasured:
@@ -172,7 +186,9 @@ class OutputBuild:
         self.consumer = None
         self.obj = BpfObject(self.built.path)
         try:
-            self.obj.map(".rodata").data("struct mb_output_config").event_size = spec.event_size
+            cfg = self.obj.map(".rodata").data("struct mb_output_config")
+            cfg.event_size = spec.event_size
+            cfg.wakeup_every = spec.wakeup_every if spec.strategy == "ringbuf" else 0
             if spec.strategy == "ringbuf" and not control:
                 self.obj.map("events").set_max_entries(spec.buffer_bytes)
             self.obj.load()
@@ -193,6 +209,7 @@ class OutputBuild:
         c.cpu = cpu
         c.rate_per_s = self.spec.consumer_rate
         c.perf_pages = self.spec.buffer_bytes // PAGE
+        c.wakeup_every = self.spec.wakeup_every
         raise_for(lib.mb_consumer_start(c), f"starting the {self.spec.strategy} consumer")
         self.consumer = c
 
