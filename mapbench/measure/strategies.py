@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mapbench.binding.libbpf import BPF_F_NO_PREALLOC
+from mapbench.binding.libbpf import BPF_F_NO_PREALLOC, Map
 from mapbench.errors import BadInput
 from mapbench.measure import keys
 
@@ -203,8 +203,6 @@ def _fill_outer(m, spec, config) -> None:
     """Create nr_maps inner hashes (the type, sizes and flags of the source's template), fill each
     with its entries and put its fd in the outer map; the outer map keeps each inner one alive
     once our fd is closed."""
-    from mapbench.binding.libbpf import Map
-
     outer, inner_keys, values = _map_in_map_entries(spec, config)
     room = max(1, -(-len(outer) // spec.nr_maps))
     for i in range(spec.nr_maps):
