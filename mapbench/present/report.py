@@ -739,7 +739,9 @@ def output(ratios, records) -> list[str]:
     for r in _where(ratios, engine="output"):
         groups.setdefault(r["comparison"], []).append(r)
     out = []
-    for rs in groups.values():
+    order = lambda rs: tuple(rs[0]["denominator_config"].get(k) or 0 for k in  # noqa: E731
+                             ("wakeup_every", "producers", "consumer_rate", "buffer_bytes", "event_size"))
+    for rs in sorted(groups.values(), key=order):
         d = rs[0]["denominator_config"]
         sides = "; ".join(f"{r['numerator_config']['strategy']} {r['numerator_config']['op']} costs {_r(r)} of it "
                           f"({_verdict(r)})" for r in rs)
