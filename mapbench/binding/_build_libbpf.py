@@ -242,6 +242,19 @@ struct mb_create_config { __u32 target_tgid; __u32 op; ...; };
 struct mb_create_result { __u64 created; __u64 exited; __u64 removed; ...; };
 void *mb_threads_start(int n);
 int mb_threads_finish(void *handle);
+int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd);
+
+/* the output family (bpf/output.h) and its consumer (_native.c) */
+struct mb_output_config { __u32 event_size; __u32 wakeup_every; ...; };
+#define MB_MAX_EVENT_SIZE ...
+struct mb_consumer { int map_fd; int perf; int cpu; double rate_per_s; size_t perf_pages; int error;
+                     __u32 wakeup_every; ...; };
+int mb_consumer_start(struct mb_consumer *c);
+void mb_consumer_repace(struct mb_consumer *c);
+void mb_consumer_stop(struct mb_consumer *c);
+__u64 mb_consumer_events(struct mb_consumer *c);
+__u64 mb_consumer_bytes(struct mb_consumer *c);
+__u64 mb_consumer_lost(struct mb_consumer *c);
 """
 )
 

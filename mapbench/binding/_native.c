@@ -238,6 +238,8 @@ static const struct mb_syscall_op mb_syscall_ops[] = {
 	{ "batch", "lookup_and_delete", 1, 1, mb_batch_lookup_and_delete },
 	{ "batch", "update", 0, 0, mb_batch_update },
 	{ "batch", "delete", 1, 0, mb_batch_delete },
+	/* map-in-map: an update of the outer map whose value is another inner map's fd */
+	{ "elem", "replace_inner", 0, 0, mb_elem_update },
 };
 
 const struct mb_syscall_op *mb_syscall_op(int index)
@@ -432,3 +434,169 @@ int mb_threads_finish(void *handle)
 	free(t);
 	return n;
 }
+ * An outer map of inner maps (BPF_MAP_TYPE_HASH_OF_MAPS or ARRAY_OF_MAPS) for the syscall
+ * engine's replace_inner: created from user space it needs an inner map fd as its template
+ * (bpf_map_create_opts.inner_map_fd). Keys u32, values u32 inner map fds. An fd, or -errno.
+ */
+int mb_outer_map_create(int map_type, __u32 max_entries, int inner_map_fd)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .inner_map_fd = inner_map_fd);
+
+	return bpf_map_create(map_type, "mb_outer", sizeof(__u32), sizeof(__u32), max_entries, &opts);
+}
+
+/*
+ * The output engine's consumer (docs/method.md, "Output: ring buffer and perf buffer"): a thread
+ * pinned to one CPU draining a BPF ring buffer (ring_buffer__poll) or perf buffer
+ * (perf_buffer__poll, per-CPU rings opened by libbpf) while the producers run, counting events
+ * and bytes; the perf buffer's lost records (PERF_RECORD_LOST) are counted as the kernel reports
+ * them. rate_per_s > 0: the consumer takes at most that many events a second (it sleeps before an
+ * event that comes too early), as a consumer with work of its own to do per event would.
+ */
+#include <sched.h>
+#include <linux/perf_event.h>
+#include "output.h"
+
+struct mb_consumer {
+	int map_fd;
+	int perf;            /* 0: ring buffer; 1: perf buffer */
+	int cpu;             /* where the thread runs; -1: anywhere */
+	double rate_per_s;   /* 0: full speed */
+	size_t perf_pages;   /* perf buffer: pages per CPU (a power of two) */
+	__u32 wakeup_every;  /* perf buffer: wakeup_events (0: libbpf's default, every event) */
+	atomic_ullong events;
+	atomic_ullong bytes;
+	atomic_ullong lost_reported; /* perf buffer: lost records' counts */
+	atomic_int stop;
+	int error;           /* -errno of the last poll that failed */
+	__u64 started_ns;
+	pthread_t thread;
+	struct ring_buffer *rb;
+	struct perf_buffer *pb;
+};
+
+static void mb_consumer_pace(struct mb_consumer *c)
+{
+	__u64 due, now;
+
+	if (c->rate_per_s <= 0)
+		return;
+	due = c->started_ns + (__u64)(atomic_load(&c->events) * 1e9 / c->rate_per_s);
+	while ((now = mb_now_ns()) < due && !atomic_load(&c->stop)) {
+		struct timespec nap = { 0, (long)(due - now) };
+		nanosleep(&nap, NULL);
+	}
+}
+
+static int mb_ringbuf_event(void *ctx, void *data, size_t size)
+{
+	struct mb_consumer *c = ctx;
+
+	mb_consumer_pace(c);
+	atomic_fetch_add(&c->events, 1);
+	atomic_fetch_add(&c->bytes, size);
+	return 0;
+}
+
+static void mb_perf_event(void *ctx, int cpu, void *data, __u32 size)
+{
+	mb_ringbuf_event(ctx, data, size);
+}
+
+static void mb_perf_lost(void *ctx, int cpu, __u64 count)
+{
+	atomic_fetch_add(&((struct mb_consumer *)ctx)->lost_reported, count);
+}
+
+/* A perf buffer opened with wakeup_events N reads raw records: a sample (header, u32 size, data)
+ * or a lost record (header, u64 id, u64 lost), as libbpf's own callback would see them. */
+static enum bpf_perf_event_ret mb_perf_raw(void *ctx, int cpu, struct perf_event_header *e)
+{
+	if (e->type == PERF_RECORD_SAMPLE) {
+		__u32 *size = (__u32 *)(e + 1);
+
+		mb_perf_event(ctx, cpu, size + 1, *size);
+	} else if (e->type == PERF_RECORD_LOST) {
+		mb_perf_lost(ctx, cpu, ((__u64 *)(e + 1))[1]);
+	}
+	return LIBBPF_PERF_EVENT_CONT;
+}
+
+static void *mb_consume(void *arg)
+{
+	struct mb_consumer *c = arg;
+	int rc;
+
+	if (c->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(c->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	c->started_ns = mb_now_ns();
+	while (!atomic_load(&c->stop)) {
+		/* as consumers in the field wait: in epoll, woken by the producers (10 ms: the
+		 * longest it takes to see `stop`) */
+		rc = c->perf ? perf_buffer__poll(c->pb, 10) : ring_buffer__poll(c->rb, 10);
+		/* nothing woke it in 10 ms: read what a producer left without a wakeup (a
+		 * BPF_RB_NO_WAKEUP record, or fewer than wakeup_events perf records) */
+		if (rc == 0)
+			rc = c->perf ? perf_buffer__consume(c->pb) : ring_buffer__consume(c->rb);
+		if (rc < 0 && rc != -EINTR)
+			c->error = rc;
+	}
+	return NULL;
+}
+
+/* Open the buffer's reader and start the thread: 0, or -errno (then nothing is left open). */
+int mb_consumer_start(struct mb_consumer *c)
+{
+	int err;
+
+	atomic_store(&c->stop, 0);
+	if (c->perf && c->wakeup_every) {
+		struct perf_event_attr attr = {
+			.type = PERF_TYPE_SOFTWARE, .config = PERF_COUNT_SW_BPF_OUTPUT, .size = sizeof(attr),
+			.sample_type = PERF_SAMPLE_RAW, .sample_period = 1, .wakeup_events = c->wakeup_every,
+		};
+		c->pb = perf_buffer__new_raw(c->map_fd, c->perf_pages, &attr, mb_perf_raw, c, NULL);
+	} else if (c->perf)
+		c->pb = perf_buffer__new(c->map_fd, c->perf_pages, mb_perf_event, mb_perf_lost, c, NULL);
+	else
+		c->rb = ring_buffer__new(c->map_fd, mb_ringbuf_event, c, NULL);
+	if (c->perf ? !c->pb : !c->rb)
+		return -errno;
+	err = -pthread_create(&c->thread, NULL, mb_consume, c);
+	if (err) {
+		perf_buffer__free(c->pb);
+		ring_buffer__free(c->rb);
+		c->pb = NULL;
+		c->rb = NULL;
+	}
+	return err;
+}
+
+/* Restart the pace from now: a limited-rate consumer does not catch up, at full speed, on the
+ * pauses between samples. */
+void mb_consumer_repace(struct mb_consumer *c)
+{
+	if (c->rate_per_s > 0)
+		c->started_ns = mb_now_ns() - (__u64)(atomic_load(&c->events) * 1e9 / c->rate_per_s);
+}
+
+/* Stop the thread and free the reader (idempotent). */
+void mb_consumer_stop(struct mb_consumer *c)
+{
+	if (c->pb || c->rb) {
+		atomic_store(&c->stop, 1);
+		pthread_join(c->thread, NULL);
+	}
+	perf_buffer__free(c->pb);
+	ring_buffer__free(c->rb);
+	c->pb = NULL;
+	c->rb = NULL;
+}
+
+__u64 mb_consumer_events(struct mb_consumer *c) { return atomic_load(&c->events); }
+__u64 mb_consumer_bytes(struct mb_consumer *c) { return atomic_load(&c->bytes); }
+__u64 mb_consumer_lost(struct mb_consumer *c) { return atomic_load(&c->lost_reported); }

@@ -528,3 +528,31 @@ def pingpong(nr_tasks: int, seconds: float) -> int:
     if rounds < 0:
         raise EnvironmentProblem(f"the load generator could not start {nr_tasks} threads: {os.strerror(-rounds)}")
     return rounds
+BPF_MAP_TYPE_OF_MAPS = {"array_of_maps": 12, "hash_of_maps": 13}  # include/uapi/linux/bpf.h
+
+
+class OuterMap(MapOps):
+    """A map of maps created from user space: u32 keys, values the fds of inner maps shaped as
+    `template` (type, key and value size, flags: bpf_map_meta_equal). Owns its fd; the inner
+    maps it holds stay alive through it."""
+
+    def __init__(self, map_type: str, max_entries: int, template: Map, name: str = "mb_outer"):
+        take_log()
+        fd = lib.mb_outer_map_create(BPF_MAP_TYPE_OF_MAPS[map_type], max_entries, template.fd)
+        raise_for(fd, f"creating a {map_type} map of {max_entries} entries")
+        self.fd, self.name, self.map_type = fd, name, map_type
+        self.key_size, self.value_size, self.max_entries = 4, 4, max_entries
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> OuterMap:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()

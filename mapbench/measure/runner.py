@@ -35,7 +35,7 @@ from mapbench.errors import BadInput, MapbenchError, Unsupported
 from mapbench.measure import interference, sweep
 from mapbench.measure.cpus import pinned_to, resolve_cpu, rotation
 from mapbench.measure.engine import Comparison, Engine, Host, MeasureOptions, NotMeasured, options_for
-from mapbench.measure.engines import attached, create, free, kernel, memory, own, programs, reference, syscall
+from mapbench.measure.engines import attached, create, free, kernel, memory, output, own, programs, reference, syscall
 from mapbench.measure.environment import load_avg_1m, run_environment
 from mapbench.results import dataset
 from mapbench.results import store as results
@@ -43,7 +43,7 @@ from mapbench.results import store as results
 # The registry: adding an engine is its module and one entry here.
 ENGINES: dict[str, Engine] = {e.name: e for e in (kernel.ENGINE, syscall.ENGINE, attached.ENGINE, reference.ENGINE,
                                                    memory.ENGINE, own.ENGINE, free.ENGINE, programs.ENGINE,
-                                                   create.ENGINE)}
+                                                   create.ENGINE, output.ENGINE)}
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 DATASET = DATA / "results"  # results/dataset.py: kernel=<release>/machine=<id>/<run_id>.parquet

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mapbench.binding.libbpf import BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC
+from mapbench.binding.libbpf import BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, Map
 from mapbench.errors import BadInput
 from mapbench.measure import keys, prefixes
 
@@ -194,6 +194,52 @@ def _membership_bytes(spec, percpu: bool = False) -> int:
     return hash_bytes(spec.map_size, spec.key_size, spec.value_size * copies)
 
 
+MAP_IN_MAP = Family("map_in_map", "mapinmap.bpf.c",
+                    "an entry behind two lookups (outer map, then inner hash) or one (a compound key)", 8)
+
+
+def _map_in_map_entries(spec, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Entry e of the family (bpf/mapinmap.bpf.c): in inner map e % nr_maps under key(e), or in
+    the flat hash under {e % nr_maps, key(e)}: (outer indexes, inner keys, values)."""
+    index = np.arange(config["map_size"], dtype=np.uint64)
+    inner_keys = keys.member_keys(index, config["key_mult"], config["key_salt"])
+    return (index % spec.nr_maps).astype(np.uint32), inner_keys, keys.value_words(inner_keys, 1)
+
+
+def _fill_outer(m, spec, config) -> None:
+    """Create nr_maps inner hashes (the type, sizes and flags of the source's template), fill each
+    with its entries and put its fd in the outer map; the outer map keeps each inner one alive
+    once our fd is closed."""
+    outer, inner_keys, values = _map_in_map_entries(spec, config)
+    room = max(1, -(-len(outer) // spec.nr_maps))
+    for i in range(spec.nr_maps):
+        mine = outer == i
+        with Map("hash", 4, 8, room, name=f"inner{i}") as inner:
+            if mine.any():
+                inner.update_batch(np.ascontiguousarray(inner_keys[mine]), np.ascontiguousarray(values[mine]),
+                                   FILL_CHUNK)
+            m.update(np.uint32(i).tobytes(), np.uint32(inner.fd).tobytes())
+
+
+def _fill_flat(m, spec, config) -> None:
+    outer, inner_keys, values = _map_in_map_entries(spec, config)
+    m.update_batch(np.ascontiguousarray(np.stack([outer, inner_keys], axis=1)), values, FILL_CHUNK)
+
+
+def _configure_outer(m, spec) -> None:
+    m.set_max_entries(spec.nr_maps)
+
+
+_MAP_IN_MAP_TYPES = (  # (name, macro, what, maps)
+    ("hash_of_maps", "MB_HASH_OF_MAPS", "outer hash of maps keyed by inner-map index, then the inner hash",
+     (MapPlan("outer", sized=False, configure=_configure_outer, fill=_fill_outer),)),
+    ("array_of_maps", "MB_ARRAY_OF_MAPS", "outer array of maps indexed by inner-map index, then the inner hash",
+     (MapPlan("outer", sized=False, configure=_configure_outer, fill=_fill_outer),)),
+    ("compound_hash", "MB_COMPOUND_HASH", "one flat hash keyed by {inner-map index, key}: the same entries",
+     (MapPlan("flat", fill=_fill_flat),)),
+)
+
+
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     *(Strategy(name, MEMBERSHIP, "MB_HASH", MEMBERSHIP_OPS, what,
                maps=(MapPlan("members", configure=_configure_members(name), fill=_fill_members, spare=spare),),
@@ -221,6 +267,9 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("task_storage_maps", MAP_COUNT, "MB_TASK_STORAGE", ("get",),
              "the current task's record in each of --task-maps storage maps",
              params=frozenset({"nr_maps"}), fixed_size=1, memory_known=False, alone=True),
+    *(Strategy(name, MAP_IN_MAP, macro, ("lookup",), what, maps=plans, params=frozenset({"nr_maps"}),
+               memory_known=name == "compound_hash", estimate_bytes=lambda spec: hash_bytes(spec.map_size, 8, 8))
+      for name, macro, what, plans in _MAP_IN_MAP_TYPES),
 )}
 
 

@@ -598,6 +598,7 @@ def all_plots(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     paths += memory_latency(s, df, out_dir)
     paths += question_plots(df, out_dir)
     paths += prefix_family(s, out_dir)
+    paths += output(s, out_dir) + map_in_map(s, out_dir)
     return paths
 
 
@@ -678,3 +679,33 @@ def prefix_family(s: pd.DataFrame, out_dir: Path) -> list[Path]:
         paths += _panels(freed, "what", "map_size", "line", "prefixes held", "ms",
                          "Freeing a filled map (free engine, the memory cgroup's usage)", out_dir / "prefix_free")
     return paths
+def _output_panel(c: pd.Series) -> str:
+    rate = "consumer at full speed" if not c.consumer_rate else f"consumer {c.consumer_rate:,.0f}/s"
+    wakeup = f", a wakeup per {int(c.wakeup_every):,}" if c.wakeup_every == c.wakeup_every and c.wakeup_every else ""
+    return f"{fmt_bytes(c.buffer_bytes)} buffer, {rate}, {int(c.producers)} producer" + (
+        "s" if c.producers != 1 else "") + wakeup
+
+
+def output(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Output engine: ns per event emitted against event size (one panel per buffer, consumer and
+    producers), and the share of events lost, the same way."""
+    o = s[(s.engine == "output") & (s.strategy != "control")]
+    if o.empty or o.event_size.nunique() < 2:
+        return []
+    o = o.assign(panel=[_output_panel(c) for c in o.itertuples()], side=o.strategy + " " + o.op, map_size=0)
+    paths = _panels(o, "panel", "event_size", "side", "event size (bytes)", "ns per event emitted (median)",
+                    "Output: ring buffer vs perf buffer, per event emitted, net of the control",
+                    out_dir / "output_cost", extra=lambda ax, _: ax.set_yscale("log"))  # ~100x apart
+    loss = o.assign(median_ns_per_op=o.loss_rate, ci_low=o.loss_rate, ci_high=o.loss_rate)
+    return paths + _panels(loss, "panel", "event_size", "side", "event size (bytes)", "share of events lost (mean)",
+                           "Output: events the buffer had no room for", out_dir / "output_loss")
+
+
+def map_in_map(s: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Map in map: ns per lookup against entries, one panel per count of inner maps and mode."""
+    m = s[(s.engine == "kernel") & (s.family == "map_in_map") & (s.strategy != "control")]
+    if m.empty or m.map_size.nunique() < 2:
+        return []
+    m = m.assign(panel=[f"{int(c.nr_maps)} inner maps, {c.mode}" for c in m.itertuples()])
+    return _panels(m, "panel", "map_size", "strategy", "entries", "ns per lookup (median)",
+                   "Map in map: two lookups vs one flat hash keyed by {inner map, key}", out_dir / "map_in_map")

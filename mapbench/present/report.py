@@ -761,7 +761,8 @@ def machine_part(df_rows: pd.DataFrame, plots: list[Path] = (), base: Path = Pat
              + contention(ratios, records) + per_task(ratios)
              + syscalls(ratios, df) + article(ratios, df) + prefix_family(ratios, records)
              + program_level(ratios, records, df_rows) + lru_pressure(records, ratios)
-             + task_creation(records, ratios))
+             + task_creation(records, ratios)
+             + output(ratios, records) + map_in_map(ratios, records))
     if not df.empty:
         wide = df[df.cv > WIDE_SPREAD_CV]
         if not wide.empty:
@@ -940,4 +941,71 @@ def program_level(ratios: list[dict], records: list[dict], df_rows: pd.DataFrame
             line += (f"; run stats' run_time_ns/run_cnt (stats on) / the program's own timer (stats off) = "
                      f"{_fmt(rs)}; the CPU's time per event of the load, on / off = {_fmt(wall)} ({added:+.0f} ns)")
         out.append(line + ".")
+def _consumer(c: dict) -> str:
+    return "at full speed" if not c.get("consumer_rate") else f"at most {c['consumer_rate']:,.0f} events/s"
+
+
+def _loss(rec: dict) -> str:
+    loss, rate = rec.get("loss_rate"), rec.get("emitted_events_per_s")
+    if loss is None or pd.isna(loss):
+        return ""
+    return f"{loss:.0%} lost" + (f", {rate / 1e6:.2f} M emitted/s" if rate is not None and not pd.isna(rate) else "")
+
+
+def output(ratios, records) -> list[str]:
+    """Ring buffer against perf buffer (docs/method.md, "Output: ring buffer and perf buffer"): one
+    line per comparison, each side per event emitted against the first (perf_buffer output, in the
+    engine's default order), with what each lost and how many it emitted a second."""
+    groups: dict[str, list] = {}
+    for r in _where(ratios, engine="output"):
+        groups.setdefault(r["comparison"], []).append(r)
+    out = []
+    order = lambda rs: tuple(rs[0]["denominator_config"].get(k) or 0 for k in  # noqa: E731
+                             ("wakeup_every", "producers", "consumer_rate", "buffer_bytes", "event_size"))
+    for rs in sorted(groups.values(), key=order):
+        d = rs[0]["denominator_config"]
+        sides = "; ".join(f"{r['numerator_config']['strategy']} {r['numerator_config']['op']} costs {_r(r)} of it "
+                          f"({_verdict(r)})" for r in rs)
+        lost = "; ".join(f"{c['strategy']} {c['op']} {_loss(_record(records, c))}"
+                         for c in [d] + [r["numerator_config"] for r in rs])
+        setting = ", ".join(filter(None, (render.config_label(d, [k]) for k in ("buffer_bytes", "wakeup_every"))))
+        out.append(f"**Output, {d['event_size']}-byte events, {d['producers']} producer(s), consumer {_consumer(d)}, "
+                   f"{setting}, per event emitted against "
+                   f"{d['strategy']} {d['op']}"
+                   f"{_ns_pair_one(records, d)}: {sides}.** Lost: {lost}.")
+    return out
+
+
+def _ns_pair_one(records, config) -> str:
+    ns = _ns(records, config)
+    return f" ({ns:,.0f} ns in this run)" if ns is not None else ""
+
+
+def map_in_map(ratios, records) -> list[str]:
+    """Two lookups through a map of maps against one in a flat hash keyed by the compound key; and
+    what replacing an inner map from user space costs per update, and which RCU wait it shows."""
+    groups: dict[str, list] = {}
+    for r in _at_newest_isa(_where(ratios, engine="kernel", family="map_in_map")):
+        if r["numerator_config"]["strategy"] != r["denominator_config"]["strategy"]:
+            groups.setdefault(r["comparison"], []).append(r)
+    out = []
+    for rs in sorted(groups.values(), key=lambda rs: (_mode(rs[0]), rs[0]["denominator_config"]["nr_maps"],
+                                                      rs[0]["denominator_config"]["map_size"])):
+        d = rs[0]["denominator_config"]
+        out.append(f"**Map in map, {d['map_size']:,} entries over {d['nr_maps']} inner maps, {_mode(rs[0])}, per "
+                   f"lookup against one {d['strategy']}{_ns_pair_one(records, d)}: "
+                   + "; ".join(f"{r['numerator_config']['strategy']} costs {_r(r)} of it ({_verdict(r)})" for r in rs)
+                   + ".**")
+    for rec in records:
+        if rec.get("engine") == "syscall" and rec.get("op") == "replace_inner" and rec.get("strategy") != "control":
+            ns = rec.get("gross_median_ns_per_op") or rec["median_ns_per_op"]
+            # a full grace period is several scheduler ticks (ms); an expedited one forces it in tens of us
+            wait = ("a full RCU grace period (synchronize_rcu)" if ns >= 1e6
+                    else "an expedited RCU grace period (synchronize_rcu_expedited), or none")
+            article = "an" if rec["strategy"][0] in "aeiou" else "a"
+            more = rec["median_ns_per_op"] / 1e6
+            out.append(f"**Replacing an inner map of {article} {rec['strategy']} from user space takes "
+                       f"{ns / 1e6:.2f} ms per update ({more:.2f} ms more than a plain array update): this kernel "
+                       f"waits for {wait}.** Published: about 15 ms per update before, 88 us after commit "
+                       "ff34657aa72a (Linux 6.19), Superluminal's workload (hardware not stated).")
     return out

@@ -264,6 +264,25 @@ COLUMNS: tuple[Column, ...] = (
             "create engine: the cgroup's usage while the sample's tasks all lived, less before, per task"),
     _figure("records_left", pa.int64(), "max", "create engine: records made on fork not there at exit"),
     _figure("memory_after_bytes", pa.int64(), "median", "create engine: the cgroup's usage once the tasks exited"),
+    # the output engine (measure/engines/output.py): events sent to user space through a buffer
+    _config("event_size", pa.int32(), lambda c: f"{int(c['event_size'])} B events", "output engine: bytes of one event",
+            context=True),
+    _config("consumer_rate", pa.float64(),
+            lambda c: "consumer at full speed" if not c["consumer_rate"] else f"consumer {c['consumer_rate']:,.0f}/s",
+            "output engine: events a second the consumer takes at most; 0: full speed", context=True),
+    _config("buffer_bytes", pa.int64(), lambda c: f"{_binary(c['buffer_bytes'])} buffer",
+            "output engine: bytes of the ring buffer, of each CPU's perf buffer", context=True),
+    _figure("events_emitted", pa.int64(), doc="output engine: events that found room in the buffer"),
+    _figure("events_lost", pa.int64(), doc="output engine: events the buffer had no room for (the program's count)"),
+    _figure("events_consumed", pa.int64(), doc="output engine: events the consumer took in the sample and its drain"),
+    _figure("consumed_bytes", pa.int64()),
+    _figure("events_lost_reported", pa.int64(), doc="perf buffer: the lost records' counts the consumer read"),
+    _figure("loss_rate", pa.float64(), "mean", "output engine: events lost / events attempted"),
+    _figure("emitted_events_per_s", pa.float64(), "median", "output engine: events emitted over the producers' span"),
+    _figure("drain_ns", pa.int64(), "median", "output engine: after the runs, until the consumer had every event"),
+    _config("wakeup_every", pa.int32(),
+            lambda c: f"a wakeup per {int(c['wakeup_every']):,} events" if c["wakeup_every"] else "default wakeup",
+            "output engine: 0, each buffer's default notification; N, one wakeup per N events", context=True),
 )
 
 # The configuration columns in the order a label names them ('kernel lookup 1,000,000 entries
@@ -274,7 +293,7 @@ CONFIGURATION_ORDER = (
     "key_distribution", "zipf_s", "seed", "hit_ratio", "batch_size", "nr_hash_funcs", "isa", "nr_tasks", "nr_maps",
     "no_prealloc", "producers", "writers", "write_op", "overlap", "role", "mode", "working_set_bytes", "setup",
     "min_delay_us", "addr_family", "prefix_lens", "calls", "restrict", "nr_programs", "run_stats", "code_layout",
-    "working_set", "lru_lists")
+    "working_set", "lru_lists", "event_size", "consumer_rate", "buffer_bytes", "wakeup_every")
 
 BY_NAME: dict[str, Column] = {c.name: c for c in COLUMNS}
 

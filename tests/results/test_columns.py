@@ -57,7 +57,8 @@ CONFIG = {"engine": "kernel", "family": "membership", "strategy": "hash", "op": 
           "writers": 1, "write_op": "update", "overlap": "same", "role": "reader", "mode": "throughput",
           "working_set_bytes": 2**20, "setup": "packets of a.pcap", "min_delay_us": 5, "addr_family": "ipv4",
           "prefix_lens": "table", "calls": "subprog", "restrict": "on", "nr_programs": 16, "run_stats": "off",
-          "code_layout": "spread", "working_set": 2.0, "lru_lists": "percpu"}
+          "code_layout": "spread", "working_set": 2.0, "lru_lists": "percpu", "event_size": 64, "consumer_rate": 0.0,
+          "buffer_bytes": 2**18, "wakeup_every": 500}
 
 
 def test_every_configuration_column_has_a_label():
@@ -68,7 +69,8 @@ def test_every_configuration_column_has_a_label():
         "kernel hash lookup batch 16 mapbench 1,000 entries 4 B keys 8 B values fill 1 zipf keys s=1.1 seed 0 "
         "hit 0.5 k=3 v3 2 tasks 4 maps prealloc 2 producers 1 writing (update) same entries [readers] throughput mode "
         "1 MiB working set packets of a.pcap delays >= 5 us reported ipv4 table mix subprog call restrict 16 programs "
-        "run stats off spread code working set 2x percpu LRU lists")
+        "run stats off spread code working set 2x percpu LRU lists 64 B events consumer at full speed 256 KiB buffer "
+        "a wakeup per 500 events")
 
 
 @pytest.fixture

@@ -210,6 +210,9 @@ AXES = (
          help="--op cache: distinct keys drawn as a multiple of --size (0.5: half of them fit, 4: a quarter)"),
     Axis("lru_lists", "--lru-lists", "lru_lists", lambda t: parse_choice(t, "--lru-lists", LRU_LISTS),
          help="LRU hashes: one common LRU list (the default) or one per CPU (percpu: BPF_F_NO_COMMON_LRU)"),
+    Axis("inner_maps", "--inner-maps", "nr_maps", _bounded("--inner-maps", 1, lib.MB_MAX_TASK_MAPS),
+         help="hash_of_maps, array_of_maps, compound_hash: inner maps the entries are spread over "
+              "(the compound key's first word)"),
 )
 SIDES = ("strategies", "isas", "producers", "implementations", "calls", "restrict", "lru_lists")
 DEFAULTS = MeasureOptions(samples=12, instances=5, warmup=2, target_ms=5.0)

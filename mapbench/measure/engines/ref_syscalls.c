@@ -4,9 +4,11 @@
  * anywhere. mapbench.reference runs it side by side with the syscall engine and reports both.
  *
  *   ref_syscalls MAP_TYPE DRIVER OP SIZE BATCH REPS
- *     MAP_TYPE hash | lru_hash | percpu_hash | array
+ *     MAP_TYPE hash | lru_hash | percpu_hash | array | array_of_maps | hash_of_maps
  *     DRIVER   elem (OP lookup | update | delete) or batch (OP lookup | lookup_and_delete |
- *              update | delete), BATCH entries per batch call (ignored for elem)
+ *              update | delete), BATCH entries per batch call (ignored for elem); the maps of
+ *              maps take elem replace_inner only: slot i gets another of SIZE + 1 empty inner
+ *              hashes every pass (pass p: inner (i + p) % (SIZE + 1)), as the syscall engine does
  * Creates and fills the map, prints "ready", then runs one sample (REPS passes) for every line
  * it reads on stdin and prints its nanoseconds per element, until end of input: the engine
  * interleaves these samples with its own. Same keys as mapbench:
@@ -50,7 +52,12 @@ int main(int argc, char **argv)
 			       : !strcmp(type, "lru_hash")    ? BPF_MAP_TYPE_LRU_HASH
 			       : !strcmp(type, "percpu_hash") ? BPF_MAP_TYPE_PERCPU_HASH
 			       : !strcmp(type, "array")       ? BPF_MAP_TYPE_ARRAY
+			       : !strcmp(type, "array_of_maps") ? BPF_MAP_TYPE_ARRAY_OF_MAPS
+			       : !strcmp(type, "hash_of_maps")  ? BPF_MAP_TYPE_HASH_OF_MAPS
 							      : BPF_MAP_TYPE_UNSPEC;
+	int of_maps = mt == BPF_MAP_TYPE_ARRAY_OF_MAPS || mt == BPF_MAP_TYPE_HASH_OF_MAPS;
+	int *inner = of_maps ? malloc(sizeof(*inner) * (n + 1)) : NULL;
+	uint32_t pass = 0;
 	int ncpu = mt == BPF_MAP_TYPE_PERCPU_HASH ? libbpf_num_possible_cpus() : 1;
 	uint32_t capacity = mt == BPF_MAP_TYPE_LRU_HASH ? n + 256 * sysconf(_SC_NPROCESSORS_ONLN) : n;
 	size_t vbytes = 8 * ncpu;
@@ -62,16 +69,30 @@ int main(int argc, char **argv)
 
 	if (mt == BPF_MAP_TYPE_UNSPEC)
 		die("unknown map type", EINVAL);
-	fd = bpf_map_create(mt, "ref", 4, 8, capacity, NULL);
+	if (of_maps) {
+		for (uint32_t i = 0; i <= n; i++)
+			if ((inner[i] = bpf_map_create(BPF_MAP_TYPE_HASH, "in", 4, 8, 1, NULL)) < 0)
+				die("creating an inner map", inner[i]);
+		LIBBPF_OPTS(bpf_map_create_opts, outer, .inner_map_fd = inner[0]);
+		fd = bpf_map_create(mt, "ref", 4, 4, capacity, &outer);
+	} else {
+		fd = bpf_map_create(mt, "ref", 4, 8, capacity, NULL);
+	}
 	if (fd < 0)
 		die("bpf_map_create", fd);
 	for (uint32_t i = 0; i < n; i++) {
-		keys[i] = mt == BPF_MAP_TYPE_ARRAY ? i : (i * 0x9E3779B1u) ^ 0x5BD1E995u;
+		keys[i] = mt == BPF_MAP_TYPE_ARRAY || of_maps ? i : (i * 0x9E3779B1u) ^ 0x5BD1E995u;
 		memset(values + i * vbytes, (int)i, vbytes);
 	}
 	LIBBPF_OPTS(bpf_map_batch_opts, opts);
 	uint32_t count = n;
-	int rc = bpf_map_update_batch(fd, keys, values, &count, &opts);
+	int rc = 0;
+
+	if (of_maps) /* slot i holds inner map i */
+		for (uint32_t i = 0; i < n && !rc; i++)
+			rc = bpf_map_update_elem(fd, &keys[i], &inner[i], 0);
+	else
+		rc = bpf_map_update_batch(fd, keys, values, &count, &opts);
 	if (rc)
 		die("filling the map", rc);
 
@@ -83,7 +104,15 @@ int main(int argc, char **argv)
 		for (r = 0; r < reps; r++) {
 			uint64_t t0 = now_ns();
 
-			if (!strcmp(driver, "elem")) {
+			pass++;
+			if (!strcmp(op, "replace_inner")) {
+				for (uint32_t i = 0; i < n; i++) {
+					rc = bpf_map_update_elem(fd, &keys[i], &inner[(i + pass) % (n + 1)], 0);
+					if (rc)
+						die(op, rc);
+				}
+				elements += n;
+			} else if (!strcmp(driver, "elem")) {
 				for (uint32_t i = 0; i < n; i++) {
 					if (!strcmp(op, "lookup"))
 						rc = bpf_map_lookup_elem(fd, &keys[i], out_values + i * vbytes);
@@ -150,5 +179,7 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 	close(fd);
+	for (uint32_t i = 0; of_maps && i <= n; i++)
+		close(inner[i]);
 	return 0;
 }

@@ -26,7 +26,7 @@ from mapbench.measure.values import parse_choice
 NAME = "reference"
 DESCRIPTION = "the syscall engine's loops head to head with a plain C loop (ref_syscalls.c)"
 SOURCE = Path(__file__).resolve().parent / "ref_syscalls.c"
-REFERENCE_MAPS = ("hash", "lru_hash", "percpu_hash", "array")  # what ref_syscalls.c creates
+REFERENCE_MAPS = ("hash", "lru_hash", "percpu_hash", "array", "array_of_maps", "hash_of_maps")  # ref_syscalls.c's
 IMPLEMENTATIONS = ("c", "mapbench")  # the C loop first: ratios read mapbench / C
 # ref_syscalls.c's maps have 4-byte keys and 8-byte values, and are full: the syscall engine's
 # shape axes are not the reference's, so --key-size, --value-size and --fill are refused.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mapbench.binding.libbpf import SYSCALL_OPS, BpfObject, Map, MapOps, SyscallOp, pidfd_open
+from mapbench.binding.libbpf import SYSCALL_OPS, BpfObject, Map, MapOps, OuterMap, SyscallOp, pidfd_open
 from mapbench.errors import BadInput, KernelRefused
 from mapbench.measure import build, keys
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, NotMeasured, Spec
@@ -54,6 +54,8 @@ class MapType:
     fixed_size: int | None = None  # measured on mapbench's own task only
     btf_map: tuple[str, str, str] | None = None  # (source, macro, map): needs BTF, so from an object
     spare: Callable[[int], int] = lambda n: 0  # max_entries beyond the entries held
+    inner: bool = False  # a map of maps: its values are inner map fds, its one op replace_inner
+    default_size: int = 1000
 
     @property
     def memory_known(self) -> bool:
@@ -62,7 +64,7 @@ class MapType:
     @property
     def shaped(self) -> set[str]:
         """The shape axes (--key-size, --value-size, --fill) this type takes."""
-        if not self.keyed or self.btf_map:
+        if not self.keyed or self.btf_map or self.inner:
             return set()
         return {"value_size"} if self.index_keys else {"key_size", "value_size", "fill"}
 
@@ -76,7 +78,11 @@ MAP_TYPES = {m.name: m for m in (
     MapType("array", 8, index_keys=True),
     MapType("bloom_filter", 4, keyed=False),
     MapType("task_storage", 16, fixed_size=1, btf_map=("taskstate.bpf.c", "MB_TASK_STORAGE", "states")),
+    # replace_inner waits for an RCU grace period per update (docs/method.md, "Map in map"): a few entries
+    MapType("hash_of_maps", 4, inner=True, default_size=8),
+    MapType("array_of_maps", 4, index_keys=True, inner=True, default_size=8),
 )}
+INNER_OP = "replace_inner"
 
 
 def _batch_size(text) -> int:
@@ -127,7 +133,7 @@ class SyscallSpec(Spec):
         elif self.batch_size is not None:
             raise BadInput("--batch-size applies to --driver batch only")
         if self.map_size is None:
-            object.__setattr__(self, "map_size", m.fixed_size or 1000)
+            object.__setattr__(self, "map_size", m.fixed_size or m.default_size)
         check_fixed_size(self.map_type, m.fixed_size, self.map_size,
                          "is keyed by pidfd from user space, and mapbench measures it on its own task")
         if not 1 <= self.map_size <= 2**31:
@@ -154,6 +160,10 @@ class SyscallSpec(Spec):
         used |= MAP_TYPES[self.map_type].shaped
         return used | ({"map_size"} if MAP_TYPES[self.map_type].fixed_size is None else set())
 
+    def control_key(self) -> tuple | None:
+        """replace_inner has a control: the same loop updating a plain u32 array (SyscallSide)."""
+        return (INNER_OP, self.entries) if self.op == INNER_OP else None
+
     def config_fields(self) -> dict:
         return {"engine": NAME, "family": NAME, "strategy": self.map_type, "op": self.op,
                 "driver": self.driver, "map_size": self.map_size, "batch_size": self.batch_size,
@@ -166,6 +176,11 @@ def make_spec(fields: dict):
     if (driver, op) not in SYSCALL_OPS:  # e.g. elem x lookup_and_delete: no such operation
         return NotMeasured((), "")
     m = MAP_TYPES.get(fields.get("map_type"))
+    if m is not None and m.inner != (op == INNER_OP):
+        reason = (f"{m.name} holds inner maps: its op here is {INNER_OP}" if m.inner
+                  else f"{INNER_OP} applies to hash_of_maps and array_of_maps, not {m.name}")
+        return NotMeasured((("engine", NAME), ("family", NAME), ("strategy", m.name), ("op", op),
+                            ("driver", driver), ("map_size", fields.get("map_size"))), reason)
     fields = {**fields, "batch_size": fields.get("batch_size") if driver == "batch" else None}
     if m is not None and m.fixed_size is not None:
         fields["map_size"] = m.fixed_size
@@ -175,14 +190,18 @@ def make_spec(fields: dict):
 class SyscallSide:
     """The map under test for one spec, filled, with its buffers; owns its fds."""
 
-    def __init__(self, spec: SyscallSpec):
+    def __init__(self, spec: SyscallSpec, control: bool = False):
         self.spec, self.type = spec, MAP_TYPES[spec.map_type]
         self.op = spec.syscall_op
+        self.control = control
         self._obj: BpfObject | None = None
         self._pidfd: int | None = None
+        self._inner: list[Map] = []
         n = spec.entries
         try:
-            if self.type.btf_map:
+            if self.type.inner:
+                self._open_inner(control)
+            elif self.type.btf_map:
                 source, macro, name = self.type.btf_map
                 self._obj = BpfObject(build.compile_object(source, macro).path)
                 for program in self._obj.programs():
@@ -201,7 +220,8 @@ class SyscallSide:
                 if not self.type.keyed:
                     self.keys = self.keys.ravel()
             words = self.map.elem_value_bytes // 8 or 1
-            self.values = np.random.default_rng(n).integers(0, 2**63, size=(n, words), dtype=np.uint64)
+            self.values = (self._replacements() if self.type.inner
+                           else np.random.default_rng(n).integers(0, 2**63, size=(n, words), dtype=np.uint64))
             if not self.type.keyed:  # the bloom filter's elements are the keys, as u32
                 self.values, self.keys = self.keys, None
             self.capacity = getattr(self.map, "max_entries", n)
@@ -219,9 +239,35 @@ class SyscallSide:
             self.close()
             raise
 
+    def _open_inner(self, control: bool) -> None:
+        """replace_inner: an outer map of n slots and n + 1 empty inner hashes, whose fds we keep
+        so that a replaced one is never freed inside the timing; each pass puts in every
+        slot another inner map than it holds. Control: a plain array of u32 values given the same
+        numbers by the same loop: the same syscall, no map-in-map."""
+        n = self.spec.entries
+        self.keys = np.arange(n, dtype=np.uint32)
+        self.passes = 0
+        if control:
+            self.map = Map("array", 4, 4, n, name="mb_inner_ctl")
+            self.pool = np.arange(n + 1, dtype=np.uint32)
+            return
+        self._inner = [Map("hash", 4, 8, 1, name=f"mb_inner{i}") for i in range(n + 1)]
+        self.map = OuterMap(self.type.name, n, self._inner[0])
+        self.pool = np.array([m.fd for m in self._inner], dtype=np.uint32)
+
+    def _replacements(self) -> np.ndarray:
+        """The values of the next pass: slot i gets pool[(i + pass) % (n + 1)], another inner
+        map than the pass before gave it."""
+        n = self.spec.entries
+        values = np.ascontiguousarray(self.pool[(np.arange(n) + self.passes) % (n + 1)])
+        self.passes += 1
+        return values
+
     def refill(self) -> None:
         """Put every entry back (untimed)."""
-        if self.keys is None:
+        if self.type.inner:
+            self.map.run(SYSCALL_OPS["elem", "update"], self.spec.entries, self.keys, self.values)
+        elif self.keys is None:
             self.map.push_all(self.values)
         elif self.type.btf_map:
             self.map.update(self.keys.tobytes(), self.values.tobytes())
@@ -234,6 +280,8 @@ class SyscallSide:
         spec, n = self.spec, self.spec.entries
         elements = elapsed = retries = 0
         for _ in range(reps):
+            if self.type.inner:
+                self.values = self._replacements()
             t = self.map.run(self.op, self.capacity + 1 if self.op.walks else n, self.keys, self.values,
                              self.out_keys, self.out_values, spec.batch_size or 1)
             if t.done - t.missing != n:
@@ -245,8 +293,10 @@ class SyscallSide:
         return elements, elapsed, retries
 
     def close(self) -> None:
-        if isinstance(getattr(self, "map", None), Map):
+        if isinstance(getattr(self, "map", None), (Map, OuterMap)):
             self.map.close()
+        for inner in getattr(self, "_inner", []):
+            inner.close()
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
@@ -294,20 +344,30 @@ class Syscall(Engine):
         return refusal(spec.map_type, spec.driver, spec.op)
 
     def open(self, spec: SyscallSpec, control: bool, load: int) -> SyscallSide:
-        return SyscallSide(spec)
+        return SyscallSide(spec, control)
 
     def calibrate(self, sides: list[SyscallSide], opts: MeasureOptions, calibration) -> dict:
         """Passes per sample of each side, found on the first load."""
-        return calibration or {side.spec: calibrate(side, opts.target_ms * 1e6) for side in sides}
+        return calibration or {(side.spec, side.control): calibrate(side, opts.target_ms * 1e6) for side in sides}
 
     def sample(self, side: SyscallSide, number: int, calibration: dict, session) -> tuple[int, int, int, int]:
-        return (*side.run_once(calibration[side.spec]), calibration[side.spec])
+        passes = calibration[side.spec, side.control]  # a control shares its side's spec
+        return (*side.run_once(passes), passes)
+
+    def control_figures(self, sample) -> dict[str, list[float]]:
+        elements, elapsed, _, _ = sample
+        return {"ns_per_op": [elapsed / elements]}
 
     def rows(self, side: SyscallSide, sample, control) -> list[dict]:
+        """ns per element; replace_inner's net of its control (a plain u32 array's update)."""
         elements, elapsed, retries, passes = sample
-        return [{**side.spec.config_fields(), "ops": elements, "elapsed_ns": elapsed,
-                 "ns_per_op": elapsed / elements, "gross_ns_per_op": elapsed / elements,
-                 "retries": retries, "passes": passes, "map_memory_bytes": side.memory}]
+        gross = elapsed / elements
+        control_ns = control["ns_per_op"] if control else None
+        fields = {**side.spec.config_fields(), **({"strategy": "control"} if side.control else {})}
+        return [{**fields, "ops": elements, "elapsed_ns": elapsed,
+                 "ns_per_op": gross - control_ns if control_ns is not None else gross, "gross_ns_per_op": gross,
+                 "control_ns_per_op": control_ns, "retries": retries, "passes": passes,
+                 "map_memory_bytes": side.memory}]
 
 
 ENGINE = Syscall()
