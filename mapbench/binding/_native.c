@@ -434,6 +434,8 @@ int mb_threads_finish(void *handle)
 	free(t);
 	return n;
 }
+
+/*
  * An outer map of inner maps (BPF_MAP_TYPE_HASH_OF_MAPS or ARRAY_OF_MAPS) for the syscall
  * engine's replace_inner: created from user space it needs an inner map fd as its template
  * (bpf_map_create_opts.inner_map_fd). Keys u32, values u32 inner map fds. An fd, or -errno.

@@ -941,6 +941,9 @@ def program_level(ratios: list[dict], records: list[dict], df_rows: pd.DataFrame
             line += (f"; run stats' run_time_ns/run_cnt (stats on) / the program's own timer (stats off) = "
                      f"{_fmt(rs)}; the CPU's time per event of the load, on / off = {_fmt(wall)} ({added:+.0f} ns)")
         out.append(line + ".")
+    return out
+
+
 def _consumer(c: dict) -> str:
     return "at full speed" if not c.get("consumer_rate") else f"at most {c['consumer_rate']:,.0f} events/s"
 
