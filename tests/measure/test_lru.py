@@ -121,7 +121,8 @@ class _Build:
     def __init__(self, spec):
         self.spec, self.control = spec, False
         self.sizes, self.memory, self.memory_source, self.cgroup_per_entry = {}, None, None, False
-        self.built = type("Built", (), {"sha256": ""})()
+        self.built = type("Built", (), {"sha256": "", "missed_remarks_total": None,
+                                        "missed_remarks_text": lambda self: None})()
 
 
 @pytest.mark.kernel

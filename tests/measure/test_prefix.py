@@ -17,14 +17,14 @@ from mapbench.measure.strategies import prefix_set_of
 
 def _network(s: prefixes.PrefixSet, i: int):
     value = (int(s.hi[i]) << 64) | int(s.lo[i])
-    if s.addr_family == "ipv4":
-        return ipaddress.ip_network((value >> 96, int(s.length[i])))
-    return ipaddress.ip_network((value, int(s.length[i])))
+    if s.addr_family == "ipv4":  # by class: ip_network(0) would guess IPv4 for the IPv6 prefix 0::/8 too
+        return ipaddress.IPv4Network((value >> 96, int(s.length[i])))
+    return ipaddress.IPv6Network((value, int(s.length[i])))
 
 
 def _address(addr_family: str, hi, lo):
     value = (int(hi) << 64) | int(lo)
-    return ipaddress.ip_address(value >> 96 if addr_family == "ipv4" else value)
+    return ipaddress.IPv4Address(value >> 96) if addr_family == "ipv4" else ipaddress.IPv6Address(value)
 
 
 @settings(max_examples=20, deadline=None)
