@@ -112,8 +112,16 @@ def pinned_to(cpu: int | None) -> Iterator[int | None]:
         os.sched_setaffinity(0, before)
 
 
-def rotation(items: Sequence[T], sample: int) -> list[T]:
-    """The order in which sample `sample` runs the programs of a comparison: rotated by one
-    each sample, so that no side (nor the control) always runs first or right after another."""
+def rotation(items: Sequence[T], sample: int, load: int = 0) -> list[T]:
+    """The order in which sample `sample` of load `load` runs the programs of a comparison:
+    rotated by one each sample, so that no side (nor the control) always runs first; and, with
+    three or more, reversed every other cycle of rotations (starting reversed on odd loads), so
+    that none always runs right after another either. A plain rotation of a, b, c runs b after a
+    in two samples of three: in twenty A/A runs of `mapbench ab` (docs/own-programs.md) the side
+    at position 1 read 1.012 (sd 0.016) of the same build at position 0, the one that followed
+    it, whose caches it had just disturbed."""
     k = sample % len(items)
-    return [*items[k:], *items[:k]]
+    order = [*items[k:], *items[:k]]
+    if len(items) > 2 and (sample // len(items) + load) % 2:
+        order.reverse()
+    return order

@@ -372,7 +372,7 @@ def measure_load(p: Plan, load: Load, calibration, on_sample: Callable[[], None]
         taken: dict[int, list] = {id(b): [] for _, b in every}
         for number in range(opts.warmup + opts.samples):
             retakes = 0 if number < opts.warmup else interference.MAX_RETAKES  # warm-ups are never summarised
-            for order, (_, b) in enumerate(rotation(every, number)):
+            for order, (_, b) in enumerate(rotation(every, number, load.number)):
                 s, seen, retaken = probe.take(functools.partial(engine.sample, b, number, calibration, session),
                                               retakes)
                 taken[id(b)].append((order, s, load_avg_1m(), {**seen.columns(), "retakes": retaken,

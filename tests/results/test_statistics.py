@@ -1,5 +1,7 @@
 """Summaries, head-to-head ratios and their pairing, without a kernel."""
 
+import collections
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,9 +32,23 @@ def sample_rows(strategy: str, ns: list[list[float]], position=None, run_id=None
 @given(st.integers(min_value=1, max_value=7))
 def test_rotation_puts_every_program_first_once_every_k_samples(k):
     items = list(range(k))
-    orders = [cpus.rotation(items, s) for s in range(k)]
-    assert sorted(o[0] for o in orders) == items
-    assert all(sorted(o) == items for o in orders)
+    for load in (0, 1):
+        for cycle in (0, 1):
+            orders = [cpus.rotation(items, cycle * k + s, load) for s in range(k)]
+            assert sorted(o[0] for o in orders) == items
+            assert all(sorted(o) == items for o in orders)
+
+
+@given(st.integers(min_value=2, max_value=7))
+def test_over_two_cycles_every_program_follows_every_other_alike(k):
+    """Carryover balanced both ways: over two cycles of rotations (in a load of either parity)
+    a program runs right after another as often as that one runs right after it, so that no
+    side inherits another's cache state more than it leaves its own."""
+    items = list(range(k))
+    for load in (0, 1):
+        follows = collections.Counter((o[i - 1], o[i]) for s in range(2 * k)
+                                      for o in [cpus.rotation(items, s, load)] for i in range(1, k))
+        assert all(follows[a, b] == follows[b, a] for a, b in follows)
 
 
 def test_ops_per_second_come_from_the_gross_figure():
