@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
@@ -113,15 +114,22 @@ def pinned_to(cpu: int | None) -> Iterator[int | None]:
 
 
 def rotation(items: Sequence[T], sample: int, load: int = 0) -> list[T]:
-    """The order in which sample `sample` of load `load` runs the programs of a comparison:
-    rotated by one each sample, so that no side (nor the control) always runs first; and, with
-    three or more, reversed every other cycle of rotations (starting reversed on odd loads), so
-    that none always runs right after another either. A plain rotation of a, b, c runs b after a
-    in two samples of three: in twenty A/A runs of `mapbench ab` (docs/own-programs.md) the side
-    at position 1 read 1.012 (sd 0.016) of the same build at position 0, the one that followed
-    it, whose caches it had just disturbed."""
-    k = sample % len(items)
+    """The order in which sample `sample` of load `load` runs the programs of a comparison.
+
+    Where a program runs in a sample matters: in A/A runs of `mapbench ab` (one build at two
+    positions, its control third; AMD EPYC VM) a side read up to 10 % dearer running right after
+    the other than before it (docs/method.md, "Pairs"). So the orders must be balanced: rotated
+    by one each sample, every program first once a cycle; with three or more, the rotations run
+    backwards every other cycle, so that each runs right after each other as often as that one
+    after it; and each load enters this cycle of 2n orders at a point of its own (seeded by the
+    load's number), so that the samples a load measures, whatever their number and warm-ups,
+    leave no order favoured across loads: what one load's share of orders tilts, the loads'
+    spread (the ratio's CI) carries, not its centre."""
+    n = len(items)
+    period = 2 * n if n > 2 else n
+    t = sample + random.Random(load).randrange(period)
+    k = t % n
     order = [*items[k:], *items[:k]]
-    if len(items) > 2 and (sample // len(items) + load) % 2:
+    if n > 2 and (t // n) % 2:
         order.reverse()
     return order

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mapbench.measure import interference, runner
-from mapbench.measure.cpus import resolve_cpu
+from mapbench.measure.cpus import resolve_cpu, rotation
 from mapbench.measure.engine import Comparison, Engine, Host, MeasureOptions, Spec
 from mapbench.measure.interference import Interference, Probe, Reading
 from mapbench.present import report
@@ -204,10 +204,11 @@ def load_rows(monkeypatch, hit_takes: set[int]) -> tuple[Count, list, int]:
     monkeypatch.setitem(runner.ENGINES, "count", engine)
     scripted_reads(monkeypatch, hit_takes)
     opts = engine.defaults
-    p = runner.Plan("run", (Comparison("count", (CountSpec("a"),), opts),), (runner.Load(0, 0),), Host.here(),
-                    resolve_cpu(None))
+    load = runner.Load(0, 1)  # a load whose rotation starts with the side (cpus.rotation seeds it by number)
+    assert rotation(["a", "control"], 0, load.number) == ["a", "control"]
+    p = runner.Plan("run", (Comparison("count", (CountSpec("a"),), opts),), (load,), Host.here(), resolve_cpu(None))
     advanced = []
-    rows, _ = runner.measure_load(p, runner.Load(0, 0), None, lambda: advanced.append(1))
+    rows, _ = runner.measure_load(p, load, None, lambda: advanced.append(1))
     return engine, rows, len(advanced)
 
 

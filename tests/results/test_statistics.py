@@ -29,26 +29,32 @@ def sample_rows(strategy: str, ns: list[list[float]], position=None, run_id=None
             for load, values in enumerate(ns) for s, v in enumerate(values)]
 
 
-@given(st.integers(min_value=1, max_value=7))
-def test_rotation_puts_every_program_first_once_every_k_samples(k):
+@given(st.integers(min_value=1, max_value=7), st.integers(0, 1000), st.integers(0, 50))
+def test_rotation_puts_every_program_in_every_place_alike(k, load, start):
+    """Over a cycle of orders (2k samples from any sample on, k with two programs or fewer) every
+    program runs in every place equally often, in a load of any number."""
     items = list(range(k))
-    for load in (0, 1):
-        for cycle in (0, 1):
-            orders = [cpus.rotation(items, cycle * k + s, load) for s in range(k)]
-            assert sorted(o[0] for o in orders) == items
-            assert all(sorted(o) == items for o in orders)
+    period = 2 * k if k > 2 else k
+    orders = [cpus.rotation(items, start + s, load) for s in range(period)]
+    assert all(sorted(o) == items for o in orders)
+    for place in range(k):
+        assert collections.Counter(o[place] for o in orders) == {i: period // k for i in items}
 
 
-@given(st.integers(min_value=2, max_value=7))
-def test_over_two_cycles_every_program_follows_every_other_alike(k):
-    """Carryover balanced both ways: over two cycles of rotations (in a load of either parity)
-    a program runs right after another as often as that one runs right after it, so that no
-    side inherits another's cache state more than it leaves its own."""
+@given(st.integers(min_value=2, max_value=7), st.integers(0, 1000), st.integers(0, 50))
+def test_over_a_cycle_every_program_follows_every_other_alike(k, load, start):
+    """Carryover balanced both ways: over a cycle of orders a program runs right after another
+    as often as that one runs right after it, so that no side inherits another's cache state
+    more than it leaves its own."""
     items = list(range(k))
-    for load in (0, 1):
-        follows = collections.Counter((o[i - 1], o[i]) for s in range(2 * k)
-                                      for o in [cpus.rotation(items, s, load)] for i in range(1, k))
-        assert all(follows[a, b] == follows[b, a] for a, b in follows)
+    follows = collections.Counter((o[i - 1], o[i]) for s in range(2 * k)
+                                  for o in [cpus.rotation(items, start + s, load)] for i in range(1, k))
+    assert all(follows[a, b] == follows[b, a] for a, b in follows)
+
+
+def test_loads_enter_the_cycle_at_points_of_their_own():
+    starts = {tuple(cpus.rotation([0, 1, 2], 0, load)) for load in range(40)}
+    assert len(starts) == 6  # every one of the 2n orders opens some load
 
 
 def test_ops_per_second_come_from_the_gross_figure():
