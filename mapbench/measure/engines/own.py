@@ -41,6 +41,7 @@ FILL_KEYS = ("sequential", "random")
 MAX_REPEAT = 1 << 20
 MAX_CALLS = 1 << 20
 MIN_ATTACHED_MS = 50
+ATTACHED_SAMPLE_MS = 200  # an attached sample when --sample-ms is left at the test runs' default
 
 
 def _tasks(text) -> int:
@@ -380,7 +381,7 @@ class OwnProgram(Engine):
 
     def session(self, sides, opts: MeasureOptions, host: Host):
         spec = sides[0]
-        if spec.attach and opts.target_ms < MIN_ATTACHED_MS:
+        if spec.attach and opts.target_ms != DEFAULTS.target_ms and opts.target_ms < MIN_ATTACHED_MS:
             raise BadInput(f"--sample-ms {opts.target_ms:g} is below {MIN_ATTACHED_MS}, the least an attached "
                            "sample needs to hold enough events")
         return Load(spec.load if spec.attach else None)
@@ -391,8 +392,9 @@ class OwnProgram(Engine):
     def calibrate(self, builds: list[ProgramBuild], opts: MeasureOptions, calibration) -> Calibration:
         if calibration is not None:
             return calibration
-        if builds[0].spec.attach:
-            return Calibration(0, 0, opts.target_ms / 1000)
+        if builds[0].spec.attach:  # the test runs' default sample is too short for live events
+            ms = ATTACHED_SAMPLE_MS if opts.target_ms == DEFAULTS.target_ms else opts.target_ms
+            return Calibration(0, 0, ms / 1000)
         # one trial of every build: the calls (and repeats) that make the slowest one's sample last target_ms
         trial_calls = 64
         slowest = max(b.runner.calls(0, trial_calls, 1, b.stats).wall_ns / trial_calls for b in builds)
