@@ -78,9 +78,14 @@ def _panels(frame: pd.DataFrame, panel: str, x: str, hue: str, xlabel: str, ylab
 
 
 def _plain_shape(s: pd.DataFrame) -> pd.Series:
-    """Rows of the default shape: 4-byte keys, 8-byte values (or bloom's), a full preallocated map."""
+    """Rows of the default shape: 4-byte keys, 8-byte values (or bloom's), a full preallocated map,
+    built as usual (the accessor inlined, no restrict, one common LRU list)."""
+    usual = pd.Series(True, index=s.index)
+    for column, value in (("calls", "inline"), ("restrict", "off"), ("lru_lists", "common")):
+        if column in s:
+            usual &= s[column].isna() | (s[column] == value)
     return ((s.key_size == 4) & (s.fill == 1) & (s.no_prealloc != True) & (s.producers == 1)  # noqa: E712
-            & ((s.value_size == 8) | (s.family != "membership") | (s.strategy == "bloom")))
+            & ((s.value_size == 8) | (s.family != "membership") | (s.strategy == "bloom")) & usual)
 
 
 def _at_newest_isa(s: pd.DataFrame) -> pd.DataFrame:

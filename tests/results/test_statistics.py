@@ -161,6 +161,24 @@ def test_plot_bands_are_the_tables_load_clustered_cis(monkeypatch, tmp_path):
     assert spans == expected
 
 
+def test_the_map_type_plot_draws_only_the_usual_builds(monkeypatch, tmp_path):
+    """A hash built with restrict (or as a subprog, or per-CPU LRU lists) beside the usual one is
+    another configuration of the same map type: the map-type plot draws the usual build alone."""
+    from mapbench.present import plots
+
+    rows = []
+    for strategy, extra in (("hash", {}), ("hash", {"restrict": "on"}), ("hash", {"calls": "subprog"}),
+                            ("array", {})):
+        rows += [{**r, "key_size": 4, "value_size": 8, "fill": 1.0, "producers": 1, **extra}
+                 for r in sample_rows(strategy, [[50.0, 51.0], [52.0, 53.0]])]
+    summary = pd.DataFrame(summaries(frame(rows)))
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or [path])
+    plots.map_types(summary, tmp_path)
+    [fig] = drawn
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["hash", "array"]
+
+
 @pytest.mark.parametrize("loads, verdict", [(2, "too few loads (2) for a verdict"), (5, "cheaper")])
 def test_verdicts_are_drawn_from_five_loads_or_more(loads, verdict):
     from mapbench.present import render, report
