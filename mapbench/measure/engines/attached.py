@@ -24,11 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapbench.binding.libbpf import BpfObject, pingpong, run_stats
-from mapbench.errors import BadInput, EnvironmentProblem
+from mapbench.errors import BadInput
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
 from mapbench.measure.runstats import RUN_STATS, stats_for
 from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES
+from mapbench.measure.taskmaps import COUNTS, LIVE_TASK_ROOM, check_counts, counts, counts_per_cpu, dummy_pids
 from mapbench.measure.values import parse_choice, parse_whole_number
 
 NAME = "attached"
@@ -36,15 +37,9 @@ DESCRIPTION = "runqslower on live scheduler events (tp_btf), net of empty progra
 PROGRAMS = ("on_wakeup", "on_wakeup_new", "on_switch")
 SOURCE = "runqslower.bpf.c"
 STRATEGY_NAMES = ("pid_hash", "task_storage")  # the per-task pair; macros from their records
-DUMMY_PID_BASE = 0x40000000  # above any pid_max (at most 2^22): never a live task's pid
-LIVE_TASK_ROOM = 65536  # hash entries for live tasks beside the dummies
 MAX_TASKS = 4096
 MAX_SIZE = 10_000_000
 MAX_MIN_DELAY_US = 10_000_000  # 10 s: no run-queue delay of the load comes near it
-# struct mb_sched_counts (bpf/mapbench.h), one per CPU in the `counts` map; the loader checks
-# the size against the map's, so that the two cannot drift apart unnoticed
-COUNTS = np.dtype([("target_events", np.uint64), ("target_ns", np.uint64), ("all_events", np.uint64)])
-_ZERO = bytes(4)
 
 
 def _size(text) -> int:
@@ -151,11 +146,9 @@ class AttachedBuild:
                 self.obj.map("start").set_max_entries(spec.map_size + LIVE_TASK_ROOM)
             self.obj.load()
             self.counts_map = self.obj.map("counts")
-            if self.counts_map.value_size != COUNTS.itemsize:
-                raise EnvironmentProblem(f"map counts holds {self.counts_map.value_size} bytes, mapbench reads "
-                                         f"{COUNTS.itemsize}: bpf/mapbench.h and engines/attached.py disagree")
+            check_counts(self.counts_map, "engines/attached.py")
             if holds_pids:
-                dummies = (DUMMY_PID_BASE + np.arange(spec.map_size, dtype=np.uint64)).astype(np.uint32)
+                dummies = dummy_pids(spec.map_size)
                 self.obj.map("start").update_batch(dummies, np.zeros(spec.map_size, np.uint64))
             self.programs = [self.obj.program(name) for name in PROGRAMS]
             infos = [p.info() for p in self.programs]
@@ -175,11 +168,10 @@ class AttachedBuild:
 
     def counts_per_cpu(self) -> np.ndarray:
         """Every CPU's struct mb_sched_counts, as COUNTS records indexed by CPU."""
-        return np.frombuffer(self.counts_map.lookup(_ZERO), COUNTS)
+        return counts_per_cpu(self.counts_map)
 
     def counts(self) -> dict[str, int]:
-        per_cpu = self.counts_per_cpu()
-        return {name: int(per_cpu[name].sum()) for name in COUNTS.names}
+        return counts(self.counts_map)
 
     def delay_histogram(self) -> np.ndarray:
         res = self.obj.map(".bss").read("struct mb_sched_result")

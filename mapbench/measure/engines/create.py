@@ -29,6 +29,7 @@ from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build, memcg
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
 from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES
+from mapbench.measure.taskmaps import LIVE_TASK_ROOM, check_counts, counts, dummy_pids
 from mapbench.measure.values import parse_choice, parse_whole_number
 
 NAME = "create"
@@ -41,13 +42,6 @@ OPS = ("create", "insert", "delete")
 MAX_TASKS = 10_000  # threads alive at once in a sample
 MAX_SIZE = 10_000_000
 EXIT_WAIT_S = 5.0  # how long a sample waits for its threads' exits to reach the programs
-# The pid hash as the attached engine sizes it (engines/attached.py; not imported, so that the
-# engines stay one floor): dummies above any pid_max (at most 2^22), room for live tasks beside.
-DUMMY_PID_BASE = 0x40000000
-LIVE_TASK_ROOM = 65536
-# struct mb_sched_counts (bpf/mapbench.h), one per CPU in the `counts` map, checked against the map
-COUNTS = np.dtype([("target_events", np.uint64), ("target_ns", np.uint64), ("all_events", np.uint64)])
-_ZERO = bytes(4)
 
 
 def _size(text) -> int:
@@ -184,11 +178,9 @@ class CreateBuild:
             with self.cgroup.charging() if self.cgroup else ExitStack():
                 self.obj.load()
             self.counts_map = self.obj.map("counts")
-            if self.counts_map.value_size != COUNTS.itemsize:
-                raise EnvironmentProblem(f"map counts holds {self.counts_map.value_size} bytes, mapbench reads "
-                                         f"{COUNTS.itemsize}: bpf/mapbench.h and engines/create.py disagree")
+            check_counts(self.counts_map, "engines/create.py")
             if not control and spec.holds_pids and spec.map_size:
-                dummies = (DUMMY_PID_BASE + np.arange(spec.map_size, dtype=np.uint64)).astype(np.uint32)
+                dummies = dummy_pids(spec.map_size)
                 self.obj.map("records").update_batch(dummies, np.zeros((spec.map_size, 2), np.uint64))
             self.programs = [self.obj.program(name) for name in ("on_fork", "on_exit")]
             infos = [p.info() for p in self.programs]
@@ -205,8 +197,7 @@ class CreateBuild:
         return sum(i["run_time_ns"] for i in infos), sum(i["run_cnt"] for i in infos)
 
     def counts(self) -> dict[str, int]:
-        per_cpu = np.frombuffer(self.counts_map.lookup(_ZERO), COUNTS)
-        return {name: int(per_cpu[name].sum()) for name in COUNTS.names}
+        return counts(self.counts_map)
 
     def result(self) -> dict[str, int]:
         r = self.obj.map(".bss").read("struct mb_create_result")
