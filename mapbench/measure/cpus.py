@@ -118,7 +118,7 @@ def rotation(items: Sequence[T], sample: int, load: int = 0) -> list[T]:
 
     Where a program runs in a sample matters: in A/A runs of `mapbench ab` (one build at two
     positions, its control third; AMD EPYC VM) a side read up to 10 % dearer running right after
-    the other than before it (docs/method.md, "Pairs"). So the orders must be balanced: rotated
+    the other than before it (docs/method.md, "Head to head"). So the orders must be balanced: rotated
     by one each sample, every program first once a cycle; with three or more, the rotations run
     backwards every other cycle, so that each runs right after each other as often as that one
     after it; and each load enters this cycle of 2n orders at a point of its own (seeded by the
