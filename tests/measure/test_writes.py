@@ -124,13 +124,16 @@ def test_without_preallocation_the_cgroup_sees_more_than_fdinfo():
 def test_bloom_fp_theory_counts_the_entries_held_not_the_capacity():
     assert bloom_fp_theory(100_000, 3, 10_000) < bloom_fp_theory(100_000, 3) / 50
     spec = KernelSpec.of("bloom", map_size=100_000, fill=0.1, hit_ratio=0.0, nr_hash_funcs=3)
-    with LoadedBuild(spec, False, instance_config(spec, 0)) as b:
-        r = b.run(200_000, 0)
-        row = kernel._row(b, r, Sample([r]), 0, None, 0.0)
-    assert row["bloom_fp_theory"] == bloom_fp_theory(100_000, 3, 10_000)
-    # the rate is of the entries held: far below a full filter's (0.083), near the theory (1.7e-4;
-    # the filter's random hash seed moves it by a factor, so the bound is loose on that side)
-    assert row["bloom_fp_rate"] < min(4 * row["bloom_fp_theory"], bloom_fp_theory(100_000, 3) / 50)
+    rates = []
+    for load in range(4):  # each filter draws its own hash seed, which moves its rate by a factor: a mean
+        with LoadedBuild(spec, False, instance_config(spec, load)) as b:
+            r = b.run(200_000, 0)
+            row = kernel._row(b, r, Sample([r]), 0, None, 0.0)
+        assert row["bloom_fp_theory"] == bloom_fp_theory(100_000, 3, 10_000)
+        rates.append(row["bloom_fp_rate"])
+    # the rate is of the entries held: far below a full filter's (0.083), near the theory (1.7e-4; one
+    # filter read 7.5e-4 once, so the bound is loose on that side)
+    assert sum(rates) / len(rates) < min(4 * row["bloom_fp_theory"], bloom_fp_theory(100_000, 3) / 50)
 
 
 @pytest.mark.kernel
