@@ -502,6 +502,19 @@ class BpfObject:
         self.close()
 
 
+def run_stats_of(programs: list[BpfProgram]) -> tuple[int, int]:
+    """run_time_ns and run_cnt summed over these programs (counted while run stats are on)."""
+    infos = [p.info() for p in programs]
+    return sum(i["run_time_ns"] for i in infos), sum(i["run_cnt"] for i in infos)
+
+
+def program_sizes(infos: list[dict[str, int]]) -> dict[str, int]:
+    """Programs' code after the verifier and after the JIT (BpfProgram.info()s), summed: a result
+    row's two columns."""
+    return {"prog_xlated_bytes": sum(i["xlated_prog_len"] for i in infos),
+            "prog_jited_bytes": sum(i["jited_prog_len"] for i in infos)}
+
+
 @contextlib.contextmanager
 def run_stats() -> Iterator[None]:
     """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME) while the block runs: the kernel counts

@@ -23,13 +23,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mapbench.binding.libbpf import BpfObject, pingpong, run_stats
+from mapbench.binding.libbpf import BpfObject, pingpong, program_sizes, run_stats, run_stats_of
 from mapbench.errors import BadInput
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
 from mapbench.measure.runstats import RUN_STATS, stats_for
 from mapbench.measure.strategies import CONTROL_MACRO, STRATEGIES
-from mapbench.measure.taskmaps import COUNTS, LIVE_TASK_ROOM, check_counts, counts, counts_per_cpu, dummy_pids
+from mapbench.measure.taskmaps import (
+    COUNTS,
+    LIVE_TASK_ROOM,
+    check_counts,
+    counts,
+    counts_per_cpu,
+    dummy_pids,
+    parse_pingpong_tasks,
+)
 from mapbench.measure.values import parse_choice, parse_whole_number
 
 NAME = "attached"
@@ -37,7 +45,6 @@ DESCRIPTION = "runqslower on live scheduler events (tp_btf), net of empty progra
 PROGRAMS = ("on_wakeup", "on_wakeup_new", "on_switch")
 SOURCE = "runqslower.bpf.c"
 STRATEGY_NAMES = ("pid_hash", "task_storage")  # the per-task pair; macros from their records
-MAX_TASKS = 4096
 MAX_SIZE = 10_000_000
 MAX_MIN_DELAY_US = 10_000_000  # 10 s: no run-queue delay of the load comes near it
 
@@ -46,14 +53,6 @@ def _size(text) -> int:
     value = parse_whole_number(text, "--size", " of dummy pids")
     if not 1 <= value <= MAX_SIZE:
         raise BadInput(f"--size {value} is outside 1..{MAX_SIZE:_} for the attached engine")
-    return value
-
-
-def _tasks(text) -> int:
-    value = parse_whole_number(text, "--tasks")
-    if not 2 <= value <= MAX_TASKS or value % 2:
-        raise BadInput(f"--tasks {value} must be an even number in 2..{MAX_TASKS} "
-                       "(the load generator runs pairs)")
     return value
 
 
@@ -68,7 +67,7 @@ AXES = (
     Axis("strategies", "--map", "strategy", lambda t: parse_choice(t, "--map", STRATEGY_NAMES),
          default=STRATEGY_NAMES, help="pid_hash or task_storage"),
     Axis("sizes", "--size", "map_size", _size, help="dummy pids pre-filled in the pid hash"),
-    Axis("tasks", "--tasks", "nr_tasks", _tasks, help="load generator threads (an even number)"),
+    Axis("tasks", "--tasks", "nr_tasks", parse_pingpong_tasks, help="load generator threads (an even number)"),
     Axis("isas", "--isa", "isa", build.check_isa),
     Axis("min_delays", "--min-delay-us", "min_delay_us", _min_delay,
          help="report (histogram) only run-queue delays at least this long, as runqslower's min_us; 0: every one"),
@@ -94,7 +93,7 @@ class AttachedSpec(Spec):
         parse_choice(self.strategy, "--map", STRATEGY_NAMES)
         parse_choice(self.run_stats, "--run-stats", RUN_STATS)
         _size(self.map_size)
-        _tasks(self.nr_tasks)
+        parse_pingpong_tasks(self.nr_tasks)
         build.check_isa(self.isa)
         _min_delay(self.min_delay_us)
 
@@ -151,9 +150,7 @@ class AttachedBuild:
                 dummies = dummy_pids(spec.map_size)
                 self.obj.map("start").update_batch(dummies, np.zeros(spec.map_size, np.uint64))
             self.programs = [self.obj.program(name) for name in PROGRAMS]
-            infos = [p.info() for p in self.programs]
-            self.sizes = {"prog_xlated_bytes": sum(i["xlated_prog_len"] for i in infos),
-                          "prog_jited_bytes": sum(i["jited_prog_len"] for i in infos)}
+            self.sizes = program_sizes([p.info() for p in self.programs])
         except BaseException:
             self.obj.close()
             raise
@@ -163,8 +160,7 @@ class AttachedBuild:
             stack.enter_context(program.attach())
 
     def stats(self) -> tuple[int, int]:
-        infos = [p.info() for p in self.programs]
-        return sum(i["run_time_ns"] for i in infos), sum(i["run_cnt"] for i in infos)
+        return run_stats_of(self.programs)
 
     def counts_per_cpu(self) -> np.ndarray:
         """Every CPU's struct mb_sched_counts, as COUNTS records indexed by CPU."""

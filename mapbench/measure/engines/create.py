@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mapbench.binding._libbpf import ffi, lib
-from mapbench.binding.libbpf import BpfObject, run_stats
+from mapbench.binding.libbpf import BpfObject, program_sizes, run_stats, run_stats_of
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build, memcg
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
@@ -183,9 +183,7 @@ class CreateBuild:
                 dummies = dummy_pids(spec.map_size)
                 self.obj.map("records").update_batch(dummies, np.zeros((spec.map_size, 2), np.uint64))
             self.programs = [self.obj.program(name) for name in ("on_fork", "on_exit")]
-            infos = [p.info() for p in self.programs]
-            self.sizes = {"prog_xlated_bytes": sum(i["xlated_prog_len"] for i in infos),
-                          "prog_jited_bytes": sum(i["jited_prog_len"] for i in infos)}
+            self.sizes = program_sizes([p.info() for p in self.programs])
             self.memory = None if control or not spec.holds_pids else self.obj.map("records").memlock_bytes()
             self.loaded_bytes = self.usage()  # before any task had a record
         except BaseException:
@@ -193,8 +191,7 @@ class CreateBuild:
             raise
 
     def stats(self) -> tuple[int, int]:
-        infos = [p.info() for p in self.programs]
-        return sum(i["run_time_ns"] for i in infos), sum(i["run_cnt"] for i in infos)
+        return run_stats_of(self.programs)
 
     def counts(self) -> dict[str, int]:
         return counts(self.counts_map)

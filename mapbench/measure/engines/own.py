@@ -23,12 +23,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mapbench.binding.libbpf import BpfObject, pingpong, run_stats
+from mapbench.binding.libbpf import BpfObject, pingpong, program_sizes, run_stats, run_stats_of
 from mapbench.errors import BadInput, KernelRefused, Unsupported
 from mapbench.measure import build, children, usersource
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
+from mapbench.measure.taskmaps import parse_pingpong_tasks
 from mapbench.measure.usersource import Variant
-from mapbench.measure.values import parse_choice, parse_whole_number
+from mapbench.measure.values import parse_choice
 
 NAME = "own"
 DESCRIPTION = "your own BPF program: variants of its source head to head (test run or attached), net of empty programs"
@@ -42,13 +43,6 @@ MAX_REPEAT = 1 << 20
 MAX_CALLS = 1 << 20
 MIN_ATTACHED_MS = 50
 ATTACHED_SAMPLE_MS = 200  # an attached sample when --sample-ms is left at the test runs' default
-
-
-def _tasks(text) -> int:
-    value = parse_whole_number(text, "--tasks")
-    if not 2 <= value <= 4096 or value % 2:
-        raise BadInput(f"--tasks {value} must be an even number in 2..4096 (the built-in load runs pairs)")
-    return value
 
 
 def _load(text) -> str:
@@ -82,7 +76,7 @@ AXES = (
          help="attach the programs by section name and time live events by run stats"),
     Axis("loads", "--load", "load", _load, help="the command that makes the events while attached (default: "
          "the built-in ping-pong of --tasks threads)", repeat="each"),
-    Axis("load_tasks", "--tasks", "nr_tasks", _tasks),
+    Axis("load_tasks", "--tasks", "nr_tasks", parse_pingpong_tasks),
     Axis("map_sizes", "--map-size", "map_sizes", usersource.parse_map_sizes,
          help="MAP=N, repeatable: max_entries before load", repeat="all"),
     Axis("fills", "--fill", "fills", usersource.parse_fills,
@@ -221,9 +215,7 @@ class ProgramBuild:
                 self._open_variant(what, load)
             # what the kernel charges for the program's own maps (fdinfo memlock), sections aside
             self.map_memory = sum(m.memlock_bytes() or 0 for m in self.obj.maps() if not m.name.startswith("."))
-            infos = [p.info() for p in self.programs]
-            self.sizes = {"prog_xlated_bytes": sum(i["xlated_prog_len"] for i in infos),
-                          "prog_jited_bytes": sum(i["jited_prog_len"] for i in infos)}
+            self.sizes = program_sizes([p.info() for p in self.programs])
             self.types = sorted({p.type_name for p in self.programs})
             if not spec.attach:
                 self.runner = _test_runner(self.programs[0], spec, what)
@@ -270,8 +262,7 @@ class ProgramBuild:
         self.entries = {}
 
     def stats(self) -> tuple[int, int]:
-        infos = [p.info() for p in self.programs]
-        return sum(i["run_time_ns"] for i in infos), sum(i["run_cnt"] for i in infos)
+        return run_stats_of(self.programs)
 
     def attached_sample(self, seconds: float, load: Load) -> Sample:
         with ExitStack() as links:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapbench.binding.libbpf import BpfObject, fdinfo
+from mapbench.binding.libbpf import BpfObject, fdinfo, program_sizes
 from mapbench.errors import BadInput, EnvironmentProblem
 from mapbench.measure import build
 from mapbench.measure.engine import Axis, Engine, Host, MeasureOptions, Spec
@@ -146,8 +146,7 @@ class ChainBuild:
             self.start, self.stop = self.obj.program("chain_start"), self.obj.program("chain_stop")
             self.chain = [self.obj.program(n) for n in names]
             infos = [p.info() for p in self.chain]
-            self.sizes = {"prog_xlated_bytes": sum(i["xlated_prog_len"] for i in infos),
-                          "prog_jited_bytes": sum(i["jited_prog_len"] for i in infos)}
+            self.sizes = program_sizes(infos)
             self.layout = self._layout(infos)
         except BaseException:
             self.obj.close()
