@@ -149,22 +149,6 @@ MB_ACCESSOR int storage_op(__u32 key, struct mb_where *MB_RESTRICT_PTR at,
 	}
 	if (op == MB_OP_DELETE)
 		return bpf_map_delete_elem(&members, at->key) == 0;
-#if MB_STORAGE == MB_HASH
-	if (op == MB_OP_CACHE) { /* a lookup; on a miss, an insert: only the lookup's hit counts */
-		v = bpf_map_lookup_elem(&members, at->key);
-		if (cfg.latency)
-			st->found = mb_bits(v);
-		if (!v) {
-			cache_insert(at, key);
-			return 0;
-		}
-		sum = v[0];
-		for (__u32 w = 1; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
-			sum += v[w];
-		st->value_checksum ^= sum;
-		return 1;
-	}
-#endif
 #if MB_STORAGE == MB_BLOOM
 	if (bpf_map_peek_elem(&filter, elem) != 0)
 		return 0; /* definitely absent: the hash is not asked */
@@ -173,8 +157,13 @@ MB_ACCESSOR int storage_op(__u32 key, struct mb_where *MB_RESTRICT_PTR at,
 	v = bpf_map_lookup_elem(&members, at->key);
 	if (cfg.latency)
 		st->found = mb_bits(v);
-	if (!v)
+	if (!v) {
+#if MB_STORAGE == MB_HASH
+		if (op == MB_OP_CACHE) /* a lookup; on a miss, an insert: only the lookup's hit counts */
+			cache_insert(at, key);
+#endif
 		return 0;
+	}
 	sum = v[0];
 	for (__u32 w = 1; w < MB_MAX_VALUE_WORDS && w < cfg.value_words; w++)
 		sum += v[w];
