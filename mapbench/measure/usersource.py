@@ -11,7 +11,6 @@ import functools
 import io
 import re
 import shlex
-import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -350,7 +349,3 @@ def side(given: str, source: str | None, name: str, into: Path) -> tuple[Variant
     into.mkdir(parents=True, exist_ok=True)
     rev = revision_tree(source, given, into)
     return Variant(name, source=rev.source), f"{given} ({rev.commit[:12]})"
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

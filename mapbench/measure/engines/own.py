@@ -216,7 +216,6 @@ class ProgramBuild:
             # what the kernel charges for the program's own maps (fdinfo memlock), sections aside
             self.map_memory = sum(m.memlock_bytes() or 0 for m in self.obj.maps() if not m.name.startswith("."))
             self.sizes = program_sizes([p.info() for p in self.programs])
-            self.types = sorted({p.type_name for p in self.programs})
             if not spec.attach:
                 self.runner = _test_runner(self.programs[0], spec, what)
             if spec.attach or self.runner.by_run_stats:
